@@ -1,0 +1,15 @@
+"""focalnet-mm: FocalNet backbones for MMDetection, MMSegmentation and MMPretrain.
+
+Importing this package applies the stack's compatibility fixes and registers ``FocalNet`` in
+every installed OpenMMLab library, so configs need only
+``custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)``.
+"""
+from . import compat
+
+compat.apply()
+
+from .models import ARCHS, FocalNet  # noqa: E402
+from .registry import REGISTERED_IN  # noqa: E402
+from .version import __version__  # noqa: E402
+
+__all__ = ['ARCHS', 'FocalNet', 'REGISTERED_IN', '__version__']

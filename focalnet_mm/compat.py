@@ -1,0 +1,136 @@
+"""Compatibility fixes between torch >= 2.6, transformers 5.x and the OpenMMLab 2.x stack.
+
+Applied once by ``import focalnet_mm`` (never by editing site-packages):
+
+* mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; torch >= 2.6 defaults to safe
+  loading, which refuses mmengine's own checkpoints (numpy metadata, message-hub buffers). We keep
+  safe loading on and allow exactly the types mmengine writes, so ``--resume`` works and an
+  arbitrary pickle is still refused.
+* mmengine resolves ``mmdet::`` / ``mmseg::`` config bases with ``pkg_resources``; when
+  setuptools no longer ships it, the same lookup is done with ``importlib.metadata``.
+* mmpretrain 1.2.0 imports its multimodal models when transformers >= 4.28 is present, and they
+  fail to define under transformers 5.x; with 5.x we switch mmpretrain's multimodal flag off
+  (those models then raise mmpretrain's own "requires transformers" message), so ``mmdet.models``
+  and ``mmpretrain.models`` import.
+"""
+import importlib.abc
+import importlib.metadata
+import importlib.util
+import os.path as osp
+import sys
+
+import torch
+
+_APPLIED = False
+
+
+def mmengine_checkpoint_safe_globals():
+    """The non-tensor types found in checkpoints written by mmengine's Runner."""
+    import collections
+
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    numpy_types = [np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar]
+    numpy_types += [type(np.dtype(t)) for t in (
+        'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'bool')]
+    return [HistoryBuffer, collections.OrderedDict, collections.defaultdict, *numpy_types]
+
+
+def allow_mmengine_checkpoints():
+    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints (and nothing more)."""
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(mmengine_checkpoint_safe_globals())
+
+
+def _installed_path(package):
+    """importlib.metadata version of mmengine's ``get_installed_path``."""
+    try:
+        dist = importlib.metadata.distribution(package)
+        top = (dist.read_text('top_level.txt') or package).split('\n')[0]
+        return osp.join(str(dist.locate_file('')), top)
+    except importlib.metadata.PackageNotFoundError:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise
+        return osp.dirname(spec.origin)
+
+
+def _is_installed(package):
+    try:
+        importlib.metadata.distribution(package)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return importlib.util.find_spec(package) is not None
+
+
+def resolve_config_bases_without_pkg_resources():
+    """Make ``mmdet::``/``mmseg::`` bases resolve when ``pkg_resources`` is unavailable."""
+    if importlib.util.find_spec('pkg_resources') is not None:
+        return
+    import mmengine.utils.package_utils as package_utils
+    for module_name in ('mmengine.utils.package_utils', 'mmengine.utils', 'mmengine.config.config',
+                        'mmengine.config.utils'):
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
+        for name, fn in (('get_installed_path', _installed_path), ('is_installed', _is_installed)):
+            if hasattr(module, name):
+                setattr(module, name, fn)
+    package_utils.get_installed_path = _installed_path
+
+
+def transformers_major():
+    try:
+        return int(importlib.metadata.version('transformers').split('.')[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``patch(module)`` right after ``name`` is first executed."""
+
+    def __init__(self, name, patch):
+        self.name, self.patch = name, patch
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, 'find_spec'):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                exec_module, patch = spec.loader.exec_module, self.patch
+
+                def exec_and_patch(module):
+                    exec_module(module)
+                    patch(module)
+
+                spec.loader.exec_module = exec_and_patch
+                return spec
+        return None
+
+
+def _disable_mmpretrain_multimodal(dependency_module):
+    dependency_module.WITH_MULTIMODAL = False
+
+
+def keep_mmpretrain_importable():
+    """Under transformers 5.x, stop mmpretrain 1.2.0 from importing its broken multimodal models."""
+    if (transformers_major() or 0) < 5:
+        return
+    name = 'mmpretrain.utils.dependency'
+    if name in sys.modules:
+        _disable_mmpretrain_multimodal(sys.modules[name])
+    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, _disable_mmpretrain_multimodal))
+
+
+def apply():
+    """Apply every fix once; safe to call repeatedly."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _APPLIED = True
+    keep_mmpretrain_importable()
+    allow_mmengine_checkpoints()
+    resolve_config_bases_without_pkg_resources()

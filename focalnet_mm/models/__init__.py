@@ -1,0 +1,5 @@
+from .archs import ARCHS, resolve_arch
+from .focal_modulation import FocalModulation, FocalNetBlock
+from .focalnet import FocalNet
+
+__all__ = ['ARCHS', 'resolve_arch', 'FocalModulation', 'FocalNetBlock', 'FocalNet']

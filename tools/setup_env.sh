@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# One-command environment for focalnet-mm: creates .venv and installs torch, mmcv 2.1.0 with its
+# compiled ops, mmengine / mmdet / mmseg / mmpretrain, timm and this package (editable).
+# Idempotent: every stage checks what is already there, and the built mmcv wheel is cached, so a
+# second run takes seconds.
+#
+# Environment knobs (all optional):
+#   FOCALNET_VENV        virtual environment to create/use        (default: <repo>/.venv)
+#   FOCALNET_CACHE       cache for built mmcv wheels and sdists   (default: ~/.cache/focalnet-mm)
+#   FOCALNET_WHEELS      extra folder of prebuilt wheels laid out as torch-<version>/*.whl
+#                        (default: <repo>/../shared/wheels when it exists)
+#   TORCH_VERSION / TORCHVISION_VERSION   pair installed when the venv has no working torch
+#                        (default 2.14.1 / 0.29.1). Install your own CUDA torch into the venv
+#                        first to keep it: a working torch + torchvision pair is never replaced.
+#   MAX_JOBS             parallel compile jobs for mmcv (default: number of cores)
+#   FORCE_CUDA=1         build mmcv's CUDA ops (needs nvcc matching torch's CUDA)
+set -Eeuo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${FOCALNET_VENV:-$ROOT/.venv}"
+CACHE="${FOCALNET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/focalnet-mm}"
+EXTRA_WHEELS="${FOCALNET_WHEELS:-$ROOT/../shared/wheels}"
+TORCH_VERSION="${TORCH_VERSION:-2.14.1}"
+TORCHVISION_VERSION="${TORCHVISION_VERSION:-0.29.1}"
+MMCV_VERSION=2.1.0
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+T0=$SECONDS
+STAGE="start"
+HINT="re-run 'bash tools/setup_env.sh'"
+stage() {  # stage NAME HINT-ON-FAILURE
+  STAGE="$1"; HINT="$2"
+  printf '[setup_env %4ds] %s\n' "$((SECONDS - T0))" "$STAGE"
+}
+on_exit() {
+  local rc=$?
+  [ "$rc" = 0 ] || printf '[setup_env %4ds] FAILED during "%s": %s\n' "$((SECONDS - T0))" "$STAGE" "$HINT" >&2
+}
+trap on_exit EXIT
+
+stage "python: checking interpreter" "install Python 3.9-3.12 with venv support (Debian: apt-get install python3-venv) and re-run"
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -c 'import sys; assert (3, 9) <= sys.version_info[:2] <= (3, 12), sys.version' >/dev/null
+
+if [ ! -x "$VENV/bin/python" ]; then
+  stage "venv: creating $VENV" "delete $VENV and re-run; check that 'python3 -m venv' works"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+pip_install() {  # quiet pip; drops the noise of find-links folders that some machines configure
+  "$PY" -m pip install -q "$@" 2> >(grep -v "^WARNING: Location .* is ignored" >&2)
+}
+PIP=(pip_install)
+
+has() { (cd / && "$PY" -c "$1" >/dev/null 2>&1); }  # from / so the source tree does not shadow installs
+
+# ---------------------------------------------------------------------------------------------
+if has 'import torch, torchvision; import torchvision.ops; torchvision.ops.nms'; then
+  stage "torch: keeping $("$PY" -c 'import torch, torchvision; print("torch", torch.__version__, "+ torchvision", torchvision.__version__)')" ""
+else
+  stage "torch: installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION (a few minutes)" \
+    "install a matching pair yourself: $PY -m pip install torch==X torchvision==Y, then re-run"
+  "${PIP[@]}" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+  has 'import torch, torchvision.ops' || { echo "torchvision does not import beside this torch" >&2; false; }
+fi
+TORCH_TAG="$("$PY" -c 'import torch; print(torch.__version__)')"
+TORCH_BASE="${TORCH_TAG%%+*}"
+
+# ---------------------------------------------------------------------------------------------
+stage "build tools: setuptools<82 (mmcv and mmengine need pkg_resources), wheel, ninja" \
+  "check access to PyPI, then re-run"
+has 'import pkg_resources, wheel, ninja, setuptools as s; assert int(s.__version__.split(".")[0]) < 82' \
+  || "${PIP[@]}" 'setuptools<82' wheel ninja
+
+MMCV_DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matplotlib rich termcolor)
+mmcv_ok() { has "import mmcv, mmcv._ext; from mmcv.ops import nms; assert mmcv.__version__ == '$MMCV_VERSION'"; }
+
+install_mmcv_wheel() {  # install_mmcv_wheel FILE -> 0 when its compiled ops load against this torch
+  "${PIP[@]}" --no-deps --force-reinstall "$1" >/dev/null 2>&1 && mmcv_ok
+}
+
+cuda_wanted() {
+  [ "${FORCE_CUDA:-0}" = 1 ] || has 'import torch, shutil; assert torch.cuda.is_available() and shutil.which("nvcc")'
+}
+
+build_mmcv() {  # build mmcv from the PyPI sdist into $1
+  local out="$1" src="$CACHE/src" log="$CACHE/mmcv-build.log" jobs="${MAX_JOBS:-$(nproc)}"
+  mkdir -p "$src" "$out"
+  if [ ! -f "$src/mmcv-$MMCV_VERSION.tar.gz" ]; then
+    "$PY" -m pip download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$src"
+  fi
+  rm -rf "$src/mmcv-$MMCV_VERSION"
+  tar -xzf "$src/mmcv-$MMCV_VERSION.tar.gz" -C "$src"
+  # mmcv's setup.py hard-codes -std=c++17; torch >= 2.14 headers refuse anything below C++20.
+  local std=c++17
+  if grep -rqs 'C++20 or later' "$("$PY" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"/include/{ATen/ATen.h,c10/macros}; then
+    std=c++20
+  fi
+  sed -i "s/-std=c++17/-std=$std/g" "$src/mmcv-$MMCV_VERSION/setup.py"
+  local cuda=0; cuda_wanted && cuda=1
+  echo "    compiling mmcv $MMCV_VERSION ops (-std=$std, MAX_JOBS=$jobs, FORCE_CUDA=$cuda); about 30 min on 2 cores; log: $log"
+  ( cd "$src/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA=$cuda MAX_JOBS=$jobs \
+      "$PY" -m pip wheel -v --no-deps --no-build-isolation . -w "$src/dist" ) >"$log" 2>&1 &
+  local pid=$! start=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 60
+    kill -0 "$pid" 2>/dev/null && printf '    ... still compiling mmcv (%d min, %d lines of log)\n' "$(( (SECONDS - start) / 60 ))" "$(wc -l <"$log")"
+  done
+  wait "$pid" || { tail -n 20 "$log" >&2; return 1; }
+  # Debug symbols make _ext 32 MB; stripped it is about 1.4 MB.
+  local whl; whl="$(ls "$src"/dist/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)"
+  rm -rf "$src/unpacked" && mkdir -p "$src/unpacked"
+  "$PY" -m wheel unpack -d "$src/unpacked" "$whl" >/dev/null
+  find "$src/unpacked" -name '_ext*.so' -exec strip --strip-debug {} +
+  "$PY" -m wheel pack -d "$out" "$src/unpacked"/mmcv-"$MMCV_VERSION" >/dev/null
+  rm -rf "$src/unpacked" "$src/dist" "$src/mmcv-$MMCV_VERSION"
+}
+
+if mmcv_ok; then
+  stage "mmcv: $MMCV_VERSION with compiled ops already installed" ""
+else
+  stage "mmcv: looking for a prebuilt $MMCV_VERSION wheel for torch $TORCH_TAG" \
+    "see $CACHE/mmcv-build.log; a C++ compiler (g++) and the Python headers are needed; then re-run"
+  "${PIP[@]}" "${MMCV_DEPS[@]}"
+  "${PIP[@]}" --no-deps mmengine==0.10.7  # mmcv imports it (its opencv-python dep is replaced by headless)
+  installed=0
+  for dir in "$CACHE/wheels/torch-$TORCH_TAG" "$EXTRA_WHEELS/torch-$TORCH_TAG" "$EXTRA_WHEELS/torch-$TORCH_BASE"; do
+    for whl in "$dir"/mmcv-"$MMCV_VERSION"-*.whl; do
+      [ -f "$whl" ] || continue
+      if install_mmcv_wheel "$whl"; then echo "    using $whl"; installed=1; break 2; fi
+      echo "    $whl does not load against torch $TORCH_TAG; skipping it"
+    done
+  done
+  if [ "$installed" = 0 ]; then
+    stage "mmcv: building $MMCV_VERSION from the PyPI sdist with its ops" \
+      "see $CACHE/mmcv-build.log; a C++ compiler (g++) and the Python headers are needed; then re-run"
+    build_mmcv "$CACHE/wheels/torch-$TORCH_TAG"
+    install_mmcv_wheel "$(ls "$CACHE/wheels/torch-$TORCH_TAG"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)" \
+      || { echo "the freshly built mmcv wheel does not load its ops" >&2; false; }
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The OpenMMLab packages are installed without their declared dependencies: mmengine and mmcv ask
+# for opencv-python (GUI build, needs libGL), which would shadow the headless build, and mim-style
+# "mmcv" requirements would pull an mmcv without ops. Their real dependencies are listed here.
+OPENMMLAB=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0)
+DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matplotlib rich termcolor
+      pycocotools scipy shapely six terminaltables tqdm prettytable ftfy regex einops
+      importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout tensorboard onnx)
+stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, timm and deps" \
+  "check access to PyPI, then re-run"
+if ! has 'import mmengine, mmdet, mmseg, mmpretrain, timm, pycocotools, ftfy, regex, pytest, onnx
+assert (mmengine.__version__, mmdet.__version__, mmseg.__version__, mmpretrain.__version__) == ("0.10.7", "3.3.0", "1.2.2", "1.2.0")'; then
+  "${PIP[@]}" "${DEPS[@]}"
+  "${PIP[@]}" --no-deps "${OPENMMLAB[@]}"
+fi
+
+stage "focalnet_mm: installing this package in editable mode" "run '$PY -m pip install -e $ROOT --no-deps' to see the error"
+has 'import focalnet_mm' && [ "$("$PY" -c 'import focalnet_mm, os; print(os.path.dirname(os.path.dirname(focalnet_mm.__file__)))')" = "$ROOT" ] \
+  || "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+
+stage "check: importing the whole stack" "run '$PY -c \"import focalnet_mm\"' to see the error"
+"$PY" - <<'EOF'
+import torch, mmcv, mmcv.ops, mmengine, mmdet, mmseg, mmpretrain, timm
+import mmdet.models, mmseg.models, mmpretrain.models, focalnet_mm
+print(f'    torch {torch.__version__} | mmcv {mmcv.__version__} (ops) | mmengine {mmengine.__version__} | '
+      f'mmdet {mmdet.__version__} | mmseg {mmseg.__version__} | mmpretrain {mmpretrain.__version__} | '
+      f'timm {timm.__version__} | cuda {torch.cuda.is_available()}')
+EOF
+stage "done: activate with 'source ${VENV#$PWD/}/bin/activate'" ""
