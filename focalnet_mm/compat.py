@@ -17,11 +17,28 @@ import importlib.abc
 import importlib.metadata
 import importlib.util
 import os.path as osp
+import pickle
 import sys
+import warnings
 
 import torch
 
 _APPLIED = False
+
+
+def _history_buffer_getattr(obj, name):
+    """Stand-in for ``builtins.getattr`` inside safe loading, limited to HistoryBuffer methods.
+
+    mmengine pickles HistoryBuffer's statistics methods as ``getattr(HistoryBuffer, 'mean')``;
+    a general getattr would let a checkpoint reach anything, so only those lookups resolve.
+    """
+    from mmengine.logging import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'refusing getattr({obj!r}, {name!r}) in a checkpoint: only mmengine HistoryBuffer '
+        'statistics are allowed in safe loading')
 
 
 def mmengine_checkpoint_safe_globals():
@@ -34,7 +51,8 @@ def mmengine_checkpoint_safe_globals():
     numpy_types = [np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar]
     numpy_types += [type(np.dtype(t)) for t in (
         'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'bool')]
-    return [HistoryBuffer, collections.OrderedDict, collections.defaultdict, *numpy_types]
+    return [HistoryBuffer, collections.OrderedDict, collections.defaultdict, *numpy_types,
+            (_history_buffer_getattr, 'builtins.getattr')]
 
 
 def allow_mmengine_checkpoints():
@@ -64,9 +82,15 @@ def _is_installed(package):
         return importlib.util.find_spec(package) is not None
 
 
+def _pkg_resources_available():
+    if 'pkg_resources' in sys.modules:
+        return sys.modules['pkg_resources'] is not None
+    return importlib.util.find_spec('pkg_resources') is not None
+
+
 def resolve_config_bases_without_pkg_resources():
     """Make ``mmdet::``/``mmseg::`` bases resolve when ``pkg_resources`` is unavailable."""
-    if importlib.util.find_spec('pkg_resources') is not None:
+    if _pkg_resources_available():
         return
     import mmengine.utils.package_utils as package_utils
     for module_name in ('mmengine.utils.package_utils', 'mmengine.utils', 'mmengine.config.config',
@@ -131,6 +155,9 @@ def apply():
     if _APPLIED:
         return
     _APPLIED = True
+    # mmengine imports pkg_resources to resolve mmdet::/mmseg:: bases; its deprecation notice is
+    # noise for our users (setup_env.sh pins setuptools<82 so it keeps working).
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
     keep_mmpretrain_importable()
     allow_mmengine_checkpoints()
     resolve_config_bases_without_pkg_resources()

@@ -118,12 +118,12 @@ def extract_modulation_maps(backbone: FocalNet, image: torch.Tensor, stage: Opti
         raise ValueError(f'extract_modulation_maps takes one (3, H, W) image, got {tuple(image.shape)}.')
     stage, block = resolve_block(backbone, stage, block)
     modulation = backbone.layers[stage].blocks[block].modulation
-    device = next(backbone.parameters()).device
+    param = next(backbone.parameters())
     was_training = backbone.training
     backbone.eval()
     try:
         with capture_modulation(modulation) as records:
-            backbone(image[None].to(device=device, dtype=torch.float32))
+            backbone(image[None].to(device=param.device, dtype=param.dtype))
     finally:
         backbone.train(was_training)
     if len(records) != 1:

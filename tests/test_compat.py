@@ -1,0 +1,83 @@
+"""The stack's compatibility fixes (issue 2): safe checkpoint loading, config bases, transformers."""
+import os
+import os.path as osp
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import focalnet_mm  # noqa: F401  (applies the fixes)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def run_python(code):
+    return subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_mmengine_checkpoint_types_load_with_weights_only(tmp_path):
+    from mmengine.logging import HistoryBuffer, MessageHub
+    hub = MessageHub.get_instance('compat-test')
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_info('iter', 7)
+    ckpt = dict(meta=dict(seed=np.int64(3), epoch=1, hist=np.arange(4, dtype=np.float32)),
+                message_hub=hub.state_dict(), state_dict={'w': torch.ones(2)})
+    path = tmp_path / 'ckpt.pth'
+    torch.save(ckpt, path)
+    loaded = torch.load(path)  # torch >= 2.6 default: weights_only=True
+    assert isinstance(loaded['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+    assert loaded['meta']['seed'] == 3 and loaded['meta']['hist'].dtype == np.float32
+    assert torch.equal(loaded['state_dict']['w'], torch.ones(2))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ('touch "$FOCALNET_PWNED"', ))
+
+
+def test_arbitrary_pickle_is_still_refused(tmp_path, monkeypatch):
+    marker = tmp_path / 'pwned'
+    monkeypatch.setenv('FOCALNET_PWNED', str(marker))
+    path = tmp_path / 'evil.pth'
+    with open(path, 'wb') as f:
+        pickle.dump({'state_dict': {}, 'x': _Payload()}, f)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+    assert not marker.exists()
+
+
+class _GetattrPayload:
+    def __reduce__(self):
+        from mmengine.logging import HistoryBuffer
+        return (getattr, (HistoryBuffer, 'update'))
+
+
+def test_getattr_in_checkpoints_is_limited_to_history_buffer_statistics(tmp_path):
+    path = tmp_path / 'getattr.pth'
+    torch.save({'x': _GetattrPayload()}, path)
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(path)
+
+
+def test_config_bases_resolve_without_pkg_resources():
+    code = ("import sys; sys.modules['pkg_resources'] = None\n"
+            "import focalnet_mm\n"
+            "from mmengine.config import Config\n"
+            "cfg = Config.fromfile('configs/maskrcnn_focalnet_t_3x.py')\n"
+            "print(cfg.model.type, cfg.model.backbone.type, cfg.train_cfg.max_epochs)")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ['MaskRCNN', 'FocalNet', '36']
+
+
+def test_openmmlab_models_import_next_to_transformers():
+    pytest.importorskip('transformers')
+    result = run_python('import focalnet_mm, mmdet.models, mmseg.models, mmpretrain.models; '
+                        'from mmpretrain.registry import MODELS; '
+                        'print(MODELS.get("ImageClassifier").__name__)')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == 'ImageClassifier'
