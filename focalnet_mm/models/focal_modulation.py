@@ -3,13 +3,19 @@
 Tensors stay (B, H, W, C) through a block so every Linear and LayerNorm works on the last dim
 with no permute; only the depthwise context convolutions see NCHW. State-dict keys match the
 official code exactly (``f``, ``h``, ``proj``, ``focal_layers.{k}.0``, ``ln``, ``gamma_{1,2}``).
+
+``FocalModulation.forward`` dispatches to a faster formulation of the same function on CUDA
+(:mod:`focalnet_mm.ops.focal_context`; ``FOCALNET_IMPL=reference|fast|triton|auto``); the code
+below is the reference path, the CPU default.
 """
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
+
+from ..ops.focal_context import focal_modulation_channels_last, resolve_impl
 
 
 def focal_kernel_sizes(focal_level: int, focal_window: int, focal_factor: int = 2) -> List[int]:
@@ -47,6 +53,9 @@ class FocalModulation(nn.Module):
         proj_drop: dropout after ``proj``.
         use_postln_in_modulation: LayerNorm ``ln`` before ``proj`` (huge and base-iso models).
         normalize_modulator: divide the aggregated context by L + 1.
+
+    Attribute ``impl`` (None, 'auto', 'reference', 'fast', 'triton') pins the implementation of
+    this module; None follows ``focalnet_mm.ops.set_impl`` / ``FOCALNET_IMPL`` / auto.
     """
 
     def __init__(self, dim: int, focal_window: int, focal_level: int, focal_factor: int = 2,
@@ -67,6 +76,7 @@ class FocalModulation(nn.Module):
                 nn.Conv2d(dim, dim, kernel_size=k, padding=k // 2, groups=dim, bias=False),
                 nn.GELU()) for k in self.kernel_sizes)
         self.ln = nn.LayerNorm(dim) if use_postln_in_modulation else None
+        self.impl: Optional[str] = None
 
     def modulator_and_gates(self, x: torch.Tensor):
         """Returns (q, modulator, gates), all NCHW, for x of shape (B, H, W, C).
@@ -80,6 +90,10 @@ class FocalModulation(nn.Module):
         return q, self.h(ctx_all), gates
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        impl = resolve_impl(self.impl, x)
+        if impl != 'reference' and 'modulator_and_gates' not in self.__dict__:
+            # an instance-patched modulator_and_gates (a visualisation tap) keeps the reference
+            return focal_modulation_channels_last(self, x, impl)
         q, modulator, _ = self.modulator_and_gates(x)
         out = (q * modulator).permute(0, 2, 3, 1)
         if self.ln is not None:

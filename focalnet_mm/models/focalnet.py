@@ -65,8 +65,11 @@ class FocalNetStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(B, H, W, C) -> (stage output before downsampling, downsampled input of next stage)."""
+        # No x.requires_grad condition: behind a frozen stem the first block's input needs no
+        # gradient, yet its activations are what checkpointing is meant to drop.
+        checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            if self.with_cp and self.training and x.requires_grad:
+            if checkpointing:
                 x = cp.checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
@@ -232,6 +235,7 @@ class FocalNet(BaseModule):
     def _freeze_stages(self):
         if self.frozen_stages >= 0:
             self._freeze(self.patch_embed)
+            self.pos_drop.eval()  # the stem's dropout belongs to the frozen stem (as in mmdet Swin)
         for i in range(self.frozen_stages):
             self._freeze(self.layers[i])
             if i in self.out_indices:

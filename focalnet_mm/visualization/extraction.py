@@ -105,18 +105,14 @@ def capture_modulation(module: FocalModulation) -> Iterator[List[Tuple[torch.Ten
 
 
 @torch.no_grad()
-def extract_modulation_maps(backbone: FocalNet, image: torch.Tensor, stage: Optional[int] = None,
-                            block: int = -1) -> ModulationMaps:
-    """Gate and modulator maps of one normalized image (3, H, W) at ``layers[stage].blocks[block]``.
+def token_maps(backbone: FocalNet, image: torch.Tensor, stage: int,
+               block: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(gates (L+1, h, w), modulator norm (h, w)) on the stage's token grid for one image.
 
-    One image per forward, so no batch padding reaches the global context. The token grid of
-    the stage covers the (padded) input from the top-left corner, ``stride`` pixels per token:
-    maps are upsampled bilinearly to that padded size and cropped back to (H, W). Runs the
-    backbone in eval mode and restores its previous mode.
+    Runs the backbone in eval mode and restores its previous mode afterwards.
     """
     if image.dim() != 3:
-        raise ValueError(f'extract_modulation_maps takes one (3, H, W) image, got {tuple(image.shape)}.')
-    stage, block = resolve_block(backbone, stage, block)
+        raise ValueError(f'expected one (3, H, W) image, got shape {tuple(image.shape)}.')
     modulation = backbone.layers[stage].blocks[block].modulation
     param = next(backbone.parameters())
     was_training = backbone.training
@@ -130,14 +126,28 @@ def extract_modulation_maps(backbone: FocalNet, image: torch.Tensor, stage: Opti
         raise RuntimeError(f'expected one forward through stage {stage} block {block}, '
                            f'saw {len(records)}; is the backbone called more than once?')
     gates, modulator = records[0]
+    return gates[0], modulator[0, 0]
+
+
+def extract_modulation_maps(backbone: FocalNet, image: torch.Tensor, stage: Optional[int] = None,
+                            block: int = -1) -> ModulationMaps:
+    """Gate and modulator maps of one normalized image (3, H, W) at ``layers[stage].blocks[block]``.
+
+    One image per forward, so no batch padding reaches the global context. The token grid of
+    the stage covers the (padded) input from the top-left corner, ``stride`` pixels per token:
+    maps are upsampled bilinearly to that padded size and cropped back to (H, W).
+    """
+    stage, block = resolve_block(backbone, stage, block)
+    gates, modulator = token_maps(backbone, image, stage, block)
     height, width = image.shape[1:]
     stride = stage_stride(backbone, stage)
-    maps = torch.cat([gates, modulator], dim=1)
+    maps = torch.cat([gates, modulator[None]])[None]
     padded = (maps.shape[2] * stride, maps.shape[3] * stride)
     maps = F.interpolate(maps, size=padded, mode='bilinear', align_corners=False)
     maps = maps[0, :, :height, :width]
-    return ModulationMaps(gates=maps[:-1], modulator=maps[-1],
-                          kernel_sizes=list(modulation.kernel_sizes), stage=stage, block=block)
+    kernel_sizes = list(backbone.layers[stage].blocks[block].modulation.kernel_sizes)
+    return ModulationMaps(gates=maps[:-1], modulator=maps[-1], kernel_sizes=kernel_sizes,
+                          stage=stage, block=block)
 
 
 def extract_many(backbone: FocalNet, images: Sequence[torch.Tensor], stage: Optional[int] = None,

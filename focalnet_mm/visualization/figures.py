@@ -8,6 +8,7 @@ and the image aspect ratio (which tests check).
 import math
 from typing import List, Sequence
 
+import mmcv
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -102,7 +103,7 @@ def draw_contact_sheet(images: Sequence[np.ndarray], maps: Sequence[ModulationMa
     FigureCanvasAgg(fig)
     fig.suptitle(heading, fontsize=11, y=1 - 0.25 / (rows * cell_h + HEADING_BAND))
     axes = fig.subplots(rows, cols, squeeze=False,
-                        gridspec_kw=dict(left=0.01, right=0.99, bottom=0.01,
+                        gridspec_kw=dict(left=0.03, right=0.99, bottom=0.01,
                                          top=1 - HEADING_BAND / (rows * cell_h + HEADING_BAND),
                                          wspace=0.04, hspace=0.12))
     for row, (image, image_maps, name) in enumerate(zip(images, maps, names)):
@@ -129,9 +130,11 @@ def figure_to_rgb(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def save_figure(fig: Figure, path: str) -> None:
-    fig.savefig(path, dpi=fig.dpi)
+def save_rgb(image: np.ndarray, path: str) -> None:
+    """Write an RGB rendering as PNG (one draw per figure: the array is what backends get too)."""
+    if not mmcv.imwrite(np.ascontiguousarray(image[..., ::-1]), path):  # mmcv writes BGR
+        raise OSError(f'could not write {path}; check that the --out folder is writable.')
 
 
 __all__: List[str] = ['draw_modulation_figure', 'draw_contact_sheet', 'figure_to_rgb',
-                      'save_figure', 'per_image_size_px']
+                      'save_rgb', 'per_image_size_px']

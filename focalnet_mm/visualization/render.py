@@ -10,7 +10,7 @@ from mmengine.utils import ProgressBar, mkdir_or_exist
 
 from .extraction import (ModulationMaps, extract_modulation_maps, find_focalnet, resolve_block,
                          stage_stride)
-from .figures import draw_contact_sheet, draw_modulation_figure, figure_to_rgb, save_figure
+from .figures import draw_contact_sheet, draw_modulation_figure, figure_to_rgb, save_rgb
 from .inputs import Normalizer, load_rgb
 
 CONTACT_SHEET_NAME = 'contact_sheet.png'
@@ -23,7 +23,7 @@ class RenderedImage:
     name: str            # file stem, used in output names and titles
     image: np.ndarray    # RGB uint8 input as fed to the backbone (after resizing)
     maps: ModulationMaps
-    figure: np.ndarray   # RGB uint8 rendering of the per-image figure
+    figure: np.ndarray   # RGB uint8 rendering of the per-image figure (what the PNG holds)
     path: Optional[str]  # where the PNG was written
 
 
@@ -68,10 +68,11 @@ def render_modulation(model: nn.Module, image_paths: Sequence[str], out_dir: Opt
         image = load_rgb(path, short_side)
         maps = extract_modulation_maps(backbone, normalize(image), stage, block)
         fig = draw_modulation_figure(image, maps, heading_for(name, maps, stride, weights))
+        figure = figure_to_rgb(fig)
         out_path = osp.join(out_dir, f'{name}{suffix}.png') if out_dir else None
         if out_path:
-            save_figure(fig, out_path)
-        rendered.append(RenderedImage(name, image, maps, figure_to_rgb(fig), out_path))
+            save_rgb(figure, out_path)
+        rendered.append(RenderedImage(name, image, maps, figure, out_path))
         if bar is not None:
             bar.update()
     if out_dir and contact_sheet and len(rendered) > 1:
@@ -81,7 +82,7 @@ def render_modulation(model: nn.Module, image_paths: Sequence[str], out_dir: Opt
                                    [r.name for r in rows],
                                    f'stage {stage}, block {block} (stride {stride}) - {weights}{shown}')
         stem, ext = osp.splitext(CONTACT_SHEET_NAME)
-        save_figure(sheet, osp.join(out_dir, f'{stem}{suffix}{ext}'))
+        save_rgb(figure_to_rgb(sheet), osp.join(out_dir, f'{stem}{suffix}{ext}'))
     if bar is not None:
         sys.stdout.write('\n')
     return rendered

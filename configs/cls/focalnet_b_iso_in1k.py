@@ -1,0 +1,12 @@
+# Isotropic FocalNet-B: patch 16, one stage of 12 blocks at 768 channels, 3 focal levels (kernels
+# 3/5/7), layerscale + post-norm as the official focalnet_base_iso_16, ImageNet-1k
+# 224x224. Published top-1 82.4 (87.2M params).
+# Same official recipe and evaluation as focalnet_t_srf_in1k.py; drop_path 0.2 as in the
+# official configs/focalnet_base_iso.yaml.
+#   python tools/test.py configs/cls/focalnet_b_iso_in1k.py focalnet_base_iso_16.pth
+_base_ = './focalnet_t_srf_in1k.py'
+
+# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_base_iso_16.pth
+model = dict(
+    backbone=dict(arch='base_iso', drop_path_rate=0.2, out_indices=(0, )),  # the only stage
+    head=dict(in_channels=768))

@@ -1,0 +1,8 @@
+# FocalNet-S (lrf: 3 focal levels, kernels 3/5/7), ImageNet-1k 224x224. Published top-1 83.5.
+# Same official recipe and evaluation as focalnet_t_srf_in1k.py; drop_path 0.3 as in the
+# official configs/focalnet_small_lrf.yaml.
+#   python tools/test.py configs/cls/focalnet_s_lrf_in1k.py focalnet_small_lrf.pth
+_base_ = './focalnet_t_srf_in1k.py'
+
+# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_small_lrf.pth
+model = dict(backbone=dict(arch='small_lrf', drop_path_rate=0.3))

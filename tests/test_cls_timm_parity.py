@@ -1,0 +1,103 @@
+"""The MMPretrain classifiers of configs/cls compute timm's FocalNet classification function.
+
+Same random weights in both: the classifier's backbone + head are written out in the official
+classification layout (``norm{last}`` -> ``norm``, ``head.fc`` -> ``head``) and read into timm
+with timm's own ``checkpoint_filter_fn``; logits must agree to 1e-5 relative.
+"""
+import os.path as osp
+
+import pytest
+import torch
+
+import focalnet_mm  # noqa: F401  (registers FocalNet)
+from focalnet_mm.models.archs import TIMM_NAMES
+
+timm = pytest.importorskip('timm')
+from mmengine.config import Config  # noqa: E402
+from mmpretrain.registry import MODELS  # noqa: E402
+from timm.models.focalnet import checkpoint_filter_fn  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+#: config -> (arch, image side). L runs at 96 px to keep the 200M-parameter pair small.
+CASES = {
+    'focalnet_t_srf_in1k.py': ('tiny_srf', 224),
+    'focalnet_t_lrf_in1k.py': ('tiny_lrf', 224),
+    'focalnet_s_srf_in1k.py': ('small_srf', 224),
+    'focalnet_s_lrf_in1k.py': ('small_lrf', 224),
+    'focalnet_b_srf_in1k.py': ('base_srf', 224),
+    'focalnet_b_lrf_in1k.py': ('base_lrf', 224),
+    'focalnet_l_fl3_in22k_384.py': ('large_fl3', 96),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """A single intra-op thread: faster than two on a busy 2-core machine, same numbers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def build_classifier(config_name):
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'cls', config_name))
+    return MODELS.build(cfg.model).eval()
+
+
+def randomize_(model, seed=0):
+    """Make every parameter matter: perturb norms/biases, layerscale gammas well away from 1e-4."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=gen)
+            if 'gamma' in name:
+                param.copy_(0.5 + 0.2 * noise)
+            elif param.dim() == 1:
+                param.add_(0.1 * noise)
+            else:
+                param.copy_(0.02 * noise)
+
+
+def official_state_dict(classifier):
+    """The classifier's weights in the layout of the official classification files."""
+    last = f'norm{classifier.backbone.out_indices[-1]}.'
+    state = {}
+    for key, value in classifier.backbone.state_dict().items():
+        state['norm.' + key[len(last):] if key.startswith(last) else key] = value.clone()
+    state['head.weight'] = classifier.head.fc.weight.detach().clone()
+    state['head.bias'] = classifier.head.fc.bias.detach().clone()
+    return state
+
+
+def timm_model_from_official(arch, state, num_classes):
+    model = timm.create_model(TIMM_NAMES[arch], pretrained=False, num_classes=num_classes)
+    model.load_state_dict(checkpoint_filter_fn({'model': state}, model), strict=True)
+    return model.eval()
+
+
+def relative_error(actual, expected):
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+@pytest.mark.parametrize('config_name', list(CASES))
+def test_classifier_logits_match_timm(config_name):
+    arch, side = CASES[config_name]
+    classifier = build_classifier(config_name)
+    assert classifier.backbone.arch == arch
+    randomize_(classifier)
+    num_classes = classifier.head.num_classes
+    reference = timm_model_from_official(arch, official_state_dict(classifier), num_classes)
+    # the official file layout has exactly the parameters of the classifier (no extra, no lost)
+    assert sum(p.numel() for p in reference.parameters()) == \
+        sum(p.numel() for p in classifier.parameters())
+
+    images = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = classifier(images, mode='tensor')
+        expected = reference(images)
+    del classifier, reference
+    assert logits.shape == (2, num_classes)
+    assert expected.abs().max() > 1e-2  # a meaningful comparison, not two near-zero outputs
+    assert relative_error(logits, expected) <= 1e-5
+    assert torch.equal(logits.argmax(1), expected.argmax(1))
