@@ -79,8 +79,62 @@ def check_datasets(cfg: Config, loaders: Tuple[str, ...]) -> None:
     missing = missing_data(cfg, loaders)
     if missing:
         loader, path = missing[0]
-        hint = LAYOUT_HINTS.get(cfg.get('default_scope'), 'see the config\'s data_root')
+        # a config may name its own layout (e.g. the demo data names its generator)
+        hint = cfg.get('dataset_layout_hint') or LAYOUT_HINTS.get(cfg.get('default_scope'),
+                                                                  "the config's data_root")
         more = f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''
         raise DatasetNotFoundError(
             f'{path} not found for {loader}{more}. Expected {hint}; see README "Data preparation", '
             f'or point the config elsewhere with --cfg-options {loader}.dataset.data_root=DIR')
+
+
+# --------------------------------------------------------------------------- shared tool steps
+def default_work_dir(config_path: str) -> str:
+    """mmdet's rule: ./work_dirs/<config name>."""
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def prepare_config(config_path: str, cfg_options: Optional[dict], launcher: str,
+                   work_dir: Optional[str]) -> Config:
+    """Steps shared by train/test: load the config, apply overrides, choose the work dir."""
+    cfg = load_config(config_path, cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(config_path)
+    return cfg
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Let ``--launcher pytorch`` run on machines without CUDA (gloo backend, CPU DDP).
+
+    mmengine 0.10.7 always calls ``torch.cuda.set_device`` when it starts a process group and
+    wraps the model with ``device_ids=[LOCAL_RANK]``; both fail without a GPU. Here the process
+    group is started with gloo first (the Runner then skips its own start) and the DDP wrapper is
+    told to keep the CPU model. GPU runs are untouched.
+    """
+    import torch
+    import torch.distributed as torch_dist
+
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return
+    if cfg.launcher != 'pytorch':
+        raise ValueError(f'--launcher {cfg.launcher} needs GPUs; on CPU start processes with '
+                         'torchrun, e.g. bash tools/dist_train.sh CONFIG 2 (--launcher pytorch).')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
+def build_runner_from_cfg(cfg: Config):
+    """The config's own runner type, else mmengine's Runner (what mmdet's tools do)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    setup_cpu_distributed(cfg)
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)

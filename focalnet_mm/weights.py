@@ -24,7 +24,7 @@ import os
 import os.path as osp
 import pickle
 import re
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -490,9 +490,9 @@ def expand_focal_levels(state_dict: Mapping[str, torch.Tensor], target_shapes: M
         channels = state_dict[match.group(1) + 'f.weight'].shape[1]
         file_levels, model_levels = value.shape[0] - 2 * channels - 1, rows - 2 * channels - 1
         if model_levels < file_levels:
-            raise ValueError(f'{match.group(1)}f has {file_levels} focal levels in the checkpoint but '
-                             f'{model_levels} in the model; set focal_levels={file_levels} (dropping '
-                             'levels is not supported, as in the official code).')
+            raise ValueError(f'The checkpoint has {file_levels} focal levels ({match.group(1)}f) but '
+                             f'the backbone has {model_levels}: set focal_levels={file_levels} on the '
+                             'backbone (dropping levels is not supported, as in the official code).')
         new = value.new_zeros((rows, ) + tuple(value.shape[1:]))
         new[:2 * channels + file_levels] = value[:2 * channels + file_levels]
         new[-1] = value[-1]

@@ -122,21 +122,19 @@ def test_model_builds_with_official_kernels(name):
 
 
 @pytest.mark.parametrize('name', [n for n in EXPECTED if n.endswith('t_lrf_3x')])
-def test_tiny_models_run_forward(name):
-    """The assembled detector runs end to end (tensor mode) on a small random image."""
-    from mmdet.structures import DetDataSample
-    _, model = built(name)
+def test_backbone_and_neck_fit_together(name):
+    """Backbone + neck run on a small random image: FPN levels, channels and strides.
+
+    (The heads are exercised by the training tests; a randomly initialised RPN makes 1000
+    proposals, which would make this test slow for Cascade.)"""
+    cfg, model = built(name)
     model.eval()
-    sample = DetDataSample(metainfo=dict(img_shape=(96, 128), ori_shape=(96, 128),
-                                         pad_shape=(96, 128), batch_input_shape=(96, 128),
-                                         scale_factor=(1.0, 1.0)))
     with torch.no_grad():
-        feats = model.extract_feat(torch.randn(1, 3, 96, 128))
-        outs = model(torch.randn(1, 3, 96, 128), [sample], mode='tensor')
-    assert [f.shape[1] for f in feats] == [256] * (5 if 'atss' in name else 4 if 'sparse' in name
-                                                   else 5)
-    assert feats[0].shape[-2:] == ((12, 16) if 'atss' in name else (24, 32))
-    assert outs is not None
+        feats = model.extract_feat(torch.randn(1, 3, 64, 96))
+    assert len(feats) == cfg.model.neck.num_outs
+    assert all(f.shape[1] == 256 for f in feats)
+    first_stride = 8 if name.startswith('atss') else 4  # ATSS: P3-P7, others from P2
+    assert feats[0].shape[-2:] == (64 // first_stride, 96 // first_stride)
 
 
 @pytest.mark.parametrize('name', sorted(OFFICIAL_PARAMS_M))

@@ -353,3 +353,39 @@ def test_load_model_weights_mmpretrain_classifier_matches_timm_logits(tmp_path, 
     small = mmpretrain_classifier(TINY, num_classes=5)
     with pytest.raises(ValueError, match='set head.num_classes=10'):
         W.load_model_weights(small, path)
+
+
+@pytest.mark.parametrize('library', ['mmseg', 'mmpretrain'])
+def test_init_cfg_pretrained_in_mmseg_and_mmpretrain_models(library, tmp_path, tiny_timm, x):
+    """Backbone init_cfg with mmengine's prefix='backbone.' (mmseg) / a classification file
+    whose final norm becomes norm3 (mmpretrain)."""
+    pytest.importorskip(library)
+    import importlib
+    from mmengine.registry import DefaultScope
+    MODELS = importlib.import_module(f'{library}.registry').MODELS
+    source = official_state_dict(tiny_timm)
+    if library == 'mmseg':
+        path = _write(tmp_path, 'seg.pth', {'state_dict': {'backbone.' + k: v for k, v in source.items()
+                                                           if not k.startswith(('head.', 'norm.'))}})
+        cfg = dict(type='EncoderDecoder',
+                   backbone=dict(type='FocalNet', arch=TINY, focal_windows=9, drop_path_rate=0.,
+                                 init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.')),
+                   decode_head=dict(type='FCNHead', in_channels=128, channels=8, num_convs=1,
+                                    num_classes=3, in_index=3))
+    else:
+        path = _write(tmp_path, 'cls.pth', {'model': source})
+        cfg = dict(type='ImageClassifier',
+                   backbone=dict(type='FocalNet', arch=TINY, out_indices=(3, ), drop_path_rate=0.,
+                                 init_cfg=dict(type='Pretrained', checkpoint=path)),
+                   neck=dict(type='GlobalAveragePooling'),
+                   head=dict(type='LinearClsHead', num_classes=10, in_channels=128))
+    with DefaultScope.overwrite_default_scope(library):
+        model = MODELS.build(cfg)
+    model.init_weights()
+    backbone = model.backbone.eval()
+    with torch.no_grad():
+        maps = stage_maps(backbone, x)
+        ref = tiny_timm.forward_intermediates(x, intermediates_only=True)
+    assert max(rel_err(a, b) for a, b in zip(maps, ref)) <= 1e-5
+    if library == 'mmpretrain':
+        assert torch.equal(backbone.norm3.weight, source['norm.weight'])

@@ -14,10 +14,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import DatasetNotFoundError, check_datasets, load_config  # noqa: E402
+from focalnet_mm.cli import (DatasetNotFoundError, build_runner_from_cfg, check_datasets,  # noqa: E402
+                             prepare_config)
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -60,15 +59,26 @@ def enable_visualization(cfg, args):
         hook['test_out_dir'] = args.show_dir
 
 
-def build_runner(args):
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} not found')
-    cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+def is_foreign_checkpoint(checkpoint):
+    """True for an official / timm / HF FocalNet file, which mmengine's load_from cannot read.
+
+    Without focalnet_mm.weights every checkpoint is treated as a whole-model mmengine one.
+    """
+    try:
+        from focalnet_mm import weights
+    except ModuleNotFoundError as e:
+        if e.name != 'focalnet_mm.weights':
+            raise
+        return False
+    return not weights.is_mmengine_model_checkpoint(checkpoint)
+
+
+def make_config(args):
+    """Everything checked before a model is built; returns (cfg, checkpoint is a FocalNet file)."""
+    if '://' not in args.checkpoint and not osp.exists(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} not found (give a .pth file written by '
+                                'tools/train.py, or a FocalNet file: official, timm or HF)')
+    cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.tta:
         enable_tta(cfg, args.config)
     if args.show or args.show_dir:
@@ -76,26 +86,30 @@ def build_runner(args):
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError('--out must be a .pkl or .pickle file')
-        cfg.test_evaluator = [cfg.test_evaluator] if isinstance(cfg.test_evaluator, dict) else list(cfg.test_evaluator)
+        evaluators = cfg.test_evaluator
+        cfg.test_evaluator = [evaluators] if isinstance(evaluators, dict) else list(evaluators)
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
     check_datasets(cfg, ('test_dataloader', ))
-
-    from focalnet_mm import weights
-    foreign = not weights.is_mmengine_model_checkpoint(args.checkpoint)
+    foreign = is_foreign_checkpoint(args.checkpoint)
     cfg.load_from = None if foreign else args.checkpoint
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    if foreign:  # an official / timm / HF FocalNet file: convert and load into the built model
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        weights.load_model_weights(model, args.checkpoint, logger=runner.logger)
-    return runner
+    return cfg, foreign
 
 
 def main(argv=None):
+    """Evaluate; returns the metrics dict (e.g. coco/bbox_mAP, coco/segm_mAP)."""
     args = parse_args(argv)
     try:
-        runner = build_runner(args)
+        cfg, foreign = make_config(args)
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
+    runner = build_runner_from_cfg(cfg)
+    if foreign:  # convert and load into the built model (backbone, plus a classifier head if any)
+        from focalnet_mm.weights import load_model_weights
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        try:
+            load_model_weights(model, args.checkpoint, logger=runner.logger)
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f'error: {e}')
     return runner.test()
 
 

@@ -11,10 +11,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import DatasetNotFoundError, check_datasets, load_config  # noqa: E402
+from focalnet_mm.cli import (DatasetNotFoundError, build_runner_from_cfg, check_datasets,  # noqa: E402
+                             prepare_config)
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -37,13 +36,9 @@ def parse_args(argv=None):
     return args
 
 
-def build_runner(args):
-    cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+def make_config(args):
+    """Everything checked before a model is built."""
+    cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -60,15 +55,17 @@ def build_runner(args):
         cfg.resume, cfg.load_from = True, args.resume
     loaders = ('train_dataloader', ) + (('val_dataloader', ) if cfg.get('val_cfg') else ())
     check_datasets(cfg, loaders)
-    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    return cfg
 
 
 def main(argv=None):
+    """Train; returns the Runner (its work_dir holds the logs and checkpoints)."""
     args = parse_args(argv)
     try:
-        runner = build_runner(args)
+        cfg = make_config(args)
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
+    runner = build_runner_from_cfg(cfg)
     runner.train()
     return runner
 

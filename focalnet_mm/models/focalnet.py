@@ -199,8 +199,14 @@ class FocalNet(BaseModule):
     def _accept_official_aliases(aliases, in_channels, with_cp):
         """Accept the official det/seg config spellings (in_chans, use_checkpoint, patch_norm)."""
         aliases = dict(aliases)
-        in_channels = aliases.pop('in_chans', in_channels)
-        with_cp = aliases.pop('use_checkpoint', with_cp)
+        resolved = {}
+        for alias, name, value, default in (('in_chans', 'in_channels', in_channels, 3),
+                                            ('use_checkpoint', 'with_cp', with_cp, False)):
+            if alias in aliases and value != default and aliases[alias] != value:
+                raise ValueError(f'FocalNet got {name}={value!r} and its official spelling '
+                                 f'{alias}={aliases[alias]!r}; give only one of them.')
+            resolved[name] = aliases.pop(alias, value)
+        in_channels, with_cp = resolved['in_channels'], resolved['with_cp']
         if not aliases.pop('patch_norm', True):
             raise ValueError('FocalNet always normalizes the patch embedding (every released '
                              'checkpoint has patch_embed.norm); remove patch_norm=False.')

@@ -12,6 +12,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.model import is_model_wrapper
 
 from ..models.focal_modulation import FocalModulation
 from ..models.focalnet import FocalNet
@@ -44,10 +45,14 @@ class ModulationMaps:
         return [*self.gates, self.modulator]
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DDP/FSDP/mmengine wrapper, or the model itself."""
+    return model.module if is_model_wrapper(model) else model
+
+
 def find_focalnet(model: nn.Module) -> FocalNet:
     """The FocalNet of a detector/segmentor/classifier (``model.backbone``) or the backbone itself."""
-    if hasattr(model, 'module') and not isinstance(model, FocalNet):  # DDP and friends
-        model = model.module
+    model = unwrap(model)
     backbone = model if isinstance(model, FocalNet) else getattr(model, 'backbone', None)
     if not isinstance(backbone, FocalNet):
         found = type(backbone).__name__ if backbone is not None else 'no model.backbone'

@@ -214,7 +214,6 @@ def model_kwargs(description, declared):
 
 def timm_reference(raw, converted, description, kw):
     try:
-        import timm  # noqa: F401
         from timm.models.focalnet import FocalNet as TimmFocalNet, checkpoint_filter_fn
     except ImportError:
         raise SystemExit('--verify needs timm for timm/official checkpoints: pip install timm '
@@ -314,6 +313,7 @@ def verify(raw, converted, out_file, description, hf_config, input_size, toleran
 
 # --------------------------------------------------------------------------- main
 def convert(args):
+    """Returns (output file, per-stage --verify relative errors or None)."""
     hf_config = W.read_sidecar_config(args.src)
     raw_checkpoint = read_source(args.src, trust_pickle=args.trust_pickle)
     converted = W.convert_checkpoint(raw_checkpoint, prefix=args.src_prefix, hf_config=hf_config)
@@ -334,10 +334,11 @@ def convert(args):
               + (f'; matches arch={presets[0]!r}' if presets else '')
               + (f'; timm name {TIMM_NAMES[presets[0]]}' if presets and presets[0] in TIMM_NAMES
                  else ''), logger='current')
+    errors = None
     if args.verify:
-        verify(raw_tensors, converted, out_file, description, hf_config, args.input_size,
-               args.tolerance)
-    return out_file
+        errors = verify(raw_tensors, converted, out_file, description, hf_config, args.input_size,
+                        args.tolerance)
+    return out_file, errors
 
 
 def main(argv=None):
@@ -346,7 +347,7 @@ def main(argv=None):
         raise SystemExit('--keep-head only applies with --prefix (the official layout always keeps '
                          'norm/head).')
     try:
-        return convert(args)
+        return convert(args)[0]
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f'{type(e).__name__}: {e}')
 

@@ -1,0 +1,232 @@
+"""Silent mis-loads are refused with a one-line fix, and nothing in a checkpoint runs."""
+import argparse
+import collections
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import focalnet_mm  # noqa: F401  (installs the mmengine safe globals that must stay safe)
+from focalnet_mm import FocalNet
+from focalnet_mm import weights as W
+
+TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=2, focal_windows=3)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def net(**kw):
+    arch = dict(TINY)
+    arch.update({k: kw.pop(k) for k in list(kw) if k in W.resolve_arch(TINY)})
+    return FocalNet(arch=arch, drop_path_rate=0., **kw)
+
+
+def save(tmp_path, obj, name='ckpt.pth'):
+    path = tmp_path / name
+    torch.save(obj, path)
+    return str(path)
+
+
+def refusal(tmp_path, file_model_kw, model_kw, match, extra=None):
+    checkpoint = {'model': net(**file_model_kw).state_dict()}
+    checkpoint.update(extra or {})
+    with pytest.raises(ValueError, match=match) as info:
+        W.load_pretrained(net(**model_kw), save(tmp_path, checkpoint))
+    assert '\n' not in str(info.value)  # one line
+    return str(info.value)
+
+
+@pytest.mark.parametrize('file_kw, model_kw, match', [
+    (dict(use_conv_embed=True), {}, r'7x7 stem / 3x3 downsample kernels .* set use_conv_embed=True'),
+    ({}, dict(use_conv_embed=True), r'4x4 stem / 2x2 downsample kernels .* set use_conv_embed=False'),
+    (dict(use_layerscale=True), {}, r'has layer-scale tensors .* set use_layerscale=True'),
+    ({}, dict(use_layerscale=True), r'has no layer-scale tensors .* set use_layerscale=False'),
+    (dict(use_postln_in_modulation=True), {}, r'has modulation.ln tensors .* set use_postln_in_modulation=True'),
+    ({}, dict(use_postln_in_modulation=True), r'set use_postln_in_modulation=False'),
+    (dict(focal_levels=3), {}, r'has 3 focal levels \(layers.0.blocks.0.modulation.f\) but the backbone has 2: set focal_levels=3'),
+    ({}, dict(in_channels=4), r'set in_channels=3'),
+], ids=['conv_embed', 'no_conv_embed', 'layerscale', 'no_layerscale', 'postln_in_mod',
+        'no_postln_in_mod', 'fewer_levels', 'in_channels'])
+def test_shape_visible_refusals(tmp_path, file_kw, model_kw, match):
+    refusal(tmp_path, file_kw, model_kw, match)
+
+
+def test_channel_depth_mismatch_names_the_preset(tmp_path):
+    file_sd = FocalNet(arch='tiny_lrf').state_dict()
+    path = save(tmp_path, {'model': file_sd})
+    with pytest.raises(ValueError, match=r"The checkpoint is arch='tiny_lrf' \(embed_dim=96, depths=\(2, 2, 6, 2\), "
+                       r"focal_levels=3\) but the backbone \(arch='custom'\) has embed_dim=16.*"
+                       r"set arch='tiny_lrf' on the backbone"):
+        W.load_pretrained(net(), path)
+    # a file that matches no preset says which keywords to set
+    custom = net(embed_dim=24).state_dict()
+    with pytest.raises(ValueError, match=r'no released preset .* set embed_dim=24, depths=\(1, 1, 2, 1\)'):
+        W.load_pretrained(net(), save(tmp_path, custom, 'custom.pth'))
+
+
+@pytest.mark.parametrize('flag, model_kw', [('USE_POSTLN', dict(use_postln=False)),
+                                            ('NORMALIZE_MODULATOR', dict(normalize_modulator=False))])
+def test_training_config_flags_are_checked(tmp_path, flag, model_kw):
+    """use_postln / normalize_modulator are invisible in keys: the file's own config decides."""
+    config = {'MODEL': {'FOCAL': {flag: True, 'FOCAL_LEVELS': [2] * 4, 'FOCAL_WINDOWS': [3] * 4}}}
+    msg = refusal(tmp_path, {}, model_kw, rf"trained with {flag.lower()}=True \(from its training config "
+                  rf".*set {flag.lower()}=True", extra={'config': config})
+    assert 'MODEL.FOCAL' in msg
+    # the matching model loads
+    good = net(**{flag.lower(): True})
+    W.load_pretrained(good, save(tmp_path, {'model': net(**{flag.lower(): True}).state_dict(),
+                                            'config': config}, 'good.pth'))
+
+
+def test_training_config_levels_windows_checked_against_tensors(tmp_path):
+    config = {'MODEL': {'FOCAL': {'FOCAL_LEVELS': [3, 3, 3, 3], 'FOCAL_WINDOWS': [3, 3, 3, 3]}}}
+    refusal(tmp_path, {}, {}, r'says focal_levels=\[3, 3, 3, 3\] .* tensors have focal_levels=\[2, 2, 2, 2\]',
+            extra={'config': config})
+    # levels and windows that only differ from the model are adapted, not refused
+    config = {'MODEL': {'FOCAL': {'FOCAL_LEVELS': [2] * 4, 'FOCAL_WINDOWS': [3] * 4, 'USE_POSTLN': False}}}
+    report = W.load_pretrained(net(focal_windows=9, focal_levels=3),
+                               save(tmp_path, {'model': net().state_dict(), 'config': config}))
+    assert report.resized and report.expanded
+
+
+def test_timm_post_norm_keys_declare_use_postln(tmp_path):
+    timm = pytest.importorskip('timm')
+    post = timm.models.focalnet.FocalNet(embed_dim=16, depths=(1, 1, 2, 1), use_post_norm=True,
+                                         num_classes=0)
+    with pytest.raises(ValueError, match=r'use_postln=True \(from its timm key names \(norm1_post\)\)'):
+        W.load_pretrained(net(), save(tmp_path, post.state_dict()))
+    pre = timm.models.focalnet.FocalNet(embed_dim=16, depths=(1, 1, 2, 1), num_classes=0)
+    with pytest.raises(ValueError, match=r'set use_postln=False'):
+        W.load_pretrained(net(use_postln=True), save(tmp_path, pre.state_dict(), 'pre.pth'))
+
+
+def test_preset_flags_warn_when_the_file_does_not_say():
+    """large_fl4 was released with normalize_modulator=True (yaml): a model without it is warned
+    (pure check on descriptions: no 200M-parameter model needed)."""
+    description = dict(embed_dim=192, depths=(2, 2, 18, 2), patch_size=4, in_channels=3,
+                       stem_kernel=7, downsample_kernel=3, focal_levels=[4] * 4, focal_windows=[3] * 4,
+                       use_conv_embed=True, use_layerscale=True, use_postln_in_modulation=False)
+    spec = dict(W.resolve_arch('large_fl4'), arch='large_fl4', in_channels=3, normalize_modulator=False,
+                depths=(2, 2, 18, 2))
+    warnings = W.check_compatible(description, spec, declared={})
+    assert warnings == ["the checkpoint matches arch='large_fl4', released with normalize_modulator=True, "
+                        'but the backbone has normalize_modulator=False (the file does not say; set it if '
+                        'the file is the released one)']
+    assert W.check_compatible(description, dict(spec, normalize_modulator=True), declared={}) == []
+    # a file that states its flag is trusted over the preset table
+    assert W.check_compatible(description, spec, declared={'normalize_modulator': False}) == []
+
+
+def test_unknown_missing_and_prefix_errors(tmp_path):
+    sd = net().state_dict()
+    truncated = {k: v for k, v in sd.items() if 'layers.2.blocks.1.mlp' not in k}
+    with pytest.raises(ValueError, match=r'lacks 4 backbone tensors .*layers\.2\.blocks\.1\.mlp'):
+        W.load_pretrained(net(), save(tmp_path, truncated))
+    extra = dict(sd, **{'layers.0.blocks.0.modulation.extra.weight': torch.zeros(1)})
+    with pytest.raises(ValueError, match=r'tensors that this FocalNet does not .*modulation.extra'):
+        W.load_pretrained(net(), save(tmp_path, extra, 'extra.pth'))
+    with pytest.raises(ValueError, match=r"No checkpoint key starts with prefix='encoder.'.*fix init_cfg prefix"):
+        W.load_pretrained(net(), save(tmp_path, {'state_dict': sd}, 'p.pth'), prefix='encoder')
+    resnet = {'conv1.weight': torch.zeros(64, 3, 7, 7), 'bn1.weight': torch.zeros(64)}
+    with pytest.raises(ValueError, match=r'Not a FocalNet checkpoint.*prefix="backbone."'):
+        W.load_pretrained(net(), save(tmp_path, resnet, 'resnet.pth'))
+    with pytest.raises(FileNotFoundError, match='check the path in init_cfg'):
+        W.load_pretrained(net(), str(tmp_path / 'nope.pth'))
+
+
+def test_kernel_crop_when_model_window_is_smaller():
+    sd = net(focal_windows=5).state_dict()
+    target = {k: v.shape for k, v in net().state_dict().items()}
+    out, resized = W.resize_focal_kernels(sd, target)
+    key = 'layers.0.blocks.0.modulation.focal_layers.1.0.weight'
+    assert (key, 7, 5) in resized and len(resized) == 2 * 5
+    assert torch.equal(out[key], sd[key][..., 1:6, 1:6])
+
+
+class Payload:
+    """Unpickling this opens (creates) a file: a stand-in for arbitrary code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_pickled_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / 'payload_ran'
+    path = save(tmp_path, {'model': net().state_dict(), 'extra': Payload(str(marker))})
+    with pytest.raises(W.UnsafeCheckpointError, match=r'pickled object .*open.*--trust-pickle') as info:
+        W.load_pretrained(net(), path)
+    assert 'focalnet2mm.py' in str(info.value) and '\n' not in str(info.value)
+    assert not marker.exists()
+    with pytest.raises(W.UnsafeCheckpointError):
+        W.is_mmengine_model_checkpoint(path)
+    assert not marker.exists()
+    # the payload is live: an unsafe load would have run it
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_compat_safe_globals_stay_safe(tmp_path):
+    """mmengine's types load (numpy meta, defaultdict), but a defaultdict factory cannot smuggle code."""
+    sd = net().state_dict()
+    ok = {'meta': {'seed': np.int64(3), 'hist': np.zeros(2)}, 'state_dict': collections.OrderedDict(sd)}
+    W.load_pretrained(net(), save(tmp_path, ok))
+    evil = {'state_dict': sd, 'meta': collections.defaultdict(os.system)}
+    with pytest.raises(W.UnsafeCheckpointError, match='system'):
+        W.read_checkpoint(save(tmp_path, evil, 'evil.pth'))
+
+
+def test_yacs_config_is_refused_with_the_converter_fix(tmp_path, monkeypatch):
+    """Official training checkpoints may pickle a yacs CfgNode: refused, the message names the fix."""
+    yacs = types.ModuleType('yacs')
+    yacs_config = types.ModuleType('yacs.config')
+
+    class CfgNode(dict):
+        pass
+
+    CfgNode.__module__, CfgNode.__qualname__ = 'yacs.config', 'CfgNode'
+    yacs_config.CfgNode = CfgNode
+    monkeypatch.setitem(sys.modules, 'yacs', yacs)
+    monkeypatch.setitem(sys.modules, 'yacs.config', yacs_config)
+    path = save(tmp_path, {'model': net().state_dict(), 'config': CfgNode(MODEL=CfgNode())})
+    with pytest.raises(W.UnsafeCheckpointError, match=r'yacs\.config\.CfgNode.*--trust-pickle'):
+        W.load_pretrained(net(), path)
+
+
+def test_detr_args_namespace_is_readable(tmp_path):
+    sd = {'backbone.0.body.' + k: v for k, v in net().state_dict().items()}
+    path = save(tmp_path, {'model': sd, 'args': argparse.Namespace(backbone='focalnet_L_384_22k')})
+    report = W.load_pretrained(net(), path)
+    assert report.prefix == 'backbone.0.body.' and not report.missing_expected
+
+
+def test_url_checkpoint_is_cached_then_read_safely(tmp_path, monkeypatch):
+    """The URL branch without network: the download is faked, the read is the safe one."""
+    import torch.hub
+    source = save(tmp_path, {'model': net().state_dict(), 'extra': Payload(str(tmp_path / 'ran'))})
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, hash_prefix))
+        with open(source, 'rb') as f, open(dst, 'wb') as g:
+            g.write(f.read())
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    url = 'https://example.com/weights/focalnet_tiny-1234abcd.pth?download=1'
+    with pytest.raises(W.UnsafeCheckpointError):
+        W.load_pretrained(net(), url)
+    assert calls == [(url, '1234abcd')]
+    assert (tmp_path / 'hub' / 'checkpoints' / 'focalnet_tiny-1234abcd.pth').exists()
+    assert not (tmp_path / 'ran').exists()
