@@ -629,8 +629,14 @@ class LoadReport:
             lines.append(f'  classifier {src} loaded as {dst} (the final norm of the last stage)')
         if self.head_loaded:
             lines.append(f'  classification head loaded: {self._modules(self.head_loaded)}')
-        if self.missing_expected:
-            lines.append(f'  expected missing (keep their init): {self._modules(self.missing_expected)}')
+        norms = sorted({k.split('.')[0] for k in self.missing_expected if _OUT_NORM_RE.match(k)})
+        new_convs = [k for k in self.missing_expected if not _OUT_NORM_RE.match(k)]
+        if norms:
+            lines.append(f'  expected missing, keep their init: {", ".join(norms)} (new output norms)')
+        if new_convs:
+            levels = sorted({int(re.search(r'focal_layers\.(\d+)\.', k).group(1)) for k in new_convs})
+            lines.append(f'  expected missing, keep their init: {len(new_convs)} focal convs of the new '
+                         f'levels (focal_layers.{"/".join(map(str, levels))})')
         for reason, keys in self.dropped.items():
             lines.append(f'  dropped ({reason}): {len(keys)} tensors: {self._modules(keys)}')
         for warning in self.warnings:
@@ -716,10 +722,10 @@ def adapt_to_backbone(converted: ConvertedCheckpoint, backbone, report: Optional
 
 
 def _log(report: LoadReport, logger):
+    """One log record: WARNING level when the report carries warnings, INFO otherwise."""
     import logging
-    print_log(str(report), logger=logger or 'current', level=logging.INFO)
-    for warning in report.warnings:
-        print_log(f'FocalNet weights: {warning}', logger=logger or 'current', level=logging.WARNING)
+    level = logging.WARNING if report.warnings else logging.INFO
+    print_log(str(report), logger=logger or 'current', level=level)
 
 
 def _read_and_convert(checkpoint, prefix, map_location):

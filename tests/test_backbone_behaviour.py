@@ -170,14 +170,14 @@ def test_with_cp_behind_a_frozen_stem_still_trains_and_recomputes_every_block():
     handles = [b.register_forward_pre_hook(
         lambda m, args, key=key: calls.__setitem__(key, calls.get(key, 0) + 1)) for key, b in blocks]
     try:
-        model(torch.randn(1, 3, 32, 32))[0].sum().backward()
+        sum(o.square().sum() for o in model(torch.randn(1, 3, 32, 32))).backward()
     finally:
         for handle in handles:
             handle.remove()
     for name, param in model.named_parameters():
         if name.startswith('patch_embed'):
             assert param.grad is None
-        elif name.startswith('layers.0.blocks'):
+        elif '.blocks.' in name:
             assert param.grad is not None and param.grad.abs().sum() > 0, name
     # every block ran twice: once forward, once recomputed in backward (it was checkpointed)
     assert calls == {key: 2 for key, _ in blocks}

@@ -148,6 +148,7 @@ def assert_matches_timm(ours, ref, seed):
         # the returned output is exactly norm{i} of that map
         torch.testing.assert_close(outs[i], getattr(ours, f'norm{i}')(maps[i]).permute(0, 3, 1, 2),
                                    rtol=0, atol=0)
+    print(f'relative error per stage vs timm: {[f"{e:.1e}" for e in errors]}')  # -s shows it
     assert max(errors) <= RTOL, f'relative errors per stage {errors}'
     return image, errors
 
@@ -204,11 +205,17 @@ def test_stage_maps_match_timm(preset):
     gc.collect()
 
 
+@pytest.mark.parametrize('impl', ['reference', 'fast'])
 @pytest.mark.parametrize('levels', [2, 3])
-def test_detection_kernels_match_timm(levels):
-    """focal_windows=9: kernels [9, 11] / [9, 11, 13] larger than the 4x5 last-stage map."""
+def test_detection_kernels_match_timm(levels, impl):
+    """focal_windows=9: kernels [9, 11] / [9, 11, 13] larger than the 4x5 last-stage map.
+
+    Also run through the channels-last 'fast' path (the CUDA default), pinned per module.
+    """
+    from focalnet_mm.ops import set_focal_impl
     ours = randomize_(FocalNet('tiny_srf', focal_windows=9, focal_levels=levels,
                                drop_path_rate=0.).eval(), seed=levels)
+    set_focal_impl(ours, impl)
     assert ours.layers[0].blocks[0].modulation.kernel_sizes == [9, 11, 13][:levels]
     timm_kwargs = dict(timm_preset_kwargs('tiny_srf'), focal_windows=(9, ) * 4,
                        focal_levels=(levels, ) * 4)

@@ -4,6 +4,7 @@ Same random weights in both: the classifier's backbone + head are written out in
 classification layout (``norm{last}`` -> ``norm``, ``head.fc`` -> ``head``) and read into timm
 with timm's own ``checkpoint_filter_fn``; logits must agree to 1e-5 relative.
 """
+import functools
 import os.path as osp
 
 import pytest
@@ -71,8 +72,12 @@ def official_state_dict(classifier):
 
 
 def timm_model_from_official(arch, state, num_classes):
-    model = timm.create_model(TIMM_NAMES[arch], pretrained=False, num_classes=num_classes)
-    model.load_state_dict(checkpoint_filter_fn({'model': state}, model), strict=True)
+    """timm's model holding ``state`` (built on the meta device: its own init would be discarded)."""
+    with torch.device('meta'), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, 'linspace', functools.partial(torch.linspace, device='cpu'))
+        model = timm.create_model(TIMM_NAMES[arch], pretrained=False, num_classes=num_classes)
+    model.load_state_dict(checkpoint_filter_fn({'model': state}, model), strict=True, assign=True)
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
     return model.eval()
 
 

@@ -4,6 +4,7 @@ official parameter count.
 Models are built once per config (module cache) and never ``init_weights``-ed (that would
 download the ImageNet checkpoint; the loader has its own tests).
 """
+import functools
 import glob
 import os.path as osp
 import re
@@ -18,7 +19,8 @@ import focalnet_mm  # noqa: F401  (registers FocalNet)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_DIR = osp.join(REPO, 'configs', 'det')
-NAME = re.compile(r'^(maskrcnn|cascade_maskrcnn|atss|sparsercnn)_focalnet_([tsb])_(srf|lrf)_(1x|3x)$')
+NAME = re.compile(
+    r'^(maskrcnn|cascade_maskrcnn|atss|sparsercnn)_focalnet_([tsb])_(srf|lrf)_(1x|3x)$')
 SIZES = dict(t='tiny', s='small', b='base')
 IMAGENET_URL = ('https://projects4jw.blob.core.windows.net/focalnet/release/classification/'
                 'focalnet_{size}_{rf}.pth')
@@ -49,8 +51,12 @@ OFFICIAL_PARAMS_M = {
 # as published srf + that gap.
 TINY_CHANNELS = [96] * 2 + [192] * 2 + [384] * 6 + [768] * 2  # one entry per block
 LRF_MINUS_SRF_T = sum(c * 13 * 13 + (c + 1) for c in TINY_CHANNELS)  # 13x13 kernel + gate row
+# get_flops.py on ATSS T lrf at 64x96 (regression guard; at 1280x800 the tool gives the numbers
+# of docs/model_zoo.md, next to the official ones)
+ATSS_T_LRF_FLOPS_64X96 = 1_329_702_144
 
 
+@functools.lru_cache(maxsize=None)
 def load(name):
     return Config.fromfile(osp.join(DET_DIR, f'{name}.py'))
 
@@ -170,3 +176,35 @@ def test_optimizer_exempts_exactly_the_norms_from_decay(name):
     # patch_embed.norm, norm1/norm2 per block, downsample norms, norm{i} (weight + bias each)
     blocks = sum(len(layer.blocks) for layer in model.backbone.layers)
     assert len(norms) == 2 * (1 + 2 * blocks + 3 + len(model.backbone.out_indices))
+
+
+def test_get_flops_tool_on_a_tiny_input():
+    """tools/analysis_tools/get_flops.py: random input padded like the data preprocessor, every
+    parameter counted, FLOPs traced through backbone, neck and head (ATSS: no RPN randomness)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'get_flops', osp.join(REPO, 'tools', 'analysis_tools', 'get_flops.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg, model = built('atss_focalnet_t_lrf_3x')
+    result = tool.complexity(cfg, 60, 90)
+    assert result['input_shape'] == (64, 96)  # padded to the preprocessor's divisor 32
+    assert result['params'] == num_params(model)
+    assert result['flops'] == pytest.approx(ATSS_T_LRF_FLOPS_64X96, rel=0.01)
+    with pytest.raises(ValueError, match='--shape takes H W'):
+        tool.input_hw([1, 2, 3])
+
+
+def test_metafile_indexes_every_det_config():
+    import yaml
+    with open(osp.join(REPO, 'metafile.yml')) as f:
+        index = yaml.safe_load(f)
+    collections = {c['Name'] for c in index['Collections']}
+    models = {m['Name']: m for m in index['Models']}
+    assert sorted(models) == EXPECTED
+    for name, entry in models.items():
+        assert entry['Config'] == f'configs/det/{name}.py'
+        assert entry['In Collection'] in collections
+        assert entry['Metadata']['Epochs'] == load(name).train_cfg.max_epochs
+        if name in OFFICIAL_PARAMS_M:
+            assert entry['Metadata']['Parameters'] == f'{OFFICIAL_PARAMS_M[name]}M'

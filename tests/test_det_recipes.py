@@ -7,6 +7,7 @@ from 0.001). The official Mask R-CNN configs say samples_per_gpu=1 but the offic
 commands (detection/README.md) pass data.samples_per_gpu=2 on 8 GPUs: 16 images per iteration.
 Config loading only (no model is built), plus a simulation of the LR schedule.
 """
+import functools
 import os.path as osp
 
 import mmdet
@@ -20,7 +21,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MMDET_CONFIGS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
 
 ADAMW_DET = dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05)
-ADAMW_SPARSE = dict(type='AdamW', lr=2.5e-5, betas=(0.9, 0.999), weight_decay=1e-4)  # betas: default
+# the official Sparse R-CNN optimizer leaves betas at the AdamW default
+ADAMW_SPARSE = dict(type='AdamW', lr=2.5e-5, betas=(0.9, 0.999), weight_decay=1e-4)
 
 
 def recipe(file, levels, windows, drop_path, epochs, steps, optimizer=ADAMW_DET, norm_decay=0.,
@@ -73,6 +75,7 @@ CROP_SCALES = [(400, 1333), (500, 1333), (600, 1333)]
 CROP_SIZE = (384, 600)
 
 
+@functools.lru_cache(maxsize=None)
 def load(name):
     return Config.fromfile(osp.join(REPO, 'configs', 'det', f'{name}.py'))
 
@@ -177,7 +180,7 @@ def mmdet2_lr(base, it, epoch, steps, warmup_iters=500, warmup_ratio=0.001):
 def test_lr_schedule_reproduces_mmdet2_steps_and_warmup(name):
     """Step the config's mmengine schedulers as ParamSchedulerHook does (iteration-based after
     every iteration, epoch-based after every epoch) and compare every iteration's LR with the
-    mmdet 2.x formula: the step epochs exactly; the warm-up within 0.2% (mmengine's LinearLR
+    mmdet 2.x formula: the step epochs exactly; the warm-up within 0.21% (mmengine's LinearLR
     with end=500 reaches the full LR at iteration 499, mmdet 2.x at 500; end=500 is mmdet's own
     translation of warmup_iters=500)."""
     cfg = load(name)
@@ -192,7 +195,7 @@ def test_lr_schedule_reproduces_mmdet2_steps_and_warmup(name):
     for epoch in range(cfg.train_cfg.max_epochs):
         for _ in range(iters_per_epoch):
             expected = mmdet2_lr(base, it, epoch, steps)
-            tolerance = 2e-3 if it < 500 else 1e-6
+            tolerance = 2.1e-3 if it < 500 else 1e-6
             assert optimizer.param_groups[0]['lr'] == pytest.approx(expected, rel=tolerance), \
                 (epoch, it)
             it += 1
@@ -228,13 +231,15 @@ def test_cascade_model_is_mmdet_cascade_with_official_heads():
 
 def test_atss_model_is_mmdet_atss_on_three_stages():
     ours = load('atss_focalnet_t_lrf_3x').model.to_dict()
-    ref = Config.fromfile(osp.join(MMDET_CONFIGS, 'atss', 'atss_r50_fpn_1x_coco.py')).model.to_dict()
+    ref = Config.fromfile(
+        osp.join(MMDET_CONFIGS, 'atss', 'atss_r50_fpn_1x_coco.py')).model.to_dict()
     for key in ('type', 'data_preprocessor', 'bbox_head', 'train_cfg', 'test_cfg'):
         assert ours[key] == ref[key], key
     assert ours['backbone']['out_indices'] == (1, 2, 3)
     neck = ours['neck']
     assert (neck['in_channels'], neck['start_level']) == ([192, 384, 768], 0)
-    assert (neck['add_extra_convs'], neck['num_outs'], neck['out_channels']) == ('on_output', 5, 256)
+    assert neck['add_extra_convs'] == 'on_output'
+    assert (neck['num_outs'], neck['out_channels']) == (5, 256)
 
 
 def test_sparse_rcnn_uses_300_proposals():

@@ -17,7 +17,8 @@ def tiny_classification_data(coco_mini, root):
     names = sorted(os.listdir(osp.join(coco_mini, 'images')))[:4]
     for index, name in enumerate(names):
         image = mmcv.imresize(mmcv.imread(osp.join(coco_mini, 'images', name)), (64, 48))
-        mmcv.imwrite(image, osp.join(root, 'ab'[index % 2], name), auto_mkdir=True)
+        os.makedirs(osp.join(root, 'ab'[index % 2]), exist_ok=True)
+        mmcv.imwrite(image, osp.join(root, 'ab'[index % 2], name))
     return sorted(glob.glob(osp.join(root, '*', '*.jpg')))
 
 

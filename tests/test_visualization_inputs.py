@@ -11,12 +11,12 @@ MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 def preprocessors():
     from mmdet.models.data_preprocessors import DetDataPreprocessor
     from mmpretrain.models.utils import ClsDataPreprocessor
-    from mmseg.models.data_preprocessor import SegDataPreprocessor
+    from mmseg.models.data_preprocessor import SegDataPreProcessor
     return {
         'mmdet': DetDataPreprocessor(mean=MEAN, std=STD, bgr_to_rgb=True),
         'mmdet-bgr': DetDataPreprocessor(mean=[103.53, 116.28, 123.675], std=[1., 1., 1.],
                                          bgr_to_rgb=False),
-        'mmseg': SegDataPreprocessor(mean=MEAN, std=STD, bgr_to_rgb=True),
+        'mmseg': SegDataPreProcessor(mean=MEAN, std=STD, bgr_to_rgb=True),
         'mmpretrain': ClsDataPreprocessor(mean=MEAN, std=STD, to_rgb=True),
     }
 

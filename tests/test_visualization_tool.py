@@ -1,4 +1,4 @@
-"""tools/analysis_tools/visualize_modulation.py on the real coco_mini images, det and cls configs."""
+"""tools/analysis_tools/visualize_modulation.py on the real coco_mini images (det/cls configs)."""
 import importlib.util
 import os
 import os.path as osp
@@ -32,7 +32,8 @@ def detection_config(repo_root, tmp_path):
         "_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n"
         "custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)\n"
         "model = dict(backbone=dict(_delete_=True, type='FocalNet', arch='tiny_srf',\n"
-        "                           focal_windows=9), neck=dict(in_channels=[96, 192, 384, 768]))\n")
+        "                           focal_windows=9),\n"
+        "             neck=dict(in_channels=[96, 192, 384, 768]))\n")
     return str(inline), 2
 
 
@@ -66,11 +67,13 @@ def test_tool_with_detection_config_on_coco_mini(coco_mini, repo_root, tmp_path)
     images_dir = osp.join(coco_mini, 'images')
     out = tmp_path / 'det'
     written = load_tool(repo_root).main(
-        [config, '--images', images_dir, '--out', str(out), '--short-side', str(SHORT_SIDE), *SHALLOW])
+        [config, '--images', images_dir, '--out', str(out), '--short-side', str(SHORT_SIDE),
+         *SHALLOW])
 
     names = sorted(os.listdir(images_dir))
     assert len(names) == 6
-    expected = [str(out / (osp.splitext(n)[0] + '.png')) for n in names] + [str(out / 'contact_sheet.png')]
+    expected = [str(out / (osp.splitext(n)[0] + '.png')) for n in names]
+    expected.append(str(out / 'contact_sheet.png'))
     assert written == expected and all(osp.isfile(p) for p in written)
     num_panels = 1 + (levels + 1) + 1
     cols = (num_panels + 1) // 2

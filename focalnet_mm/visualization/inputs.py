@@ -49,8 +49,9 @@ class Normalizer:
 
     def __init__(self, mean: Optional[Sequence[float]], std: Optional[Sequence[float]],
                  to_rgb: bool):
-        self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        as_column = (lambda v: None if v is None
+                     else torch.as_tensor(v, dtype=torch.float32).view(-1, 1, 1))
+        self.mean, self.std = as_column(mean), as_column(std)
         self.to_rgb = to_rgb
 
     @classmethod

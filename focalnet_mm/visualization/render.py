@@ -1,4 +1,4 @@
-"""From a model and image files to saved figures: shared by the offline tool and the training hook."""
+"""Model + image files -> saved figures; shared by the offline tool and the training hook."""
 import os.path as osp
 import sys
 from dataclasses import dataclass
@@ -77,10 +77,12 @@ def render_modulation(model: nn.Module, image_paths: Sequence[str], out_dir: Opt
             bar.update()
     if out_dir and contact_sheet and len(rendered) > 1:
         rows = rendered[:CONTACT_SHEET_MAX_ROWS]
-        shown = '' if len(rows) == len(rendered) else f', first {len(rows)} of {len(rendered)} images'
+        shown = ('' if len(rows) == len(rendered)
+                 else f', first {len(rows)} of {len(rendered)} images')
         sheet = draw_contact_sheet([r.image for r in rows], [r.maps for r in rows],
                                    [r.name for r in rows],
-                                   f'stage {stage}, block {block} (stride {stride}) - {weights}{shown}')
+                                   f'stage {stage}, block {block} (stride {stride}) - '
+                                   f'{weights}{shown}')
         stem, ext = osp.splitext(CONTACT_SHEET_NAME)
         save_rgb(figure_to_rgb(sheet), osp.join(out_dir, f'{stem}{suffix}{ext}'))
     if bar is not None:

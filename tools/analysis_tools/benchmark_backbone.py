@@ -22,6 +22,7 @@ import argparse
 import copy
 import datetime
 import json
+import logging
 import os
 import os.path as osp
 import platform
@@ -32,6 +33,7 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
+from mmengine.logging import MMLogger
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
@@ -54,6 +56,9 @@ def parse_args(argv=None):
     p.add_argument('--focal-windows', type=int, default=9,
                    help='first-level kernel (9: detection kernels [9,11,13]; 3: classification)')
     p.add_argument('--focal-levels', type=int, default=None, help='default: the preset\'s')
+    p.add_argument('--embed-dim', type=int, default=None, help='override the preset (ours, timm)')
+    p.add_argument('--depths', type=int, nargs='+', default=None,
+                   help='override the preset\'s blocks per stage (ours, timm)')
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--size', type=int, nargs=2, default=(800, 1344), metavar=('H', 'W'))
     p.add_argument('--mode', nargs='+', default=['train', 'infer'], choices=('train', 'infer'),
@@ -100,11 +105,16 @@ class TimmIntermediates(nn.Module):
 
 
 def build_ours(args):
-    kwargs = dict(focal_windows=args.focal_windows, drop_path_rate=0.0)
-    if args.focal_levels is not None:
-        kwargs['focal_levels'] = args.focal_levels
+    kwargs = dict(focal_windows=args.focal_windows, focal_levels=args.focal_levels,
+                  embed_dim=args.embed_dim, depths=args.depths, drop_path_rate=0.0)
     model = FocalNet(args.arch, **kwargs)
-    model.init_weights()
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # init_weights logs one line per parameter
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     return model
 
 
@@ -118,7 +128,7 @@ def build_timm_focalnet(args, ours):
         raise ValueError(f'timm has no isotropic FocalNet; drop timm_focalnet from --models for '
                          f'--arch {args.arch}.')
     model = TimmFocalNet(
-        embed_dim=cfg['embed_dim'], depths=tuple(cfg['depths']),
+        embed_dim=ours.num_features[0], depths=tuple(len(s.blocks) for s in ours.layers),
         focal_levels=tuple(ours.focal_levels), focal_windows=tuple(ours.focal_windows),
         use_overlap_down=cfg['use_conv_embed'], use_post_norm=cfg['use_postln'],
         use_post_norm_in_modulation=cfg['use_postln_in_modulation'],

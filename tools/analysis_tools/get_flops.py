@@ -124,7 +124,8 @@ def main(argv=None):
     uncounted = ', '.join(f'{op} x{n}' for op, n in sorted(result['uncounted'].items()))
     print(f'{line}\nConfig: {args.config}\nInput shape: {result["input_shape"]}'
           f'\nFlops: {result["flops"] / 1e9:.1f} G\nParams: {result["params"] / 1e6:.2f} M'
-          f'\nNot counted (custom ops): {uncounted or "none"}\nTime: {time.time() - start:.0f} s\n{line}')
+          f'\nNot counted (custom ops): {uncounted or "none"}'
+          f'\nTime: {time.time() - start:.0f} s\n{line}')
     return result
 
 

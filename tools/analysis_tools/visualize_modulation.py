@@ -31,12 +31,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--images', nargs='+', required=True, help='image files and/or folders')
     parser.add_argument('--out', required=True, help='output folder for the PNGs')
     parser.add_argument('--stage', type=int, default=None,
-                        help='stage index (default: 2, stride 16; the last stage of shallower models)')
+                        help='stage index (default: 2, stride 16; the last stage of shallower '
+                             'models)')
     parser.add_argument('--block', type=int, default=-1,
                         help='block index within the stage (default: -1, the last block)')
     parser.add_argument('--short-side', type=int, default=512,
-                        help='resize images so the short side has this many pixels; 0 keeps the size')
+                        help='resize images so the short side has this many pixels; 0 keeps '
+                             'the size')
     parser.add_argument('--device', default='cpu', help='torch device, e.g. cpu or cuda:0')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the random init (the same figures on every run '
+                             'without CHECKPOINT)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. model.backbone.focal_levels=3')
     args = parser.parse_args(argv)
@@ -82,6 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     """Runs the tool; returns the paths of the written PNGs (per image, then the contact sheet)."""
     args = parse_args(argv)
     image_paths = list_images(args.images)
+    torch.manual_seed(args.seed)
     model = build_model(args.config, args.cfg_options)
     if args.checkpoint:
         load_weights(model, args.checkpoint)

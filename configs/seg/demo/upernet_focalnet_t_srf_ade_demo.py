@@ -9,6 +9,9 @@
 _base_ = '../upernet_focalnet_t_srf_512x512_160k_ade20k.py'
 
 data_root = 'data/ade_demo/ADEChallengeData2016'
+# named by tools/train.py and tools/test.py when the data is missing
+dataset_layout_hint = ('the synthetic demo data; write it with python tools/data/make_demo_ade.py '
+                       '(-> data/ade_demo/ADEChallengeData2016/)')
 crop_size = (128, 128)
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
