@@ -9,7 +9,7 @@ from . import compat
 compat.apply()
 
 from .models import ARCHS, FocalNet  # noqa: E402
-from .registry import REGISTERED_IN  # noqa: E402
+from .registry import HOOK_REGISTERED_IN, REGISTERED_IN  # noqa: E402
 from .version import __version__  # noqa: E402
 
-__all__ = ['ARCHS', 'FocalNet', 'REGISTERED_IN', '__version__']
+__all__ = ['ARCHS', 'FocalNet', 'REGISTERED_IN', 'HOOK_REGISTERED_IN', '__version__']

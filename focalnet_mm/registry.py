@@ -1,32 +1,39 @@
-"""Registers FocalNet in every installed OpenMMLab model registry (mmdet, mmseg, mmpretrain).
+"""The one place where focalnet-mm adds itself to OpenMMLab registries.
 
-A library that is not installed is skipped; one that is installed but fails to import is an
-error worth seeing, so it is re-raised with the library named.
+``FocalNet`` goes into the MODELS registry of every installed library (mmdet, mmseg, mmpretrain);
+the training-time visualization hook into mmengine's HOOKS and theirs. A library that is not
+installed is skipped; one that is installed but fails to import is an error worth seeing.
 """
 import importlib
 import importlib.util
+from typing import List
+
+from mmengine import registry as mmengine_registry
 
 from .models import FocalNet
+from .visualization.hook import FocalModulationVisHook
 
-#: library module -> registry module holding MODELS
+#: library -> module holding its registries
 LIBRARIES = {'mmdet': 'mmdet.registry', 'mmseg': 'mmseg.registry', 'mmpretrain': 'mmpretrain.registry'}
 
 
-def register_all(module=FocalNet, name='FocalNet'):
-    """Add ``module`` under ``name`` to each installed library's MODELS; returns the libraries."""
-    registered = []
+def register(module, name: str, registry: str, include_mmengine: bool = False) -> List[str]:
+    """Add ``module`` as ``name`` to ``registry`` (e.g. 'MODELS') of each installed library."""
+    targets = [('mmengine', getattr(mmengine_registry, registry))] if include_mmengine else []
     for library, registry_module in LIBRARIES.items():
         if importlib.util.find_spec(library) is None:
             continue
         try:
-            models = importlib.import_module(registry_module).MODELS
+            targets.append((library, getattr(importlib.import_module(registry_module), registry)))
         except Exception as e:  # an installed but broken library must not pass silently
             raise ImportError(f'{library} is installed but {registry_module} failed to import ({e}); '
                               'run "bash tools/setup_env.sh" to repair the environment.') from e
-        if models.get(name) is not module:
-            models.register_module(name=name, module=module, force=True)
-        registered.append(library)
-    return registered
+    for _, target in targets:
+        if target.module_dict.get(name) is not module:
+            target.register_module(name=name, module=module, force=True)
+    return [library for library, _ in targets]
 
 
-REGISTERED_IN = register_all()
+REGISTERED_IN = register(FocalNet, 'FocalNet', 'MODELS')
+HOOK_REGISTERED_IN = register(FocalModulationVisHook, 'FocalModulationVisHook', 'HOOKS',
+                              include_mmengine=True)

@@ -5,8 +5,9 @@ with no permute; only the depthwise context convolutions see NCHW. State-dict ke
 official code exactly (``f``, ``h``, ``proj``, ``focal_layers.{k}.0``, ``ln``, ``gamma_{1,2}``).
 
 ``FocalModulation.forward`` dispatches to a faster formulation of the same function on CUDA
-(:mod:`focalnet_mm.ops.focal_context`; ``FOCALNET_IMPL=reference|fast|triton|auto``); the code
-below is the reference path, the CPU default.
+and for CPU training (:mod:`focalnet_mm.ops.focal_context`;
+``FOCALNET_IMPL=reference|fast|triton|auto``); the code below is the reference path, the CPU
+inference default.
 """
 from typing import List, Optional
 
@@ -90,7 +91,8 @@ class FocalModulation(nn.Module):
         return q, self.h(ctx_all), gates
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        impl = resolve_impl(self.impl, x)
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.f.weight.requires_grad)
+        impl = resolve_impl(self.impl, x, needs_grad)
         if impl != 'reference' and 'modulator_and_gates' not in self.__dict__:
             # an instance-patched modulator_and_gates (a visualisation tap) keeps the reference
             return focal_modulation_channels_last(self, x, impl)

@@ -18,8 +18,11 @@ Three implementations compute the same function (facts §1):
     accumulate (forward) and fused backward kernels; opt-in until measured on a GPU.
 
 Selection, first match wins: ``FocalModulation.impl`` (per module, see :func:`set_focal_impl`),
-:func:`set_impl` (process-wide), the ``FOCALNET_IMPL`` environment variable, then ``auto``
-(:data:`AUTO_IMPL` by device type).
+:func:`set_impl` (process-wide), the ``FOCALNET_IMPL`` environment variable, then ``auto``:
+:data:`AUTO_IMPL` by (device type, whether autograd records). On CPU, inference stays on the
+reference path (bit-exact with what the timm-equivalence tests check), while training takes
+``fast``: PyTorch's CPU backward of NCHW large-kernel depthwise convolutions is ~8x slower than
+oneDNN's channels-last one (measured here, docs/benchmarks.md).
 """
 import os
 from typing import Iterable, List, Optional
@@ -29,8 +32,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 IMPLS = ('reference', 'fast', 'triton')
-#: what ``auto`` means per device type; the GPU benchmark (docs/benchmarks.md) decides these.
-AUTO_IMPL = {'cpu': 'reference', 'cuda': 'fast'}
+#: what ``auto`` means per (device type, autograd recording); measured in docs/benchmarks.md
+#: (the CUDA rows are to be confirmed by the pending GPU run).
+AUTO_IMPL = {('cpu', False): 'reference', ('cpu', True): 'fast',
+             ('cuda', False): 'fast', ('cuda', True): 'fast'}
 ENV_VAR = 'FOCALNET_IMPL'
 
 _global_impl: Optional[str] = None
@@ -75,7 +80,7 @@ def _interpreting() -> bool:
     return os.environ.get('TRITON_INTERPRET', '0') == '1'
 
 
-def resolve_impl(module_impl: Optional[str], x: torch.Tensor) -> str:
+def resolve_impl(module_impl: Optional[str], x: torch.Tensor, needs_grad: bool = False) -> str:
     """The implementation to run for input ``x`` (see the module docstring for the order)."""
     if module_impl is not None:
         impl = _check(module_impl, 'FocalModulation.impl')
@@ -84,7 +89,7 @@ def resolve_impl(module_impl: Optional[str], x: torch.Tensor) -> str:
     else:
         impl = _check(os.environ.get(ENV_VAR, 'auto'), f'the {ENV_VAR} environment variable')
     if impl == 'auto':
-        return AUTO_IMPL.get(x.device.type, 'reference')
+        return AUTO_IMPL.get((x.device.type, bool(needs_grad)), 'reference')
     if impl == 'triton':
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
             # exporters and inductor need plain ops; 'fast' is the same function in plain ops.

@@ -5,21 +5,19 @@
 * :func:`render_modulation`: per-image figures and a contact sheet (used by
   ``tools/analysis_tools/visualize_modulation.py``).
 * ``FocalModulationVisHook``: the same figures every few epochs/iterations during training,
-  registered in mmengine's HOOKS and in mmdet / mmseg / mmpretrain HOOKS (importing this package
-  registers it).
+  registered in mmengine's HOOKS and in mmdet / mmseg / mmpretrain HOOKS by
+  ``import focalnet_mm`` (see focalnet_mm/registry.py).
 """
 from .extraction import (ModulationMaps, capture_modulation, extract_modulation_maps, token_maps,
                          find_focalnet, resolve_block, stage_stride)
 from .figures import (draw_contact_sheet, draw_modulation_figure, figure_to_rgb, per_image_size_px,
                       save_rgb)
-from .hook import FocalModulationVisHook, register_hook
+from .hook import FocalModulationVisHook
 from .inputs import Normalizer, list_images, load_rgb
 from .render import RenderedImage, render_modulation
-
-HOOK_REGISTERED_IN = register_hook()
 
 __all__ = ['ModulationMaps', 'capture_modulation', 'extract_modulation_maps', 'token_maps',
            'find_focalnet', 'resolve_block', 'stage_stride', 'draw_contact_sheet',
            'draw_modulation_figure', 'figure_to_rgb', 'per_image_size_px', 'save_rgb',
-           'FocalModulationVisHook', 'register_hook', 'HOOK_REGISTERED_IN', 'Normalizer',
+           'FocalModulationVisHook', 'Normalizer',
            'list_images', 'load_rgb', 'RenderedImage', 'render_modulation']

@@ -1,6 +1,6 @@
 """``FocalModulationVisHook``: gate and modulator figures during training.
 
-    custom_imports = dict(imports=['focalnet_mm', 'focalnet_mm.visualization'],
+    custom_imports = dict(imports=['focalnet_mm'],
                           allow_failed_imports=False)
     custom_hooks = [dict(type='FocalModulationVisHook', interval=1, stage=2, block=-1)]
 
@@ -9,8 +9,6 @@ process draws the same figures as ``tools/analysis_tools/visualize_modulation.py
 ``work_dir/modulation/`` and sends them to the runner's visualizer backends (TensorBoard, W&B,
 ... when configured in ``visualizer.vis_backends``).
 """
-import importlib
-import importlib.util
 import os.path as osp
 from typing import List, Optional, Sequence
 
@@ -112,19 +110,3 @@ class FocalModulationVisHook(Hook):
 
 
 #: registries the hook is added to: mmengine's root HOOKS, and each installed library's own
-LIBRARY_HOOKS = {'mmdet': 'mmdet.registry', 'mmseg': 'mmseg.registry',
-                 'mmpretrain': 'mmpretrain.registry'}
-
-
-def register_hook(name: str = 'FocalModulationVisHook', module=FocalModulationVisHook) -> List[str]:
-    """Register ``module`` in mmengine's HOOKS and in installed mmdet/mmseg/mmpretrain HOOKS."""
-    registered = []
-    registries = [('mmengine', MMENGINE_HOOKS)]
-    for library, registry_module in LIBRARY_HOOKS.items():
-        if importlib.util.find_spec(library) is not None:
-            registries.append((library, importlib.import_module(registry_module).HOOKS))
-    for library, hooks in registries:
-        if hooks.module_dict.get(name) is not module:
-            hooks.register_module(name=name, module=module, force=True)
-        registered.append(library)
-    return registered
