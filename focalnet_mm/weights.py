@@ -139,11 +139,6 @@ def read_sidecar_config(path) -> Optional[dict]:
 
 
 # --------------------------------------------------------------------------- unwrapping & formats
-def _is_tensor_dict(obj) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(
-        isinstance(v, torch.Tensor) for v in obj.values())
-
-
 def unwrap_checkpoint(checkpoint) -> Tuple[Dict[str, torch.Tensor], dict]:
     """The tensor dict inside a checkpoint and what surrounded it (wrapper, config, meta)."""
     if not isinstance(checkpoint, Mapping):

@@ -8,9 +8,10 @@ which starts with its downsample). Our pre-``norm{i}`` stage maps are read with 
 
 The large presets (L/XL/H, up to 680M parameters) run with ``depths=(1, 1, 2, 1)`` through an
 arch dict that keeps every other preset value (widths, levels, windows, conv embed, post-LN,
-layer scale, post-LN in modulation, normalize_modulator); T/S/B run at full depth. At full depth
-the huge models differ from timm by ~3e-5 in fp32 from summation order alone (both are equally
-far from an fp64 run), which is above the 1e-5 bar this test holds every stage to.
+layer scale, post-LN in modulation, normalize_modulator); T/S/B run at full depth. A one-off
+full-depth run of all six large presets with these weights took ~5 minutes and gave at most
+9.6e-6 (huge_fl4, last stage): fp32 summation order alone (ours and timm are equally far from an
+fp64 run), too close to the 1e-5 bar and too slow for the suite.
 """
 import gc
 

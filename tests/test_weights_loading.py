@@ -3,8 +3,6 @@
 References are independent implementations: timm's FocalNet (stage maps, logits) and HF
 transformers' FocalNet (stage hidden states), both with random weights.
 """
-import logging
-
 import pytest
 import torch
 from mmengine.logging import MMLogger
@@ -97,6 +95,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def run_log(tmp_path):
+    """A current MMLogger writing to a file (as the Runner's does); removed afterwards."""
+    name = f'test_weights_{tmp_path.name}'
+    logger = MMLogger.get_instance(name, log_file=str(tmp_path / 'run.log'), log_level='INFO')
+
+    def read():
+        for handler in logger.handlers:
+            handler.flush()
+        return (tmp_path / 'run.log').read_text()
+
+    yield read
+    for handler in logger.handlers:
+        handler.close()
+    logger.handlers.clear()
+    MMLogger._instance_dict.pop(name, None)
 
 
 @pytest.fixture(scope='module')
@@ -293,22 +309,17 @@ def test_more_focal_levels_expand_as_official(tmp_path):
     assert 'focal levels expanded' in str(report)
 
 
-def test_pretrained_shorthand_and_report_in_mmengine_log(tmp_path, tiny_timm):
+def test_pretrained_shorthand_and_report_in_mmengine_log(tmp_path, tiny_timm, run_log):
     path = _write(tmp_path, 'a.pth', {'model': official_state_dict(tiny_timm)})
-    logger = MMLogger.get_instance('test_weights_shorthand', log_file=str(tmp_path / 'run.log'),
-                                   log_level='INFO')
     model = FocalNet(arch=TINY, pretrained=path, drop_path_rate=0.)
     model.init_weights()
-    for handler in logger.handlers:
-        handler.flush()
-    log = (tmp_path / 'run.log').read_text()
-    assert f'FocalNet weights from {path} (official' in log and 'tensors loaded' in log
+    log = run_log()
+    assert f'FocalNet weights from {path} (official' in log and '98 tensors loaded' in log
     assert torch.equal(model.state_dict()['patch_embed.proj.weight'],
                        official_state_dict(tiny_timm)['patch_embed.proj.weight'])
-    logging.getLogger('test_weights_shorthand').handlers.clear()
 
 
-def test_mmdet_model_init_weights_loads_backbone_and_logs(tmp_path, tiny_timm):
+def test_mmdet_model_init_weights_loads_backbone_and_logs(tmp_path, tiny_timm, run_log):
     """An mmdet Mask R-CNN whose backbone init_cfg points at an official-format file."""
     pytest.importorskip('mmdet')
     from mmdet.registry import MODELS
@@ -328,16 +339,14 @@ def test_mmdet_model_init_weights_loads_backbone_and_logs(tmp_path, tiny_timm):
     cfg = Config.fromfile(str(cfg_file))
     with DefaultScope.overwrite_default_scope('mmdet'):
         detector = MODELS.build(cfg.model)
-    MMLogger.get_instance('test_weights_mmdet', log_file=str(tmp_path / 'det.log'), log_level='INFO')
     detector.init_weights()
-    log = (tmp_path / 'det.log').read_text()
+    log = run_log()
     assert 'FocalNet weights from' in log and 'focal kernels resized' in log and '3->9' in log
     loaded = detector.backbone.state_dict()
     source = official_state_dict(tiny_timm)
     assert torch.equal(loaded['layers.2.blocks.1.mlp.fc2.weight'], source['layers.2.blocks.1.mlp.fc2.weight'])
     assert torch.equal(loaded['layers.0.blocks.0.modulation.focal_layers.0.0.weight'][..., 3:6, 3:6],
                        source['layers.0.blocks.0.modulation.focal_layers.0.0.weight'])
-    logging.getLogger('test_weights_mmdet').handlers.clear()
 
 
 def test_load_model_weights_mmpretrain_classifier_matches_timm_logits(tmp_path, tiny_timm, x):

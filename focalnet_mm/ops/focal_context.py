@@ -91,7 +91,8 @@ def resolve_impl(module_impl: Optional[str], x: torch.Tensor, needs_grad: bool =
     if impl == 'auto':
         return AUTO_IMPL.get((x.device.type, bool(needs_grad)), 'reference')
     if impl == 'triton':
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        if exporting or torch.compiler.is_compiling():
             # exporters and inductor need plain ops; 'fast' is the same function in plain ops.
             return 'fast'
         if not triton_available():
@@ -131,7 +132,8 @@ def aggregate_context_channels_last(ctx: torch.Tensor, gates: torch.Tensor,
 
 
 def aggregate_context_triton(ctx: torch.Tensor, gates: torch.Tensor,
-                             weights: List[torch.Tensor], normalize_modulator: bool) -> torch.Tensor:
+                             weights: List[torch.Tensor],
+                             normalize_modulator: bool) -> torch.Tensor:
     """Triton version of :func:`aggregate_context_channels_last` (same arguments and result)."""
     from .triton_focal import focal_context_triton
     if torch.is_autocast_enabled(ctx.device.type):

@@ -13,7 +13,6 @@ Channels are the fastest axis in every tile, so all loads and stores are coalesc
 fp32 in registers whatever the storage dtype. Runs under ``TRITON_INTERPRET=1`` on CPU tensors
 (tests/test_ops_focal_context.py checks it against the reference there).
 """
-import math
 from typing import List
 
 import torch
@@ -46,7 +45,7 @@ def _dwconv_nhwc_kernel(src_ptr, w_ptr, pre_ptr, acc_ptr, gate_ptr, post_ptr,
     chans = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     col_ok = cols < W
     chan_ok = chans < C
-    pad: tl.constexpr = K // 2
+    pad = K // 2
     res = tl.zeros((BLOCK_W, BLOCK_C), dtype=tl.float32)
     for kh in tl.static_range(K):
         row = h + kh - pad

@@ -77,7 +77,8 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=None,
-                   help='JSON file (default work_dirs/benchmarks/backbone_<device>_<BxHxW>_<time>.json)')
+                   help='JSON file (default: '
+                   'work_dirs/benchmarks/backbone_<device>_<BxHxW>_<time>.json)')
     args = p.parse_args(argv)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         p.error('--device cuda but torch.cuda.is_available() is False; use --device cpu.')

@@ -9,7 +9,8 @@ which were measured at ``--shape 1280 800`` (H=1280, W=800) with mmdet 2.x. Coun
 mmengine's FlopAnalyzer (fvcore conventions: one fused multiply-add = one FLOP; element-wise ops
 and mmcv ops such as RoIAlign are not counted, and are listed). Detectors run their ``tensor``
 mode: backbone, neck and heads on the proposals the (randomly initialised) RPN makes, the same
-work mmdet 2.x's ``forward_dummy`` measured. Weights are not loaded (``init_weights`` is never
+work mmdet 2.x's ``forward_dummy`` measured; as there, mask heads see the first 100 proposals
+(``--mask-rois``; mmdet 3.x's Cascade tensor mode would run them on all 1000). Weights are not loaded (``init_weights`` is never
 called), so nothing is downloaded. Large-kernel depthwise convolutions are memory-bound: FLOPs
 understate FocalNet's run time (see tools/analysis_tools/benchmark_backbone.py).
 """
@@ -39,6 +40,9 @@ def parse_args(argv=None):
     parser.add_argument('--shape', type=int, nargs='+', default=[1280, 800],
                         help='input size: H W, or one value for a square (default 1280 800, '
                         'the official tables)')
+    parser.add_argument('--mask-rois', type=int, default=100,
+                        help='proposals the mask head(s) run on (default 100, the mmdet 2.x '
+                        'convention of the official tables); 0 for no cap')
     parser.add_argument('--show-table', action='store_true',
                         help='also print the per-module table')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -79,11 +83,33 @@ def data_samples_for(model, scope: str, h: int, w: int):
     return [sample]
 
 
-def complexity(cfg: Config, h: int, w: int, show_table: bool = False, seed: int = 0) -> dict:
+def cap_mask_rois(model: torch.nn.Module, max_rois: int) -> None:
+    """Make the RoI head's mask branch see only the first ``max_rois`` proposals.
+
+    mmdet 2.x ``forward_dummy`` (the official FLOPs) and mmdet 3.x's StandardRoIHead use 100;
+    mmdet 3.x's CascadeRoIHead tensor mode passes every proposal to each stage's mask head."""
+    roi_head = getattr(model, 'roi_head', None)
+    if not max_rois or not getattr(roi_head, 'with_mask', False):
+        return
+    mask_forward = roi_head._mask_forward  # (x, rois) standard, (stage, x, rois) cascade
+
+    def capped(*args, **kwargs):
+        if 'rois' in kwargs:
+            kwargs['rois'] = kwargs['rois'][:max_rois]
+        else:
+            args = (*args[:-1], args[-1][:max_rois])
+        return mask_forward(*args, **kwargs)
+
+    roi_head._mask_forward = capped
+
+
+def complexity(cfg: Config, h: int, w: int, show_table: bool = False, seed: int = 0,
+               mask_rois: int = 100) -> dict:
     """Params and FLOPs of ``cfg.model`` on one random (1, 3, h, w) image, padded like the
     model's data preprocessor would (to its ``pad_size_divisor``)."""
     torch.manual_seed(seed)
     model = build_model(cfg)
+    cap_mask_rois(model, mask_rois)
     divisor = cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1) or 1
     ph, pw = -(-h // divisor) * divisor, -(-w // divisor) * divisor
     inputs = torch.randn(1, 3, ph, pw)
@@ -117,7 +143,7 @@ def main(argv=None):
     logger.info(f'building {args.config} and tracing one forward pass at {h}x{w} '
                 '(a minute or more on CPU for a detector at 1280x800)...')
     start = time.time()
-    result = complexity(cfg, h, w, show_table=args.show_table)
+    result = complexity(cfg, h, w, show_table=args.show_table, mask_rois=args.mask_rois)
     if args.show_table:
         print(result['table'])
     line = '=' * 40

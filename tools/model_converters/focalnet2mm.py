@@ -14,6 +14,7 @@ Examples::
 """
 import argparse
 import hashlib
+import logging
 import os
 import os.path as osp
 import re
@@ -98,17 +99,19 @@ def read_source(src, trust_pickle=False):
     if path.endswith('.safetensors'):
         return W.read_checkpoint(path)
     print_log(f'--trust-pickle: fully unpickling {path}; this can run code from the file.',
-              logger='current', level=30)
+              logger='current', level=logging.WARNING)
     checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    if isinstance(checkpoint, dict):
-        checkpoint = {k: (v if isinstance(v, dict) and k in W.WRAPPER_KEYS else plain(v)
-                          if k in ('config', 'args', 'meta') else v)
-                      for k, v in checkpoint.items()}
-        for key in W.WRAPPER_KEYS:
-            if isinstance(checkpoint.get(key), dict):
-                checkpoint[key] = OrderedDict(
-                    (k, v) for k, v in checkpoint[key].items() if isinstance(v, torch.Tensor))
-    return checkpoint
+    if not isinstance(checkpoint, dict):
+        return checkpoint
+    # keep only what conversion reads: the tensors, and the config/args/meta as plain containers
+    clean = {k: plain(checkpoint[k]) for k in ('config', 'args', 'meta') if k in checkpoint}
+    wrapper = next((k for k in W.WRAPPER_KEYS if isinstance(checkpoint.get(k), dict)), None)
+    weights = checkpoint[wrapper] if wrapper else checkpoint
+    tensors = OrderedDict((k, v) for k, v in weights.items() if isinstance(v, torch.Tensor))
+    if wrapper:
+        clean[wrapper] = tensors
+        return clean
+    return tensors
 
 
 # --------------------------------------------------------------------------- what to write
