@@ -94,11 +94,17 @@ def cap_mask_rois(model: torch.nn.Module, max_rois: int) -> None:
     mask_forward = roi_head._mask_forward  # (x, rois) standard, (stage, x, rois) cascade
 
     def capped(*args, **kwargs):
+        rois = kwargs['rois'] if 'rois' in kwargs else args[-1]
         if 'rois' in kwargs:
-            kwargs['rois'] = kwargs['rois'][:max_rois]
+            kwargs['rois'] = rois[:max_rois]
         else:
-            args = (*args[:-1], args[-1][:max_rois])
-        return mask_forward(*args, **kwargs)
+            args = (*args[:-1], rois[:max_rois])
+        results = mask_forward(*args, **kwargs)
+        preds = results['mask_preds']
+        if len(preds) < len(rois):  # cascade splits the masks per image: keep the row count
+            pad = preds.new_zeros((len(rois) - len(preds), *preds.shape[1:]))
+            results['mask_preds'] = torch.cat([preds, pad])
+        return results
 
     roi_head._mask_forward = capped
 
