@@ -6,8 +6,9 @@ Applied once by ``import focalnet_mm`` (never by editing site-packages):
   loading, which refuses mmengine's own checkpoints (numpy metadata, message-hub buffers). We keep
   safe loading on and allow exactly the types mmengine writes, so ``--resume`` works and an
   arbitrary pickle is still refused.
-* mmengine resolves ``mmdet::`` / ``mmseg::`` config bases with ``pkg_resources``; when
-  setuptools no longer ships it, the same lookup is done with ``importlib.metadata``.
+* mmengine resolves ``mmdet::`` / ``mmseg::`` config bases with ``pkg_resources`` and re-reads
+  every metafile of the package per base; we do the same lookup with ``importlib.metadata`` and a
+  cache, so bases resolve without pkg_resources and a config parses in a fraction of the time.
 * mmpretrain 1.2.0 imports its multimodal models when transformers >= 4.28 is present, and they
   fail to define under transformers 5.x; with 5.x we switch mmpretrain's multimodal flag off
   (those models then raise mmpretrain's own "requires transformers" message), so ``mmdet.models``
@@ -15,6 +16,7 @@ Applied once by ``import focalnet_mm`` (never by editing site-packages):
 """
 import importlib.abc
 import importlib.metadata
+import functools
 import importlib.util
 import os.path as osp
 import pickle
@@ -61,8 +63,9 @@ def allow_mmengine_checkpoints():
         torch.serialization.add_safe_globals(mmengine_checkpoint_safe_globals())
 
 
+@functools.lru_cache(maxsize=None)
 def _installed_path(package):
-    """importlib.metadata version of mmengine's ``get_installed_path``."""
+    """importlib.metadata version of mmengine's ``get_installed_path`` (no pkg_resources)."""
     try:
         dist = importlib.metadata.distribution(package)
         top = (dist.read_text('top_level.txt') or package).split('\n')[0]
@@ -74,6 +77,7 @@ def _installed_path(package):
         return osp.dirname(spec.origin)
 
 
+@functools.lru_cache(maxsize=None)
 def _is_installed(package):
     try:
         importlib.metadata.distribution(package)
@@ -82,24 +86,45 @@ def _is_installed(package):
         return importlib.util.find_spec(package) is not None
 
 
-def _pkg_resources_available():
-    if 'pkg_resources' in sys.modules:
-        return sys.modules['pkg_resources'] is not None
-    return importlib.util.find_spec('pkg_resources') is not None
+@functools.lru_cache(maxsize=None)
+def _external_config_index(package_path):
+    """Config name -> metafile entry of an OpenMMLab package, read once per process.
+
+    mmengine re-reads every metafile of the package (about 250 for mmpretrain) for each
+    ``pkg::`` base it resolves, which makes one config take seconds to parse.
+    """
+    from mmengine.fileio import load
+    index = {}
+    meta_index = load(osp.join(package_path, '.mim', 'model-index.yml'))
+    for meta_path in meta_index['Import']:
+        for model_cfg in load(osp.join(package_path, '.mim', meta_path)).get('Models', []):
+            if 'Config' in model_cfg:
+                index.setdefault(model_cfg['Config'].partition('/')[-1], model_cfg)
+    return index
 
 
-def resolve_config_bases_without_pkg_resources():
-    """Make ``mmdet::``/``mmseg::`` bases resolve when ``pkg_resources`` is unavailable."""
-    if _pkg_resources_available():
-        return
-    import mmengine.utils.package_utils as package_utils
+def _cfg_metainfo(package_path, cfg_path):
+    index = _external_config_index(package_path)
+    if cfg_path not in index:
+        raise ValueError(f'{cfg_path} is not a model config of {package_path}')  # mmengine then tries _base_
+    return index[cfg_path]
+
+
+def fast_config_bases():
+    """Resolve ``mmdet::``/``mmseg::``/``mmpretrain::`` bases with importlib.metadata and a cache.
+
+    Works without ``pkg_resources`` (setuptools >= 82) and avoids mmengine's per-base reload of
+    pkg_resources and of every metafile. Bases parsed before ``import focalnet_mm`` (mmengine's
+    own tools) still use mmengine's path, which setup_env.sh keeps working (setuptools<82).
+    """
+    import mmengine.config.utils as config_utils
     for module_name in ('mmengine.utils.package_utils', 'mmengine.utils', 'mmengine.config.config',
                         'mmengine.config.utils'):
         module = sys.modules.get(module_name) or importlib.import_module(module_name)
         for name, fn in (('get_installed_path', _installed_path), ('is_installed', _is_installed)):
             if hasattr(module, name):
                 setattr(module, name, fn)
-    package_utils.get_installed_path = _installed_path
+    config_utils._get_cfg_metainfo = _cfg_metainfo
 
 
 def transformers_major():
@@ -160,4 +185,4 @@ def apply():
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
     keep_mmpretrain_importable()
     allow_mmengine_checkpoints()
-    resolve_config_bases_without_pkg_resources()
+    fast_config_bases()

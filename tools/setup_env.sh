@@ -147,10 +147,11 @@ fi
 OPENMMLAB=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0)
 DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matplotlib rich termcolor
       pycocotools scipy shapely six terminaltables tqdm prettytable ftfy regex einops
-      importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout tensorboard onnx)
+      importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout tensorboard onnx
+      onnxruntime transformers)
 stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, timm and deps" \
   "check access to PyPI, then re-run"
-if ! has 'import mmengine, mmdet, mmseg, mmpretrain, timm, pycocotools, ftfy, regex, pytest, onnx
+if ! has 'import mmengine, mmdet, mmseg, mmpretrain, timm, pycocotools, ftfy, regex, pytest, onnx, onnxruntime, transformers
 assert (mmengine.__version__, mmdet.__version__, mmseg.__version__, mmpretrain.__version__) == ("0.10.7", "3.3.0", "1.2.2", "1.2.0")'; then
   "${PIP[@]}" "${DEPS[@]}"
   "${PIP[@]}" --no-deps "${OPENMMLAB[@]}"

@@ -5,9 +5,8 @@ with no permute; only the depthwise context convolutions see NCHW. State-dict ke
 official code exactly (``f``, ``h``, ``proj``, ``focal_layers.{k}.0``, ``ln``, ``gamma_{1,2}``).
 
 ``FocalModulation.forward`` dispatches to a faster formulation of the same function on CUDA
-and for CPU training (:mod:`focalnet_mm.ops.focal_context`;
-``FOCALNET_IMPL=reference|fast|triton|auto``); the code below is the reference path, the CPU
-inference default.
+(:mod:`focalnet_mm.ops.focal_context`; ``FOCALNET_IMPL=reference|fast|triton|auto``); the
+code below is the reference path, the CPU default.
 """
 from typing import List, Optional
 

@@ -180,7 +180,8 @@ class FocalNet(BaseModule):
         self.patch_embed = PatchEmbed(in_channels, self.num_features[0], cfg['patch_size'],
                                       use_conv_embed=cfg['use_conv_embed'], is_stem=True)
         self.pos_drop = nn.Dropout(drop_rate)
-        drop_paths = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)  # linear stochastic-depth rule; plain Python so meta-device builds work
+        drop_paths = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):
             self.layers.append(FocalNetStage(

@@ -19,10 +19,10 @@ Three implementations compute the same function (facts §1):
 
 Selection, first match wins: ``FocalModulation.impl`` (per module, see :func:`set_focal_impl`),
 :func:`set_impl` (process-wide), the ``FOCALNET_IMPL`` environment variable, then ``auto``:
-:data:`AUTO_IMPL` by (device type, whether autograd records). On CPU, inference stays on the
-reference path (bit-exact with what the timm-equivalence tests check), while training takes
-``fast``: PyTorch's CPU backward of NCHW large-kernel depthwise convolutions is ~8x slower than
-oneDNN's channels-last one (measured here, docs/benchmarks.md).
+:data:`AUTO_IMPL` by (device type, whether autograd records). CPU stays on the reference
+path (bit-exact with what the timm-equivalence tests check): oneDNN's channels-last depthwise
+backward wins on large maps but loses 5-7x on the small late-stage maps of test-size inputs, so
+``fast`` is slower for a whole backbone there (docs/benchmarks.md).
 """
 import os
 from typing import Iterable, List, Optional
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 IMPLS = ('reference', 'fast', 'triton')
 #: what ``auto`` means per (device type, autograd recording); measured in docs/benchmarks.md
 #: (the CUDA rows are to be confirmed by the pending GPU run).
-AUTO_IMPL = {('cpu', False): 'reference', ('cpu', True): 'fast',
+AUTO_IMPL = {('cpu', False): 'reference', ('cpu', True): 'reference',
              ('cuda', False): 'fast', ('cuda', True): 'fast'}
 ENV_VAR = 'FOCALNET_IMPL'
 

@@ -75,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument('--iters', type=int, default=10, help='timed iterations per repeat')
     p.add_argument('--warmup', type=int, default=3, help='untimed iterations per row')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch.set_num_threads for CPU runs (default: torch\'s choice)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=None,
                    help='JSON file (default: '
@@ -363,6 +365,8 @@ def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = args.cudnn_benchmark
     rows = build_rows(args)

@@ -77,9 +77,12 @@ def data_samples_for(model, scope: str, h: int, w: int):
     if scope != 'mmdet':
         return None
     from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
     sample = DetDataSample(metainfo=dict(
         img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
         scale_factor=(1.0, 1.0)))
+    # Sparse R-CNN's tensor mode unpacks (unused) ground truth
+    sample.gt_instances = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0).long())
     return [sample]
 
 
