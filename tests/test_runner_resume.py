@@ -65,6 +65,7 @@ _RUN_IDS = itertools.count()  # mmengine keys loggers/message hubs by experiment
 
 
 def make_runner(work_dir, max_iters, recorder, resume=False, resume_from=None):
+    torch.manual_seed(0)  # the same initial weights in every run
     return Runner(
         model=ToyRegressor(),
         work_dir=str(work_dir),

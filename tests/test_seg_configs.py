@@ -23,20 +23,16 @@ SEG_DIR = osp.join(REPO, 'configs', 'seg')
 IMAGENET_URL = ('https://projects4jw.blob.core.windows.net/focalnet/release/classification/'
                 'focalnet_{size}_{rf}.pth')
 
-# config -> (official config file, arch keywords of that file, published #Params (M), mIoU ss/ms)
+# config -> (official size name, embed_dim, depths, focal levels, published #Params (M),
+#            published mIoU single-scale / multi-scale); the official config of each is
+#            upernet_focalnet_<size name>_patch4_512x512_160k_ade20k_<srf|lrf>.py
 OFFICIAL = {
-    'upernet_focalnet_t_srf_512x512_160k_ade20k': (
-        'upernet_focalnet_tiny_patch4_512x512_160k_ade20k_srf.py', 'tiny', 96, (2, 2, 6, 2), 2, 61, (46.5, 47.2)),
-    'upernet_focalnet_t_lrf_512x512_160k_ade20k': (
-        'upernet_focalnet_tiny_patch4_512x512_160k_ade20k_lrf.py', 'tiny', 96, (2, 2, 6, 2), 3, 61, (46.8, 47.8)),
-    'upernet_focalnet_s_srf_512x512_160k_ade20k': (
-        'upernet_focalnet_small_patch4_512x512_160k_ade20k_srf.py', 'small', 96, (2, 2, 18, 2), 2, 83, (49.3, 50.1)),
-    'upernet_focalnet_s_lrf_512x512_160k_ade20k': (
-        'upernet_focalnet_small_patch4_512x512_160k_ade20k_lrf.py', 'small', 96, (2, 2, 18, 2), 3, 84, (49.1, 50.1)),
-    'upernet_focalnet_b_srf_512x512_160k_ade20k': (
-        'upernet_focalnet_base_patch4_512x512_160k_ade20k_srf.py', 'base', 128, (2, 2, 18, 2), 2, 124, (50.2, 51.1)),
-    'upernet_focalnet_b_lrf_512x512_160k_ade20k': (
-        'upernet_focalnet_base_patch4_512x512_160k_ade20k_lrf.py', 'base', 128, (2, 2, 18, 2), 3, 126, (50.5, 51.4)),
+    'upernet_focalnet_t_srf_512x512_160k_ade20k': ('tiny', 96, (2, 2, 6, 2), 2, 61, (46.5, 47.2)),
+    'upernet_focalnet_t_lrf_512x512_160k_ade20k': ('tiny', 96, (2, 2, 6, 2), 3, 61, (46.8, 47.8)),
+    'upernet_focalnet_s_srf_512x512_160k_ade20k': ('small', 96, (2, 2, 18, 2), 2, 83, (49.3, 50.1)),
+    'upernet_focalnet_s_lrf_512x512_160k_ade20k': ('small', 96, (2, 2, 18, 2), 3, 84, (49.1, 50.1)),
+    'upernet_focalnet_b_srf_512x512_160k_ade20k': ('base', 128, (2, 2, 18, 2), 2, 124, (50.2, 51.1)),
+    'upernet_focalnet_b_lrf_512x512_160k_ade20k': ('base', 128, (2, 2, 18, 2), 3, 126, (50.5, 51.4)),
 }
 NAMES = sorted(OFFICIAL)
 
@@ -88,8 +84,7 @@ def test_exactly_the_six_configs():
 
 @pytest.mark.parametrize('name', NAMES)
 def test_config_declares_plugin_weights_and_data(name):
-    _, size, *_ = OFFICIAL[name]
-    rf = name.split('_')[3]
+    size, rf = OFFICIAL[name][0], name.split('_')[3]
     cfg = load(name)
     assert cfg.custom_imports == dict(imports=['focalnet_mm'], allow_failed_imports=False)
     assert cfg.default_scope == 'mmseg'
@@ -110,7 +105,7 @@ def test_config_declares_plugin_weights_and_data(name):
 @pytest.mark.parametrize('name', NAMES)
 def test_recipe_matches_official_config(name):
     """Values of the official config (+ its bases), translated to mmengine terms."""
-    _, _, embed_dim, depths, levels, _, _ = OFFICIAL[name]
+    _, embed_dim, depths, levels, _, _ = OFFICIAL[name]
     cfg = load(name)
     backbone = cfg.model.backbone
     assert list(backbone.focal_windows) == [9, 9, 9, 9]
@@ -189,7 +184,7 @@ def test_lr_schedule_matches_official_poly_with_warmup():
 @pytest.mark.parametrize('name', NAMES)
 def test_model_builds_with_official_kernels_and_heads(name):
     cfg, model = built(name)
-    _, _, embed_dim, depths, levels, _, _ = OFFICIAL[name]
+    _, embed_dim, depths, levels, _, _ = OFFICIAL[name]
     backbone = model.backbone
     assert type(model).__name__ == 'EncoderDecoder' and type(backbone).__name__ == 'FocalNet'
     assert [len(layer.blocks) for layer in backbone.layers] == list(depths)
@@ -210,7 +205,7 @@ def test_param_count_matches_official_table(name):
     the third level there, as its detection table does for T lrf (the exact third-level cost is
     checked below)."""
     _, model = built(name)
-    published = OFFICIAL[name][5]
+    published = OFFICIAL[name][4]
     assert abs(num_params(model) / 1e6 - published) < (0.5 if 'srf' in name or '_b_' in name else 0.6)
 
 
@@ -259,3 +254,19 @@ def test_missing_ade20k_gives_one_line_with_the_layout(tmp_path, monkeypatch):
     assert message.startswith('data/ade/ADEChallengeData2016/images/training not found for '
                               'train_dataloader (and 3 more)')
     assert LAYOUT_HINTS['mmseg'] in message and 'train_dataloader.dataset.data_root=DIR' in message
+
+
+def test_docs_model_zoo_table_matches_the_published_numbers():
+    """docs/segmentation.md: one row per config with its link, published mIoU and params."""
+    with open(osp.join(REPO, 'docs', 'segmentation.md')) as f:
+        rows = [line for line in f if line.startswith('| FocalNet-')]
+    assert len(rows) == len(NAMES)
+    for name in NAMES:
+        [row] = [r for r in rows if f'(../configs/seg/{name}.py)' in r]
+        cells = [c.strip() for c in row.split('|')[1:-1]]
+        _, _, _, levels, params, (ss, ms) = OFFICIAL[name]
+        assert cells[1] == ('[9,11]' if levels == 2 else '[9,11,13]')
+        assert (float(cells[2]), float(cells[3])) == (ss, ms)
+        assert cells[4].split(' / ')[0].rstrip('¹') == str(params)
+        _, model = built(name)
+        assert float(cells[4].split(' / ')[1]) == pytest.approx(num_params(model) / 1e6, abs=0.005)

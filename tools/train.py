@@ -66,6 +66,9 @@ def main(argv=None):
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     runner = build_runner_from_cfg(cfg)
+    if runner.distributed:
+        import torch.distributed as dist
+        runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')
     runner.train()
     return runner
 

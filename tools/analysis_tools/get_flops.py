@@ -8,11 +8,12 @@ instead of images from the validation set, so the numbers compare with the offic
 which were measured at ``--shape 1280 800`` (H=1280, W=800) with mmdet 2.x. Counted with
 mmengine's FlopAnalyzer (fvcore conventions: one fused multiply-add = one FLOP; element-wise ops
 and mmcv ops such as RoIAlign are not counted, and are listed). Detectors run their ``tensor``
-mode: backbone, neck and heads on the proposals the (randomly initialised) RPN makes, the same
-work mmdet 2.x's ``forward_dummy`` measured; as there, mask heads see the first 100 proposals
-(``--mask-rois``; mmdet 3.x's Cascade tensor mode would run them on all 1000). Weights are not loaded (``init_weights`` is never
-called), so nothing is downloaded. Large-kernel depthwise convolutions are memory-bound: FLOPs
-understate FocalNet's run time (see tools/analysis_tools/benchmark_backbone.py).
+mode: backbone, neck and heads on the proposals the RPN makes, the work mmdet 2.x's
+``forward_dummy`` measured; as there, mask heads see the first 100 proposals (``--mask-rois``;
+mmdet 3.x's Cascade tensor mode would run them on all 1000). The model gets its own random
+initialisation; the backbone's pretrained checkpoint is not loaded, so nothing is downloaded.
+Large-kernel depthwise convolutions are memory-bound: FLOPs understate FocalNet's run time
+(see tools/analysis_tools/benchmark_backbone.py).
 """
 import argparse
 import os.path as osp
@@ -68,7 +69,13 @@ def build_model(cfg: Config) -> torch.nn.Module:
         raise ValueError(f'{cfg.filename}: default_scope {scope!r} is not mmdet, mmseg or '
                          'mmpretrain; set default_scope in the config.')
     models = __import__(registry, fromlist=['MODELS']).MODELS
-    model = revert_sync_batchnorm(models.build(cfg.model))  # SyncBN needs no process group
+    model_cfg = cfg.model.copy()
+    if model_cfg.get('backbone', {}).get('init_cfg') is not None:
+        model_cfg.backbone = dict(model_cfg.backbone, init_cfg=None)  # no download
+    model = revert_sync_batchnorm(models.build(model_cfg))  # SyncBN needs no process group
+    # the heads' own initialisation: random weights otherwise make e.g. Sparse R-CNN regress
+    # degenerate boxes that RoIAlign refuses
+    model.init_weights()
     return model.eval()
 
 

@@ -113,7 +113,7 @@ def make_split(out_dir, split, num_images, rng, size, max_objects, start_ann_id=
                 licenses=[], images=images, annotations=annotations, categories=categories)
 
 
-def make_demo_coco(out_dir='data/demo_coco', num_train=200, num_val=40, size=192, max_objects=3,
+def make_demo_coco(out_dir='data/demo_coco', num_train=200, num_val=40, size=160, max_objects=3,
                    seed=0):
     """Write the data set to ``out_dir``; returns {split: (num images, num objects)}."""
     rng = np.random.default_rng(seed)
@@ -132,7 +132,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='data/demo_coco', help='output directory')
     parser.add_argument('--num-train', type=int, default=200, help='training images')
     parser.add_argument('--num-val', type=int, default=40, help='validation images')
-    parser.add_argument('--size', type=int, default=192, help='longest image side is about 1.25x this')
+    parser.add_argument('--size', type=int, default=160, help='longest image side is about 1.25x this')
     parser.add_argument('--max-objects', type=int, default=3, help='objects per image (1..N)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)

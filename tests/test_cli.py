@@ -1,0 +1,138 @@
+"""tools/train.py, tools/test.py and tools/dist_train.sh as a user meets them: one-line errors
+before any model is built, and a 2-process CPU (gloo) run."""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+MAIN_CONFIG = 'configs/maskrcnn_focalnet_t_3x.py'
+DEMO_CONFIG = 'configs/demo/maskrcnn_focalnet_t_demo.py'
+
+
+def run_tool(*args, timeout=300, env=None):
+    start = time.time()
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    return proc, time.time() - start
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines, proc.stdout[-2000:]
+    assert lines[-1].startswith('error: '), proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    return lines[-1]
+
+
+def test_missing_coco_fails_in_one_line_naming_layout_and_readme_before_building(tmp_path):
+    work_dir = tmp_path / 'work_dir'
+    proc, seconds = run_tool('tools/train.py', MAIN_CONFIG, '--work-dir', str(work_dir),
+                             '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/coco/')
+    line = assert_one_line_error(
+        proc, f'{tmp_path}/coco/annotations/instances_train2017.json not found for train_dataloader',
+        'annotations/instances_{train,val}2017.json', 'README "Data preparation"', '--cfg-options')
+    assert line.count('\n') == 0
+    # nothing was built: the Runner creates the work dir and logs the environment first
+    assert not work_dir.exists()
+    assert 'System environment' not in proc.stdout + proc.stderr
+    assert seconds < 60, f'{seconds:.1f}s'  # imports only (about 5s on a loaded 2-core machine)
+    print(f'missing data reported in {seconds:.1f}s')
+
+
+def test_missing_demo_data_names_its_generator(tmp_path):
+    proc, _ = run_tool('tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'w'),
+                       '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/demo/')
+    assert_one_line_error(proc, 'instances_train.json not found',
+                          'python tools/data/make_demo_coco.py')
+
+
+def test_test_tool_errors(tmp_path):
+    proc, _ = run_tool('tools/test.py', MAIN_CONFIG, str(tmp_path / 'missing.pth'))
+    assert_one_line_error(proc, 'missing.pth not found')
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')
+    proc, _ = run_tool('tools/test.py', MAIN_CONFIG, str(checkpoint), '--cfg-options',
+                       f'test_dataloader.dataset.data_root={tmp_path}/coco/')
+    assert_one_line_error(proc, 'instances_val2017.json not found for test_dataloader')
+    proc, _ = run_tool('tools/train.py', 'configs/no_such_config.py')
+    assert_one_line_error(proc, 'configs/no_such_config.py not found')
+    proc, _ = run_tool('tools/train.py', MAIN_CONFIG, '--resume', str(tmp_path / 'none.pth'))
+    assert_one_line_error(proc, '--resume', 'none.pth: no such checkpoint file')
+
+
+def test_cli_flags_reach_the_config(tmp_path):
+    """--amp, --auto-scale-lr, --resume and --work-dir set what mmdet's tools set."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('focalnet_train_cli', osp.join(REPO, 'tools/train.py'))
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    data_root = tmp_path / 'coco'
+    for sub in ('annotations', 'train2017', 'val2017'):
+        (data_root / sub).mkdir(parents=True)
+    for split in ('train', 'val'):
+        (data_root / 'annotations' / f'instances_{split}2017.json').write_text('{}')
+    options = ['--cfg-options', f'train_dataloader.dataset.data_root={data_root}/',
+               f'val_dataloader.dataset.data_root={data_root}/',
+               f'test_dataloader.dataset.data_root={data_root}/']
+    cfg = train.make_config(train.parse_args([osp.join(REPO, MAIN_CONFIG), '--amp', '--auto-scale-lr',
+                                              '--resume', *options]))
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.auto_scale_lr.enable is True and cfg.auto_scale_lr.base_batch_size == 16
+    assert cfg.resume is True and cfg.load_from is None
+    assert cfg.work_dir == './work_dirs/maskrcnn_focalnet_t_3x'
+    assert cfg.optim_wrapper.optimizer.lr == 1e-4  # the official value, untouched
+    cfg = train.make_config(train.parse_args([osp.join(REPO, MAIN_CONFIG), '--work-dir', 'elsewhere',
+                                              *options]))
+    assert cfg.work_dir == 'elsewhere' and not cfg.get('resume')
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+
+
+@pytest.mark.slow
+def test_dist_train_two_cpu_processes(tmp_path):
+    """tools/dist_train.sh CONFIG 2 on a machine without GPUs: gloo, CPU DDP, sharded data."""
+    make = subprocess.run([sys.executable, 'tools/data/make_demo_coco.py', '--out', str(tmp_path / 'data'),
+                           '--num-train', '4', '--num-val', '2', '--size', '96'],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert make.returncode == 0, make.stderr
+    config = tmp_path / 'dist_demo.py'
+    config.write_text(f'''
+_base_ = {osp.join(REPO, DEMO_CONFIG)!r}
+data_root = {str(tmp_path / 'data') + '/'!r}
+image_scale = (96, 64)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(logger=dict(interval=1))
+''')
+    env = dict(os.environ, PORT=str(29500 + os.getpid() % 1000), OMP_NUM_THREADS='1',
+               CUDA_VISIBLE_DEVICES='')
+    start = time.time()
+    proc = subprocess.run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
+                           str(tmp_path / 'work_dir')], cwd=REPO, capture_output=True, text=True,
+                          timeout=400, env=env)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert re.search(r'Distributed training: True', output)
+    assert re.search(r'world size 2 \(gloo\)', output), output[-3000:]
+    # 4 images / (2 processes x batch 1) = 2 iterations per process; alone it would be 4
+    assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', output), output[-3000:]
+    assert not re.search(r'\[\d+/4\]', output)
+    assert (tmp_path / 'work_dir' / 'epoch_1.pth').is_file()
+    print(f'2-process CPU run took {time.time() - start:.0f}s')

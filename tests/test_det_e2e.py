@@ -1,0 +1,160 @@
+"""End to end detection: tools/train.py -> interrupted -> --resume -> tools/test.py -> COCO metrics,
+on real COCO images (../shared/data/coco_mini), plus the demo data generator."""
+import importlib.util
+import json
+import os
+import os.path as osp
+import re
+
+import numpy as np
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_tool(relative_path, name):
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- demo data generator
+def test_demo_coco_is_valid_coco_and_deterministic(tmp_path):
+    from pycocotools.coco import COCO
+    make = load_tool('tools/data/make_demo_coco.py', 'make_demo_coco')
+    summary = make.make_demo_coco(str(tmp_path / 'a'), num_train=6, num_val=3, size=96, seed=3)
+    make.make_demo_coco(str(tmp_path / 'b'), num_train=6, num_val=3, size=96, seed=3)
+    assert summary['train'][0] == 6 and summary['val'][0] == 3
+    for split in ('train', 'val'):
+        a = (tmp_path / 'a' / 'annotations' / f'instances_{split}.json').read_text()
+        assert a == (tmp_path / 'b' / 'annotations' / f'instances_{split}.json').read_text()
+
+    coco = COCO(str(tmp_path / 'a' / 'annotations' / 'instances_train.json'))
+    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == ['circle', 'rectangle', 'triangle']
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert len(anns) == summary['train'][1] >= 6  # at least one object per image
+    for ann in anns:
+        info = coco.loadImgs(ann['image_id'])[0]
+        mask = coco.annToMask(ann)
+        assert mask.shape == (info['height'], info['width'])
+        # the stored area is the polygon's; the rasterised mask agrees within its boundary pixels
+        assert abs(mask.sum() - ann['area']) < 0.15 * ann['area'] + 20
+        ys, xs = np.nonzero(mask)
+        x, y, w, h = ann['bbox']
+        assert abs(xs.min() - x) <= 1.5 and abs(ys.min() - y) <= 1.5
+        assert abs(xs.max() + 1 - (x + w)) <= 1.5 and abs(ys.max() + 1 - (y + h)) <= 1.5
+    # objects never overlap, so the masks are exact instance labels
+    for image_id in coco.getImgIds():
+        masks = [coco.annToMask(a) for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id))]
+        assert np.sum(masks, 0).max() == 1
+    # images on disk match the annotated sizes
+    import cv2
+    first = coco.loadImgs(coco.getImgIds()[0])[0]
+    img = cv2.imread(str(tmp_path / 'a' / 'train' / first['file_name']))
+    assert img.shape == (first['height'], first['width'], 3)
+    # a different seed gives different data
+    make.make_demo_coco(str(tmp_path / 'c'), num_train=6, num_val=3, size=96, seed=4)
+    assert (tmp_path / 'c' / 'annotations' / 'instances_train.json').read_text() != \
+        (tmp_path / 'a' / 'annotations' / 'instances_train.json').read_text()
+
+
+# --------------------------------------------------------------------------- coco_mini train/test
+def write_coco_mini_config(tmp_path, coco_mini):
+    """coco_mini laid out as a COCO data root (train = val = its 6 images), FocalNet-T Mask R-CNN
+    at 320 px, iteration-based so a run can be cut after N iterations."""
+    root = tmp_path / 'coco'
+    (root / 'annotations').mkdir(parents=True)
+    os.symlink(osp.join(coco_mini, 'annotations.json'), root / 'annotations' / 'instances_mini.json')
+    os.symlink(osp.join(coco_mini, 'images'), root / 'images')
+    with open(osp.join(coco_mini, 'annotations.json')) as f:
+        classes = tuple(c['name'] for c in sorted(json.load(f)['categories'], key=lambda c: c['id']))
+    config = tmp_path / 'maskrcnn_focalnet_t_coco_mini.py'
+    config.write_text(f'''
+_base_ = {osp.join(REPO, 'configs', 'demo', 'maskrcnn_focalnet_t_demo.py')!r}
+data_root = {str(root) + '/'!r}
+metainfo = dict(classes={classes!r})
+image_scale = (320, 320)
+model = dict(roi_head=dict(bbox_head=dict(num_classes=80), mask_head=dict(num_classes=80)),
+             # an untrained model scores every class near 1/81: keep its boxes so CocoMetric has
+             # predictions to match (with none it reports no bbox/segm entries at all)
+             test_cfg=dict(rcnn=dict(score_thr=0.0)))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+dataset = dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_mini.json',
+               data_prefix=dict(img='images/'))
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        sampler=dict(type='InfiniteSampler', shuffle=True),
+                        dataset=dict(**dataset, pipeline=train_pipeline))
+test_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                       dataset=dict(**dataset, pipeline=test_pipeline))
+test_evaluator = dict(ann_file=data_root + 'annotations/instances_mini.json')
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2)
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(by_epoch=False, interval=1, max_keep_ckpts=3))
+log_processor = dict(by_epoch=False, window_size=1)
+''')
+    return str(config)
+
+
+def read_log(runner):
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        return f.read()
+
+
+@pytest.mark.slow
+def test_train_interrupt_resume_and_test_on_coco_mini(tmp_path, coco_mini):
+    torch.manual_seed(0)
+    config = write_coco_mini_config(tmp_path, coco_mini)
+    work_dir = str(tmp_path / 'work_dir')
+    train = load_tool('tools/train.py', 'focalnet_train_e2e')
+
+    # a job that was cut after 2 of 3 iterations: it left iter_1.pth, iter_2.pth and last_checkpoint
+    first = train.main([config, '--work-dir', work_dir])
+    assert first.iter == 2
+    assert sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')) == ['iter_1.pth', 'iter_2.pth']
+    log = read_log(first)
+    losses = [float(v) for v in re.findall(r'Iter\(train\) \[[12]/2\].*?\bloss: ([\d.]+)', log)]
+    assert len(losses) == 2 and all(np.isfinite(losses)) and all(v > 0 for v in losses)
+
+    # `--resume` without a path continues from the latest checkpoint of the work dir
+    second = train.main([config, '--work-dir', work_dir, '--resume',
+                         '--cfg-options', 'train_cfg.max_iters=3'])
+    assert second.iter == 3
+    log = read_log(second)
+    assert 'resumed epoch: 0, iter: 2' in log
+    trained = [int(n) for n in re.findall(r'Iter\(train\) \[(\d+)/3\]', log)]
+    assert trained == [3]  # iterations 1 and 2 were not trained again
+    saved = torch.load(osp.join(work_dir, 'iter_3.pth'), map_location='cpu')
+    assert saved['meta']['iter'] == 3
+
+    test = load_tool('tools/test.py', 'focalnet_test_e2e')
+    metrics = test.main([config, osp.join(work_dir, 'iter_3.pth'), '--work-dir', work_dir,
+                         '--out', str(tmp_path / 'predictions.pkl')])
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+        assert key in metrics and 0.0 <= metrics[key] <= 1.0, (key, metrics)
+    # the dumped predictions cover the 6 images, with boxes and masks at the original image size
+    from mmengine.fileio import load
+    predictions = load(str(tmp_path / 'predictions.pkl'))
+    assert len(predictions) == 6
+    for prediction in predictions:
+        instances = prediction['pred_instances']
+        assert len(instances['bboxes']) == len(instances['masks']) > 0
+        height, width = prediction['ori_shape']
+        assert tuple(instances['masks'].shape[1:]) == (height, width) or \
+            isinstance(instances['masks'][0], dict)  # RLE-encoded masks in the dump
