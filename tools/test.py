@@ -88,7 +88,9 @@ def make_config(args):
             raise ValueError('--out must be a .pkl or .pickle file')
         evaluators = cfg.test_evaluator
         cfg.test_evaluator = [evaluators] if isinstance(evaluators, dict) else list(evaluators)
-        cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
+        # mmdet's own dumper stores masks as RLE (what its analysis tools read)
+        dumper = 'DumpDetResults' if cfg.get('default_scope') == 'mmdet' else 'DumpResults'
+        cfg.test_evaluator.append(dict(type=dumper, out_file_path=args.out))
     check_datasets(cfg, ('test_dataloader', ))
     foreign = is_foreign_checkpoint(args.checkpoint)
     cfg.load_from = None if foreign else args.checkpoint
