@@ -8,7 +8,10 @@ import torch
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_DATA = os.environ.get('FOCALNET_SHARED_DATA', osp.join(REPO_ROOT, '..', 'shared', 'data'))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread per process: the end-to-end tests start tool subprocesses (two at a time for the
+# distributed runs) on a 2-core machine, and oversubscribed OpenMP threads are 10-100x slower.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+torch.set_num_threads(1)
 
 
 def shared_dataset(name):
