@@ -10,18 +10,9 @@ import torch
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 from focalnet_mm.models import FocalNet
-from focalnet_mm.models.archs import ARCHS
 
 #: a small 4-stage model that still has every piece (stem, blocks, downsample, norm{i})
 SMALL = dict(embed_dim=16, depths=(1, 1, 2, 1))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def shapes(outs):

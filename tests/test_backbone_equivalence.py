@@ -33,15 +33,6 @@ LARGE_DEPTHS = (1, 1, 2, 1)
 KNOWN_FLAG_DISCREPANCIES = {('large_fl4', 'normalize_modulator'): (True, False)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread is as fast as two on the shared 2-core machine, and less noisy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def timm_preset_kwargs(preset):
     """The keywords timm's entry point for ``preset`` passes to its FocalNet (nothing built)."""
     captured = {}

@@ -66,25 +66,6 @@ def load(name):
     return copy.deepcopy(_load(name))
 
 
-@pytest.fixture(autouse=True, scope='module')
-def cached_metafiles():
-    """mmengine re-reads all ~250 mmpretrain metafile.yml files for every ``mmpretrain::`` base
-    (~0.7 s each); memoize those reads for this module (same results, parsed once)."""
-    import mmengine.config.utils as config_utils
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(config_utils, 'load', functools.lru_cache(maxsize=None)(config_utils.load))
-        yield
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A single intra-op thread: faster than two on a busy 2-core machine, same numbers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def without_scope(transforms):
     return [{k: v for k, v in t.items() if k != '_scope_'} for t in transforms]
 

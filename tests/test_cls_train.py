@@ -30,25 +30,6 @@ def load_script(*parts):
     return module
 
 
-@pytest.fixture(autouse=True, scope='module')
-def cached_metafiles():
-    """mmengine re-reads all ~250 mmpretrain metafile.yml files for every ``mmpretrain::`` base
-    (~0.7 s each); memoize those reads for this module (same results, parsed once)."""
-    import mmengine.config.utils as config_utils
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(config_utils, 'load', functools.lru_cache(maxsize=None)(config_utils.load))
-        yield
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A single intra-op thread: faster than two on a busy 2-core machine, same numbers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def demo_imagenet(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('cls') / 'demo_imagenet')

@@ -39,15 +39,6 @@ NAMES = sorted(OFFICIAL)
 _BUILT = {}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small tensors: a second intra-op thread only adds synchronisation on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def load(name):
     return Config.fromfile(osp.join(SEG_DIR, f'{name}.py'))
 

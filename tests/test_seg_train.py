@@ -17,7 +17,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -51,16 +50,6 @@ TINY_OPTIONS = [
     'model.decode_head.in_channels=[16,32,64,128]', 'model.decode_head.channels=16',
     'model.auxiliary_head.in_channels=64', 'model.auxiliary_head.channels=16',
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny convolutions: a second intra-op thread only adds synchronisation (on a busy 2-core
-    machine a training step took 5 s with two threads and 0.04 s with one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def scalars(work_dir):

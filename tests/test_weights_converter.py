@@ -24,14 +24,6 @@ def seeded():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def tool():
     spec = importlib.util.spec_from_file_location(

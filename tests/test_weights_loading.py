@@ -88,15 +88,6 @@ def seeded():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waiting on a busy machine (100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def run_log(tmp_path):
     """A current MMLogger writing to a file (as the Runner's does); removed afterwards."""

@@ -22,14 +22,6 @@ def seeded():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def net(**kw):
     arch = dict(TINY)
     arch.update({k: kw.pop(k) for k in list(kw) if k in W.resolve_arch(TINY)})

@@ -95,7 +95,9 @@ def main(argv=None):
     print(f'  training log : {train_log}')
     print(f'  checkpoint   : {checkpoint}')
     print(f'  work dir     : {args.work_dir}/ (logs, vis_data/scalars.json, checkpoints)')
-    print(f'  re-evaluate  : python tools/test.py {CONFIG} {checkpoint}')
+    python = sys.executable
+    python = osp.relpath(python, ROOT) if python.startswith(ROOT + os.sep) else 'python'
+    print(f'  re-evaluate  : {python} tools/test.py {CONFIG} {checkpoint}')
     print('=' * 72)
     return metrics
 

@@ -64,5 +64,5 @@ auto_scale_lr = dict(base_batch_size=2)  # the demo's own batch: --auto-scale-lr
 
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=1, max_keep_ckpts=2))
+    checkpoint=dict(interval=1, max_keep_ckpts=1))  # ~560 MB each (weights + AdamW state)
 log_processor = dict(window_size=10)

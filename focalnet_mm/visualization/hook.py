@@ -14,7 +14,6 @@ from typing import List, Optional, Sequence
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
 from .extraction import find_focalnet, resolve_block

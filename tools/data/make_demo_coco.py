@@ -26,17 +26,17 @@ PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75)]
 
 
 def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Smooth colour noise + fine grain + (sometimes) stripes, so that edges alone do not give
-    the objects away and the backbone has to learn shape."""
-    low = rng.uniform(40, 215, size=(rng.integers(3, 7), rng.integers(3, 7), 3)).astype(np.float32)
+    """Smooth colour field + fine grain + (sometimes) faint stripes: not a flat colour, so the
+    network has to learn shapes, yet easy enough to learn from scratch in a few hundred steps."""
+    low = rng.uniform(60, 195, size=(rng.integers(2, 5), rng.integers(2, 5), 3)).astype(np.float32)
     img = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
-    if rng.random() < 0.5:
+    if rng.random() < 0.3:
         period = rng.uniform(6, 20)
         angle = rng.uniform(0, np.pi)
         yy, xx = np.mgrid[0:height, 0:width]
         phase = (xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period
-        img += (rng.uniform(10, 30) * np.sin(phase))[..., None]
-    img += rng.normal(0, 8, size=img.shape)
+        img += (rng.uniform(5, 15) * np.sin(phase))[..., None]
+    img += rng.normal(0, 5, size=img.shape)
     return img
 
 
@@ -79,7 +79,9 @@ def make_image(rng, height, width, max_objects):
         else:
             continue  # image is full
         occupied |= mask
-        colour = rng.uniform(0, 255, 3)
+        # contrasting with the background under the object, channel by channel
+        under = img[mask > 0].mean(0)
+        colour = np.where(under > 128, under - rng.uniform(70, 120, 3), under + rng.uniform(70, 120, 3))
         shade = rng.normal(0, 6, size=img.shape)  # a little texture on the object too
         img = np.where(mask[..., None] > 0, colour + shade, img)
         objects.append((label, poly))
