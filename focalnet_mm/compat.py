@@ -10,11 +10,10 @@ Applied once by ``import focalnet_mm`` (never by editing site-packages):
   every metafile of the package per base; we do the same lookup with ``importlib.metadata`` and a
   cache, so bases resolve without pkg_resources and a config parses in a fraction of the time.
 * mmpretrain 1.2.0 imports its multimodal models when transformers >= 4.28 is present, and they
-  fail to define under transformers 5.x; with 5.x we switch mmpretrain's multimodal flag off
-  (those models then raise mmpretrain's own "requires transformers" message), so ``mmdet.models``
-  and ``mmpretrain.models`` import.
+  fail to define under transformers 5.x (so ``import mmdet.models`` fails too). See
+  :mod:`focalnet_mm._preload`, which also runs at interpreter start in the environment that
+  tools/setup_env.sh builds, so the import order does not matter there.
 """
-import importlib.abc
 import importlib.metadata
 import functools
 import importlib.util
@@ -24,6 +23,8 @@ import sys
 import warnings
 
 import torch
+
+from . import _preload
 
 _APPLIED = False
 
@@ -127,53 +128,6 @@ def fast_config_bases():
     config_utils._get_cfg_metainfo = _cfg_metainfo
 
 
-def transformers_major():
-    try:
-        return int(importlib.metadata.version('transformers').split('.')[0])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return None
-
-
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs ``patch(module)`` right after ``name`` is first executed."""
-
-    def __init__(self, name, patch):
-        self.name, self.patch = name, patch
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != self.name:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, 'find_spec'):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                exec_module, patch = spec.loader.exec_module, self.patch
-
-                def exec_and_patch(module):
-                    exec_module(module)
-                    patch(module)
-
-                spec.loader.exec_module = exec_and_patch
-                return spec
-        return None
-
-
-def _disable_mmpretrain_multimodal(dependency_module):
-    dependency_module.WITH_MULTIMODAL = False
-
-
-def keep_mmpretrain_importable():
-    """Under transformers 5.x, stop mmpretrain 1.2.0 from importing its broken multimodal models."""
-    if (transformers_major() or 0) < 5:
-        return
-    name = 'mmpretrain.utils.dependency'
-    if name in sys.modules:
-        _disable_mmpretrain_multimodal(sys.modules[name])
-    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport(name, _disable_mmpretrain_multimodal))
-
-
 def apply():
     """Apply every fix once; safe to call repeatedly."""
     global _APPLIED
@@ -183,6 +137,6 @@ def apply():
     # mmengine imports pkg_resources to resolve mmdet::/mmseg:: bases; its deprecation notice is
     # noise for our users (setup_env.sh pins setuptools<82 so it keeps working).
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
-    keep_mmpretrain_importable()
+    _preload.keep_mmpretrain_importable()
     allow_mmengine_checkpoints()
     fast_config_bases()

@@ -76,7 +76,9 @@ def test_config_bases_resolve_without_pkg_resources():
 
 def test_openmmlab_models_import_next_to_transformers():
     pytest.importorskip('transformers')
-    result = run_python('import focalnet_mm, mmdet.models, mmseg.models, mmpretrain.models; '
+    # both orders: focalnet_mm first (its compat fix), and mmdet first (the .pth of setup_env.sh)
+    result = run_python('import mmdet.models, mmpretrain.models, focalnet_mm; '
+                        'import focalnet_mm, mmdet.models, mmseg.models, mmpretrain.models; '
                         'from mmpretrain.registry import MODELS; '
                         'print(MODELS.get("ImageClassifier").__name__)')
     assert result.returncode == 0, result.stderr[-2000:]

@@ -161,10 +161,16 @@ stage "focalnet_mm: installing this package in editable mode" "run '$PY -m pip i
 has 'import focalnet_mm' && [ "$("$PY" -c 'import focalnet_mm, os; print(os.path.dirname(os.path.dirname(focalnet_mm.__file__)))')" = "$ROOT" ] \
   || "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
+stage "focalnet_mm: interpreter-start fix (mmpretrain next to transformers 5, any import order)" \
+  "see focalnet_mm/_preload.py"
+SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+printf '%s\n' "import os, runpy; os.path.isfile('$ROOT/focalnet_mm/_preload.py') and runpy.run_path('$ROOT/focalnet_mm/_preload.py')" \
+  >"$SITE/focalnet_mm_preload.pth"
+
 stage "check: importing the whole stack" "run '$PY -c \"import focalnet_mm\"' to see the error"
 "$PY" - <<'EOF'
-import torch, mmcv, mmcv.ops, mmengine, mmdet, mmseg, mmpretrain, timm
-import mmdet.models, mmseg.models, mmpretrain.models, focalnet_mm
+import mmcv.ops, mmdet.models, mmseg.models, mmpretrain.models, timm, focalnet_mm  # this order on purpose
+import torch, mmcv, mmengine, mmdet, mmseg, mmpretrain
 print(f'    torch {torch.__version__} | mmcv {mmcv.__version__} (ops) | mmengine {mmengine.__version__} | '
       f'mmdet {mmdet.__version__} | mmseg {mmseg.__version__} | mmpretrain {mmpretrain.__version__} | '
       f'timm {timm.__version__} | cuda {torch.cuda.is_available()}')
