@@ -32,6 +32,12 @@ def load_tool(relative_path, name):
     return module
 
 
+def shown(path):
+    """Repository-relative when inside the clone (what the README commands use), else absolute."""
+    path = osp.abspath(path)
+    return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default=osp.join('work_dirs', 'maskrcnn_focalnet_t_demo'))
@@ -79,8 +85,8 @@ def main(argv=None):
     runner = train.main([CONFIG, '--work-dir', args.work_dir, '--cfg-options', *overrides,
                          *train_overrides])
     with open(osp.join(args.work_dir, 'last_checkpoint')) as f:
-        checkpoint = osp.relpath(f.read().strip(), ROOT)
-    train_log = osp.relpath(osp.join(runner.log_dir, f'{runner.timestamp}.log'), ROOT)
+        checkpoint = shown(f.read().strip())
+    train_log = shown(osp.join(runner.log_dir, f'{runner.timestamp}.log'))
 
     print(f'[3/3] evaluating {checkpoint} with CocoMetric (bbox, segm)', flush=True)
     test = load_tool(osp.join('tools', 'test.py'), 'focalnet_test')
@@ -94,9 +100,8 @@ def main(argv=None):
               f'   mAP@75 {metrics[f"coco/{kind}_mAP_75"]:.3f}')
     print(f'  training log : {train_log}')
     print(f'  checkpoint   : {checkpoint}')
-    print(f'  work dir     : {args.work_dir}/ (logs, vis_data/scalars.json, checkpoints)')
-    python = sys.executable
-    python = osp.relpath(python, ROOT) if python.startswith(ROOT + os.sep) else 'python'
+    print(f'  work dir     : {shown(args.work_dir)}/ (logs, vis_data/scalars.json, checkpoints)')
+    python = shown(sys.executable) if sys.executable.startswith(ROOT + os.sep) else 'python'
     print(f'  re-evaluate  : {python} tools/test.py {CONFIG} {checkpoint}')
     print('=' * 72)
     return metrics

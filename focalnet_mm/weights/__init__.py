@@ -1,0 +1,47 @@
+"""Pretrained FocalNet weights: every checkpoint format -> the official layout -> a backbone.
+
+io.py reads files safely; formats.py converts layouts and describes a file; adapt.py fits tensors
+to a model and refuses mismatches; loading.py loads with strict key accounting and reports.
+
+Loading is a pipeline of pure functions on state dicts, each testable alone:
+
+    read_checkpoint            safe read: torch.load(weights_only=True) or safetensors
+    convert_checkpoint         unwrap ('model' / 'state_dict' / 'module'), select a prefix
+                               ('backbone.', FocalNet-DINO's 'backbone.0.body.'), detect_format,
+                               to_official (timm / HF transformers -> official keys)
+    describe_state_dict        what the tensors say (embed_dim, depths, levels, windows, flags)
+    declared_flags             what the file says about itself (its training config; flags that
+                               are invisible in keys such as use_postln, normalize_modulator)
+    check_compatible           the refusals: one-line errors naming the flag or preset to set
+    expand_focal_levels        more focal levels in the model than in the file (facts section 4)
+    resize_focal_kernels       zero-pad in the centre / centre-crop the depthwise focal kernels
+    adapt_to_backbone          all of the above against one model, strict key accounting
+
+``load_pretrained`` (used by ``FocalNet.init_weights``) and ``load_model_weights`` (whole
+mmdet / mmseg / mmpretrain models, used by the tools) run the pipeline, load with strict
+semantics and log a short :class:`LoadReport` through mmengine's logger.
+"""
+from .io import (  # noqa: F401
+    UnsafeCheckpointError, CONVERTER, is_url, download_checkpoint, resolve_checkpoint_file,
+    read_checkpoint, read_sidecar_config)
+from .formats import (  # noqa: F401
+    WRAPPER_KEYS, ConvertedCheckpoint, unwrap_checkpoint, select_prefix, detect_format,
+    timm_to_official, hf_to_official, to_official, convert_checkpoint, describe_state_dict,
+    match_presets, declared_flags, _HF_EXTRA_RE)
+from .adapt import (  # noqa: F401
+    pad_or_crop_kernel, resize_focal_kernels, expand_focal_levels, backbone_spec,
+    check_compatible)
+from .loading import (  # noqa: F401
+    LoadReport, split_classifier, adapt_to_backbone, load_pretrained, load_model_weights,
+    is_mmengine_model_checkpoint)
+from ..models.archs import resolve_arch  # noqa: F401  (used by the converter)
+
+__all__ = [
+    'LoadReport', 'ConvertedCheckpoint', 'UnsafeCheckpointError', 'read_checkpoint',
+    'download_checkpoint', 'read_sidecar_config', 'unwrap_checkpoint', 'select_prefix',
+    'detect_format', 'timm_to_official', 'hf_to_official', 'to_official', 'convert_checkpoint',
+    'describe_state_dict', 'match_presets', 'declared_flags', 'check_compatible',
+    'pad_or_crop_kernel', 'resize_focal_kernels', 'expand_focal_levels', 'backbone_spec',
+    'split_classifier', 'adapt_to_backbone', 'load_pretrained', 'load_model_weights',
+    'is_mmengine_model_checkpoint'
+]
