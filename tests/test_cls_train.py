@@ -4,6 +4,7 @@ The data set is written by tools/data/make_demo_imagenet.py into tmp_path; the t
 process (one torch thread) exactly as from the command line.
 """
 import functools
+import glob
 import importlib.util
 import os
 import json
@@ -90,7 +91,11 @@ def test_train_then_test_small_image_config(demo_imagenet, tmp_path):
 
     test = load_script('tools', 'test.py')
     metrics = test.main([config, osp.join(work_dir, 'epoch_2.pth'), '--work-dir',
-                         str(tmp_path / 'test'), '--cfg-options', *loader_options(demo_imagenet, 8)])
+                         str(tmp_path / 'test'), '--show-dir', 'painted',
+                         '--cfg-options', *loader_options(demo_imagenet, 8)])
+    # --show-dir: mmpretrain paints each validation image with its prediction
+    painted = glob.glob(str(tmp_path / 'test' / '**' / 'painted' / '*'), recursive=True)
+    assert len(painted) == NUM_CLASSES * VAL_PER_CLASS, painted
     assert metrics['accuracy/top1'] == pytest.approx(val[-1]['accuracy/top1'], abs=1e-6)
     assert metrics['accuracy/top5'] == pytest.approx(val[-1]['accuracy/top5'], abs=1e-6)
 

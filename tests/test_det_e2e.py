@@ -1,5 +1,6 @@
 """End to end detection: tools/train.py -> interrupted -> --resume -> tools/test.py -> COCO metrics,
 on real COCO images (../shared/data/coco_mini), plus the demo data generator."""
+import glob
 import importlib.util
 import json
 import os
@@ -74,7 +75,7 @@ def write_coco_mini_config(tmp_path, coco_mini):
     config.write_text(f'''
 _base_ = {osp.join(REPO, 'configs', 'demo', 'maskrcnn_focalnet_t_demo.py')!r}
 data_root = {str(root) + '/'!r}
-metainfo = dict(classes={classes!r})
+metainfo = dict(classes={classes!r}, palette='coco')  # replaces the demo's 3 colours
 image_scale = (320, 320)
 model = dict(roi_head=dict(bbox_head=dict(num_classes=80), mask_head=dict(num_classes=80)),
              # an untrained model scores every class near 1/81: keep its boxes so CocoMetric has
@@ -145,7 +146,10 @@ def test_train_interrupt_resume_and_test_on_coco_mini(tmp_path, coco_mini):
 
     test = load_tool('tools/test.py', 'focalnet_test_e2e')
     metrics = test.main([config, osp.join(work_dir, 'iter_3.pth'), '--work-dir', work_dir,
-                         '--out', str(tmp_path / 'predictions.pkl')])
+                         '--out', str(tmp_path / 'predictions.pkl'), '--show-dir', 'painted'])
+    # --show-dir: mmdet paints every test image into <work_dir>/<timestamp>/painted
+    painted = glob.glob(osp.join(work_dir, '*', 'painted', '*'))
+    assert len(painted) == 6, painted
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
         assert key in metrics and 0.0 <= metrics[key] <= 1.0, (key, metrics)
     # the dumped predictions cover the 6 images; masks are RLE at the original image size

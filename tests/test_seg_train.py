@@ -139,8 +139,12 @@ def test_camvid_train_then_test_returns_miou(camvid_mini, tmp_path):
     assert osp.isfile(checkpoint)
 
     dump = str(tmp_path / 'results.pkl')
+    painted = str(tmp_path / 'painted')
     metrics = test_tool.main([config, checkpoint, '--work-dir', work_dir, '--out', dump,
+                              '--show-dir', painted,
                               '--cfg-options', 'visualizer.name=seg_test_camvid_test'])
+    # --show-dir: mmseg's visualizer saves one painted frame per test image there
+    assert len(glob.glob(osp.join(painted, '**', '*.png'), recursive=True)) == 5
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
     with open(dump, 'rb') as f:
         results = pickle.load(f)

@@ -11,6 +11,7 @@
 """
 import argparse
 import importlib.util
+import json
 import os
 import os.path as osp
 import sys
@@ -18,6 +19,7 @@ import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join('configs', 'demo', 'maskrcnn_focalnet_t_demo.py')
+IMAGE_SIZE, MAX_OBJECTS = 160, 3  # demo images about as large as the config's training scale
 
 # CPU depthwise-convolution backward is ~30x faster on channels-last memory (the 'fast' focal
 # modulation path) than on NCHW; the math is the same.
@@ -30,6 +32,18 @@ def load_tool(relative_path, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def recorded_info(data_root):
+    """The generator settings stored in existing demo annotations (None when absent)."""
+    infos = []
+    for split in ('train', 'val'):
+        path = osp.join(data_root, 'annotations', f'instances_{split}.json')
+        if not osp.isfile(path):
+            return None
+        with open(path) as f:
+            infos.append({k: v for k, v in json.load(f).get('info', {}).items() if k != 'description'})
+    return infos[0] if infos[0] == infos[1] else None
 
 
 def shown(path):
@@ -60,12 +74,14 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     start = time.time()
     data_root = args.data_root.rstrip('/') + '/'
-    if not all(osp.isfile(osp.join(data_root, 'annotations', f'instances_{s}.json'))
-               for s in ('train', 'val')):
+    make_demo_coco = load_tool(osp.join('tools', 'data', 'make_demo_coco.py'), 'make_demo_coco')
+    wanted = make_demo_coco.generator_info(args.num_train, args.num_val, IMAGE_SIZE, MAX_OBJECTS,
+                                           args.seed)
+    if recorded_info(data_root) != wanted:
         print(f'[1/3] generating the demo data set in {data_root}', flush=True)
-        make_demo_coco = load_tool(osp.join('tools', 'data', 'make_demo_coco.py'), 'make_demo_coco')
         make_demo_coco.main(['--out', data_root, '--num-train', str(args.num_train),
-                             '--num-val', str(args.num_val), '--seed', str(args.seed)])
+                             '--num-val', str(args.num_val), '--seed', str(args.seed),
+                             '--size', str(IMAGE_SIZE), '--max-objects', str(MAX_OBJECTS)])
     else:
         print(f'[1/3] using the demo data set in {data_root}', flush=True)
 

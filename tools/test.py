@@ -26,8 +26,10 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
     parser.add_argument('--out', type=str, help='dump predictions to a pickle file for offline evaluation')
     parser.add_argument('--show', action='store_true', help='show prediction results')
-    parser.add_argument('--show-dir', help='directory (inside the work dir) where painted images are saved')
+    parser.add_argument('--show-dir', help='where painted images are saved; a relative path goes inside the work dir')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--interval', type=int, default=1,
+                        help='paint every N-th test batch (segmentation, classification)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (multi-scale + flip)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. test_dataloader.batch_size=1')
@@ -48,15 +50,29 @@ def enable_tta(cfg, config_path):
 
 
 def enable_visualization(cfg, args):
-    hooks = cfg.default_hooks
-    hook = hooks.get('visualization')
+    """Turn on drawing the way each library's own tools/test.py does (their hooks differ)."""
+    hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise ValueError('--show/--show-dir need a "visualization" entry in default_hooks.')
-    hook['draw'] = True
+    scope = cfg.get('default_scope')
+    if scope == 'mmpretrain':  # VisualizationHook(enable, interval, show, wait_time, out_dir)
+        hook['enable'] = True
+    else:  # mmdet DetVisualizationHook / mmseg SegVisualizationHook
+        hook['draw'] = True
+    if args.interval < 1:
+        raise ValueError(f'--interval must be >= 1, got {args.interval}')
+    hook['interval'] = args.interval  # mmdet paints every test image whatever the interval
     if args.show:
         hook['show'], hook['wait_time'] = True, args.wait_time
     if args.show_dir:
-        hook['test_out_dir'] = args.show_dir
+        if scope == 'mmdet':  # DetVisualizationHook joins it with <work_dir>/<timestamp> itself
+            hook['test_out_dir'] = args.show_dir
+            return
+        show_dir = osp.join(cfg.work_dir, args.show_dir)  # absolute paths stay as they are
+        if scope == 'mmseg':  # SegVisualizationHook has no output dir: the visualizer saves
+            cfg.visualizer['save_dir'] = show_dir
+        else:
+            hook['out_dir'] = show_dir
 
 
 def is_foreign_checkpoint(checkpoint):

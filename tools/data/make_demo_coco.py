@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 
 CLASSES = ('circle', 'rectangle', 'triangle')
+#: bumped whenever the drawing changes, so tools/run_demo.py regenerates stale data
+GENERATOR_VERSION = '2'
 PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75)]
 
 
@@ -88,7 +90,7 @@ def make_image(rng, height, width, max_objects):
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
-def make_split(out_dir, split, num_images, rng, size, max_objects, start_ann_id=1):
+def make_split(out_dir, split, num_images, rng, size, max_objects, info, start_ann_id=1):
     """Write the images of one split; return its COCO dict."""
     os.makedirs(osp.join(out_dir, split), exist_ok=True)
     images, annotations = [], []
@@ -111,8 +113,14 @@ def make_split(out_dir, split, num_images, rng, size, max_objects, start_ann_id=
                 bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)]))
             ann_id += 1
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(CLASSES)]
-    return dict(info=dict(description=f'focalnet-mm demo shapes ({split})', version='1.0'),
+    return dict(info=dict(info, description=f'focalnet-mm demo shapes ({split})'),
                 licenses=[], images=images, annotations=annotations, categories=categories)
+
+
+def generator_info(num_train, num_val, size, max_objects, seed):
+    """What the annotation files record about how they were made (COCO ``info``)."""
+    return dict(version=GENERATOR_VERSION, num_train=num_train, num_val=num_val, size=size,
+                max_objects=max_objects, seed=seed)
 
 
 def make_demo_coco(out_dir='data/demo_coco', num_train=200, num_val=40, size=160, max_objects=3,
@@ -120,9 +128,10 @@ def make_demo_coco(out_dir='data/demo_coco', num_train=200, num_val=40, size=160
     """Write the data set to ``out_dir``; returns {split: (num images, num objects)}."""
     rng = np.random.default_rng(seed)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
+    info = generator_info(num_train, num_val, size, max_objects, seed)
     summary = {}
     for split, num in (('train', num_train), ('val', num_val)):
-        coco = make_split(out_dir, split, num, rng, size, max_objects)
+        coco = make_split(out_dir, split, num, rng, size, max_objects, info)
         with open(osp.join(out_dir, 'annotations', f'instances_{split}.json'), 'w') as f:
             json.dump(coco, f)
         summary[split] = (len(coco['images']), len(coco['annotations']))
