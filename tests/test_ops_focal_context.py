@@ -4,6 +4,7 @@ CPU: the channels-last ``fast`` path and the dispatch rules; the Triton kernels 
 interpreter (TRITON_INTERPRET=1, in a subprocess because the variable is read when kernels are
 defined). CUDA-only tests skip without a GPU.
 """
+import math
 import os
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import torch
 
 from focalnet_mm.models import FocalNet
 from focalnet_mm.models.focal_modulation import FocalModulation
-from focalnet_mm.ops import focal_context, resolve_impl, set_focal_impl, set_impl, triton_available
+from focalnet_mm.ops import (CPU_FAST_MIN_POSITIONS, focal_context, resolve_impl, set_focal_impl,
+                             set_impl, triton_available)
 
 
 @pytest.fixture(autouse=True)
@@ -82,8 +84,13 @@ def test_channels_last_aggregation_makes_no_layout_copies():
 def test_dispatch_order_and_errors(monkeypatch):
     x = torch.zeros(1)
     assert resolve_impl(None, x) == 'reference'  # auto on CPU, inference
-    assert resolve_impl(None, x, needs_grad=True) == 'reference'  # auto on CPU, training
-    assert resolve_impl('auto', x.to('meta'), needs_grad=True) == 'reference'  # other devices
+    # auto on CPU, training: channels-last from 24x24 maps up (faster backward there), not below
+    side = math.isqrt(CPU_FAST_MIN_POSITIONS)
+    large, small = torch.zeros(2, side, side, 8), torch.zeros(2, side - 1, side, 8)
+    assert resolve_impl(None, large, needs_grad=True) == 'fast'
+    assert resolve_impl(None, small, needs_grad=True) == 'reference'
+    assert resolve_impl(None, large, needs_grad=False) == 'reference'  # inference: on par
+    assert resolve_impl('auto', large.to('meta'), needs_grad=True) == 'reference'  # other devices
     monkeypatch.setenv('FOCALNET_IMPL', 'fast')
     assert resolve_impl(None, x) == 'fast'
     set_impl('reference')  # process-wide beats the environment

@@ -21,10 +21,6 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join('configs', 'demo', 'maskrcnn_focalnet_t_demo.py')
 IMAGE_SIZE, MAX_OBJECTS = 160, 3  # demo images about as large as the config's training scale
 
-# CPU depthwise-convolution backward is ~30x faster on channels-last memory (the 'fast' focal
-# modulation path) than on NCHW; the math is the same.
-os.environ.setdefault('FOCALNET_IMPL', 'fast')
-
 
 def load_tool(relative_path, name):
     """Run another tool's main() in this process (tools are scripts, not a package)."""

@@ -19,10 +19,10 @@ Three implementations compute the same function (facts §1):
 
 Selection, first match wins: ``FocalModulation.impl`` (per module, see :func:`set_focal_impl`),
 :func:`set_impl` (process-wide), the ``FOCALNET_IMPL`` environment variable, then ``auto``:
-:data:`AUTO_IMPL` by (device type, whether autograd records). CPU stays on the reference
-path (bit-exact with what the timm-equivalence tests check): oneDNN's channels-last depthwise
-backward wins on large maps but loses 5-7x on the small late-stage maps of test-size inputs, so
-``fast`` is slower for a whole backbone there (docs/benchmarks.md).
+:func:`auto_impl`: ``fast`` on CUDA; on CPU ``fast`` only where autograd records and the map has
+at least :data:`CPU_FAST_MIN_POSITIONS` positions — oneDNN's channels-last depthwise backward is
+1.6-2.1x faster from 24x24 maps up and 1.5-5x slower below 20x20 (docs/benchmarks.md); CPU
+inference is on par, so it stays on the reference path, the one the timm-equivalence tests check.
 """
 import os
 from typing import Iterable, List, Optional
@@ -32,10 +32,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 IMPLS = ('reference', 'fast', 'triton')
-#: what ``auto`` means per (device type, autograd recording); measured in docs/benchmarks.md
-#: (the CUDA rows are to be confirmed by the pending GPU run).
-AUTO_IMPL = {('cpu', False): 'reference', ('cpu', True): 'reference',
-             ('cuda', False): 'fast', ('cuda', True): 'fast'}
+#: smallest H*W at which CPU training takes ``fast`` under ``auto`` (crossover measured at 2
+#: threads between 20x20 (0.7x) and 24x24 (1.6x), kernels [9, 11, 13], C 96-768)
+CPU_FAST_MIN_POSITIONS = 24 * 24
 ENV_VAR = 'FOCALNET_IMPL'
 
 _global_impl: Optional[str] = None
@@ -80,6 +79,16 @@ def _interpreting() -> bool:
     return os.environ.get('TRITON_INTERPRET', '0') == '1'
 
 
+def auto_impl(x: torch.Tensor, needs_grad: bool) -> str:
+    """What ``auto`` runs for a (B, H, W, C) input (the CUDA choice awaits the GPU benchmark)."""
+    if x.device.type == 'cuda':
+        return 'fast'
+    if (x.device.type == 'cpu' and needs_grad and x.dim() == 4
+            and x.shape[1] * x.shape[2] >= CPU_FAST_MIN_POSITIONS):
+        return 'fast'
+    return 'reference'
+
+
 def resolve_impl(module_impl: Optional[str], x: torch.Tensor, needs_grad: bool = False) -> str:
     """The implementation to run for input ``x`` (see the module docstring for the order)."""
     if module_impl is not None:
@@ -89,7 +98,7 @@ def resolve_impl(module_impl: Optional[str], x: torch.Tensor, needs_grad: bool =
     else:
         impl = _check(os.environ.get(ENV_VAR, 'auto'), f'the {ENV_VAR} environment variable')
     if impl == 'auto':
-        return AUTO_IMPL.get((x.device.type, bool(needs_grad)), 'reference')
+        return auto_impl(x, needs_grad)
     if impl == 'triton':
         exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
         if exporting or torch.compiler.is_compiling():

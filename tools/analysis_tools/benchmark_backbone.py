@@ -50,8 +50,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS,
                    help='rows to time; "focalnet" is ours, one row per --impls entry')
-    p.add_argument('--impls', nargs='+', choices=IMPLS, default=None,
-                   help='our implementations (default: reference fast, plus triton on CUDA)')
+    p.add_argument('--impls', nargs='+', choices=IMPLS + ('auto', ), default=None,
+                   help='our implementations (default: reference fast, plus auto on CPU and '
+                        'triton on CUDA; auto picks per layer and map size)')
     p.add_argument('--arch', default='tiny_lrf', help='FocalNet preset for ours and timm')
     p.add_argument('--focal-windows', type=int, default=9,
                    help='first-level kernel (9: detection kernels [9,11,13]; 3: classification)')
@@ -88,7 +89,9 @@ def parse_args(argv=None):
         p.error('--repeats, --iters, --batch and --size must be >= 1, --warmup >= 0.')
     if args.impls is None:
         args.impls = ['reference', 'fast']
-        if args.device.startswith('cuda') and triton_available():
+        if not args.device.startswith('cuda'):
+            args.impls.append('auto')  # on CUDA auto is fast
+        elif triton_available():
             args.impls.append('triton')
     if 'triton' in args.impls and not args.device.startswith('cuda'):
         p.error('--impls triton needs --device cuda (the CPU interpreter is for tests only).')

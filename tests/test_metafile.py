@@ -1,0 +1,62 @@
+"""metafile.yml (mim model index): segmentation and classification entries agree with the configs.
+
+The detection entries are checked beside the detection recipes (tests/test_det_configs.py).
+"""
+import glob
+import os.path as osp
+
+import pytest
+import yaml
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def index():
+    with open(osp.join(REPO, 'metafile.yml')) as f:
+        return yaml.safe_load(f)
+
+
+def entries(index, folder):
+    return {m['Config']: m for m in index['Models'] if m['Config'].startswith(f'configs/{folder}/')}
+
+
+def config_files(folder):
+    return sorted(osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', folder, '*.py')))
+
+
+def test_every_model_names_a_collection_and_is_unique(index):
+    collections = {c['Name'] for c in index['Collections']}
+    names = [m['Name'] for m in index['Models']]
+    assert len(names) == len(set(names))
+    assert all(m['In Collection'] in collections for m in index['Models'])
+    assert all(osp.isfile(osp.join(REPO, m['Config'])) for m in index['Models'])
+
+
+def test_segmentation_entries(index):
+    seg = entries(index, 'seg')
+    assert sorted(seg) == config_files('seg')  # the six ADE20K configs, not the demo
+    for path, entry in seg.items():
+        cfg = Config.fromfile(osp.join(REPO, path))
+        assert entry['Metadata']['Iterations'] == cfg.train_cfg.max_iters == 160000
+        size = 'base' if '_b_' in path else 'small' if '_s_' in path else 'tiny'
+        kind = 'lrf' if '_lrf_' in path else 'srf'
+        assert entry['Weights'].endswith(f'/segmentation/focalnet_{size}_{kind}_upernet_160k.pth')
+        assert entry['Metadata']['Kernels'] == ('[9,11,13]' if kind == 'lrf' else '[9,11]')
+        metrics = entry['Results'][0]['Metrics']
+        assert 46 < metrics['mIoU'] < metrics['mIoU(ms+flip)'] < 52
+
+
+def test_classification_entries(index):
+    cls = entries(index, 'cls')
+    released = [p for p in config_files('cls')
+                if not p.endswith(('finetune.py', 'cifar10_32x32.py', 'tinyimagenet_64x64.py'))]
+    assert sorted(cls) == released and len(released) == 15
+    for path, entry in cls.items():
+        cfg = Config.fromfile(osp.join(REPO, path))
+        assert entry['Metadata']['Classes'] == cfg.model.head.num_classes
+        with open(osp.join(REPO, path)) as f:
+            assert entry['Weights'] in f.read()  # the config names the same released file
+        if entry['Metadata']['Classes'] == 1000:
+            assert 74 < entry['Results'][0]['Metrics']['Top 1 Accuracy'] < 85
