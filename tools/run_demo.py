@@ -99,6 +99,15 @@ def main(argv=None):
     with open(osp.join(args.work_dir, 'last_checkpoint')) as f:
         checkpoint = shown(f.read().strip())
     train_log = shown(osp.join(runner.log_dir, f'{runner.timestamp}.log'))
+    analyze_logs = load_tool(osp.join('tools', 'analysis_tools', 'analyze_logs.py'), 'analyze_logs')
+    curves = osp.join(args.work_dir, 'curves.png')
+    try:
+        analyze_logs.plot_curve([osp.join(runner.log_dir, 'vis_data', 'scalars.json')],
+                                ['loss', 'loss_bbox', 'loss_mask', 'lr'], None,
+                                'Mask R-CNN FocalNet-T demo: training curves', curves)
+    except analyze_logs.LogError as e:  # e.g. a run shorter than the logging interval
+        curves = None
+        print(f'no training curves drawn: {e}', flush=True)
 
     print(f'[3/3] evaluating {checkpoint} with CocoMetric (bbox, segm)', flush=True)
     test = load_tool(osp.join('tools', 'test.py'), 'focalnet_test')
@@ -112,6 +121,8 @@ def main(argv=None):
               f'   mAP@75 {metrics[f"coco/{kind}_mAP_75"]:.3f}')
     print(f'  training log : {train_log}')
     print(f'  checkpoint   : {checkpoint}')
+    if curves:
+        print(f'  curves       : {shown(curves)} (loss, lr; tools/analysis_tools/analyze_logs.py)')
     print(f'  work dir     : {shown(args.work_dir)}/ (logs, vis_data/scalars.json, checkpoints)')
     python = shown(sys.executable) if sys.executable.startswith(ROOT + os.sep) else 'python'
     print(f'  re-evaluate  : {python} tools/test.py {CONFIG} {checkpoint}')
