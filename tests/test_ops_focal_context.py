@@ -72,6 +72,35 @@ def test_fast_backbone_matches_reference_and_cpu_default_is_reference():
         assert f.shape == r.shape
 
 
+def test_cpu_training_auto_takes_fast_on_large_maps_only_with_reference_gradients(monkeypatch):
+    from focalnet_mm.models import focal_modulation
+    torch.manual_seed(0)
+    model = FocalNet('tiny_lrf', embed_dim=16, depths=(1, 1, 1, 1), focal_windows=5,
+                     drop_path_rate=0.0).train()  # no stochastic depth: runs comparable
+    x = torch.randn(1, 3, 112, 112)  # stage maps 28^2 (>= 24^2: fast), 14^2, 7^2, 4^2 (reference)
+    fast_maps = []
+    original = focal_modulation.focal_modulation_channels_last
+
+    def counting(module, y, impl):
+        fast_maps.append((tuple(y.shape[1:3]), impl))
+        return original(module, y, impl)
+
+    monkeypatch.setattr(focal_modulation, 'focal_modulation_channels_last', counting)
+    results = {}
+    # a random projection of the outputs: (a mean of squares of LayerNorm outputs is nearly
+    # constant, which would leave only rounding noise in the gradients)
+    projections = [torch.randn(1, 16 * 2 ** i, 1, 1) for i in range(4)]
+    for impl in ('auto', 'reference'):
+        set_focal_impl(model, impl)
+        model.zero_grad(set_to_none=True)
+        outs = model(x)
+        sum((o * w).mean() for o, w in zip(outs, projections)).backward()
+        results[impl] = [o.detach() for o in outs] + [p.grad for p in model.parameters()]
+    assert fast_maps == [((28, 28), 'fast')]  # auto ran fast once (stage 0); reference never
+    for a, r in zip(results['auto'], results['reference']):
+        assert _rel(a, r) < 1e-5
+
+
 def test_channels_last_aggregation_makes_no_layout_copies():
     ctx_all = focal_context.aggregate_context_channels_last(
         torch.randn(2, 5, 6, 32)[..., :8], torch.randn(2, 5, 6, 3), [torch.randn(8, 1, 3, 3)] * 2,
