@@ -142,17 +142,23 @@ def config_file(config):
 
 
 def build(config, args, device):
-    """(name, model, optim_wrapper, batch) for one config."""
+    """(name, scope, model, optim_wrapper, batch) for one config."""
     from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.registry import DefaultScope
     cfg = Config.fromfile(config_file(config))
     scope = cfg.get('default_scope', 'mmdet')
     if scope not in ('mmdet', 'mmseg'):
         raise ValueError(f'{config}: default_scope {scope!r}; this tool times detection and '
                          'segmentation configs (use benchmark_backbone.py for classifiers)')
-    init_default_scope(scope)
+    # the scope is set only while this tool builds and steps (callers' scope is left untouched)
+    with DefaultScope.overwrite_default_scope(scope):
+        return build_in_scope(cfg, config, scope, args, device)
+
+
+def build_in_scope(cfg, config, scope, args, device):
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS
     model = MODELS.build(cfg.model)  # init_cfg is not applied: nothing is downloaded
     model = revert_sync_batchnorm(model).to(device).train()  # one process: SyncBN -> BN
     optim_cfg = cfg.optim_wrapper.copy()
@@ -171,11 +177,12 @@ def build(config, args, device):
             print(f'note: {osp.basename(config)} pads every input to its crop size {tuple(crop)}; '
                   f'--size {crop[0]} {crop[1]} times what its training runs', flush=True)
     name = osp.splitext(osp.basename(config))[0]
-    return name, model, optim_wrapper, batch
+    return name, scope, model, optim_wrapper, batch
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmengine.registry import DefaultScope
     from tqdm import tqdm
     bench = load_backbone_benchmark()
     device = torch.device(args.device)
@@ -192,16 +199,17 @@ def main(argv=None):
 
     total = len(rows) * (args.repeats + 1)
     with tqdm(total=total, desc='train steps', unit='block', dynamic_ncols=True) as progress:
-        for name, model, optim_wrapper, batch in rows:
-            for _ in range(max(args.warmup, 1)):
-                log_vars = step(model, optim_wrapper, batch)
+        for name, scope, model, optim_wrapper, batch in rows:
+            with DefaultScope.overwrite_default_scope(scope):
+                for _ in range(max(args.warmup, 1)):
+                    log_vars = step(model, optim_wrapper, batch)
             bench.sync(device)
             results[name]['losses'] = {k: float(torch.as_tensor(v).detach()) for k, v in log_vars.items()}
             progress.update(1)
         for rep in range(args.repeats):
             shift = rep % len(rows)
-            for name, model, optim_wrapper, batch in rows[shift:] + rows[:shift]:
-                with bench.PeakMemory(device) as mem:
+            for name, scope, model, optim_wrapper, batch in rows[shift:] + rows[:shift]:
+                with DefaultScope.overwrite_default_scope(scope), bench.PeakMemory(device) as mem:
                     bench.sync(device)
                     start = time.perf_counter()
                     for _ in range(args.iters):
