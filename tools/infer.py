@@ -1,0 +1,162 @@
+"""Predict on images with a FocalNet detector, segmentor or classifier and save painted results.
+
+mmdet's demo/image_demo.py command line, for the three libraries (their own inferencers run:
+DetInferencer, MMSegInferencer, ImageClassificationInferencer):
+
+    python tools/infer.py demo.jpg configs/maskrcnn_focalnet_t_3x.py --weights epoch_36.pth
+    python tools/infer.py images/ configs/seg/upernet_focalnet_t_lrf_512x512_160k_ade20k.py \\
+        --weights focalnet_tiny_lrf_upernet_160k.pth --device cuda
+    python tools/infer.py demo.jpg configs/cls/focalnet_t_srf_in1k.py --weights focalnet_tiny_srf.pth
+
+WEIGHTS is a whole-model checkpoint (tools/train.py's, or a released detector/segmentor) or a
+FocalNet file in the official / timm / HF format (classification files bring their head).
+Painted images go to OUT_DIR/vis, predictions (JSON) to OUT_DIR/preds.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
+
+import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
+from mmengine.config import Config  # noqa: E402
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Inference with a FocalNet model')
+    parser.add_argument('inputs', help='an image file or a folder of images')
+    parser.add_argument('config', help='a det / seg / cls config')
+    parser.add_argument('--weights', help='checkpoint (whole model, or a FocalNet file)')
+    parser.add_argument('--out-dir', default=osp.join('work_dirs', 'infer'),
+                        help='where vis/ and preds/ are written (default work_dirs/infer)')
+    parser.add_argument('--device', default=None, help='cpu, cuda or cuda:N (default: cuda if any)')
+    parser.add_argument('--pred-score-thr', type=float, default=0.3,
+                        help='detection: draw boxes and masks above this score')
+    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--show', action='store_true', help='show each result in a window')
+    parser.add_argument('--no-save-vis', action='store_true', help='do not write painted images')
+    parser.add_argument('--no-save-pred', action='store_true', help='do not write prediction JSON')
+    parser.add_argument('--print-result', action='store_true', help='print the predictions')
+    return parser.parse_args(argv)
+
+
+def check_inputs(args):
+    """One-line errors before any model is built."""
+    if not osp.exists(args.inputs):
+        raise FileNotFoundError(f'input {args.inputs} not found (give an image or a folder of images)')
+    if osp.isdir(args.inputs) and not any(f.lower().endswith(IMAGE_SUFFIXES)
+                                          for f in os.listdir(args.inputs)):
+        raise FileNotFoundError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {args.inputs}')
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config {args.config} not found (see configs/det, configs/seg, '
+                                'configs/cls)')
+    if args.weights and '://' not in args.weights and not osp.isfile(args.weights):
+        raise FileNotFoundError(f'weights {args.weights} not found')
+    if args.batch_size < 1:
+        raise ValueError('--batch-size must be >= 1')
+
+
+def image_list(inputs):
+    if osp.isfile(inputs):
+        return [inputs]
+    return sorted(osp.join(inputs, f) for f in os.listdir(inputs) if f.lower().endswith(IMAGE_SUFFIXES))
+
+
+def build_inferencer(config, weights, device):
+    """The library's inferencer for ``config``; FocalNet-format weights are loaded by us.
+
+    The inferencers set mmengine's global default scope; it is restored on return (run the
+    inferencer inside ``DefaultScope.overwrite_default_scope(scope)``, as :func:`main` does).
+    """
+    from mmengine.registry import DefaultScope
+    scope = Config.fromfile(config).get('default_scope')
+    with DefaultScope.overwrite_default_scope(scope):
+        return scope, _build_inferencer(config, scope, weights, device)
+
+
+def _build_inferencer(config, scope, weights, device):
+    from focalnet_mm.weights import is_mmengine_model_checkpoint, load_model_weights
+    foreign = weights is not None and not is_mmengine_model_checkpoint(weights)
+    whole = None if foreign else weights
+    if scope == 'mmdet':
+        from mmdet.apis import DetInferencer
+        inferencer = DetInferencer(model=config, weights=whole, device=device, show_progress=False)
+    elif scope == 'mmseg':
+        from mmseg.apis import MMSegInferencer
+        inferencer = MMSegInferencer(model=config, weights=whole, device=device)
+    elif scope == 'mmpretrain':
+        from mmpretrain.apis import ImageClassificationInferencer
+        inferencer = ImageClassificationInferencer(model=config, pretrained=whole or False,
+                                                   device=device)
+    else:
+        raise ValueError(f'{config}: default_scope {scope!r}; use a config from configs/det, '
+                         'configs/seg or configs/cls (mmdet, mmseg or mmpretrain)')
+    if foreign:
+        load_model_weights(inferencer.model, weights)
+    return inferencer
+
+
+def run(scope, inferencer, images, args):
+    """Predictions as JSON-ready dicts, one per image, plus the files the library wrote."""
+    if scope == 'mmdet':
+        out = inferencer(images, batch_size=args.batch_size, out_dir=args.out_dir,
+                         pred_score_thr=args.pred_score_thr, show=args.show,
+                         no_save_vis=args.no_save_vis, no_save_pred=args.no_save_pred)
+        return out['predictions']
+    if scope == 'mmseg':
+        from mmengine.infer import BaseInferencer
+        # MMSegInferencer.__call__ can only write both or neither; its base takes each folder
+        out = BaseInferencer.__call__(
+            inferencer, inputs=images, batch_size=args.batch_size, show=args.show,
+            img_out_dir='' if args.no_save_vis else osp.join(args.out_dir, 'vis'),
+            pred_out_dir='' if args.no_save_pred else osp.join(args.out_dir, 'preds'))
+        maps = out['predictions'] if len(images) > 1 else [out['predictions']]
+        return [dict(sem_seg_shape=list(m.shape), classes_present=sorted(int(c) for c in set(m.ravel())))
+                for m in maps]
+    show_dir = '' if args.no_save_vis else osp.join(args.out_dir, 'vis')
+    if show_dir:
+        os.makedirs(show_dir, exist_ok=True)  # mmpretrain creates only the last level
+    predictions = inferencer(images, batch_size=args.batch_size, show=args.show,
+                             show_dir=show_dir or None)
+    result = [{k: (v.tolist() if hasattr(v, 'tolist') else v) for k, v in p.items()}
+              for p in predictions]
+    if not args.no_save_pred:  # mmdet/mmseg write their own; mmpretrain's inferencer does not
+        os.makedirs(osp.join(args.out_dir, 'preds'), exist_ok=True)
+        for image, pred in zip(images, result):
+            name = osp.splitext(osp.basename(image))[0] + '.json'
+            with open(osp.join(args.out_dir, 'preds', name), 'w') as f:
+                json.dump({k: v for k, v in pred.items() if k != 'pred_scores'}, f)
+    return result
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        check_inputs(args)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f'error: {e}')
+    images = image_list(args.inputs)
+    if args.weights is None:
+        print('warning: no --weights: the model has random weights', flush=True)
+    try:
+        scope, inferencer = build_inferencer(args.config, args.weights, args.device)
+    except ValueError as e:
+        sys.exit(f'error: {e}')
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(scope):
+        predictions = run(scope, inferencer, images, args)
+    if args.print_result:
+        for image, pred in zip(images, predictions):
+            print(image, json.dumps(pred)[:2000])
+    wrote = [d for d in ('vis', 'preds') if osp.isdir(osp.join(args.out_dir, d))]
+    print(f'{len(images)} image(s) done; results in {args.out_dir}/' +
+          (f' ({", ".join(wrote)})' if wrote else ''))
+    return predictions
+
+
+if __name__ == '__main__':
+    main()
