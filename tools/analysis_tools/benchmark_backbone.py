@@ -364,6 +364,15 @@ def format_table(results, device):
     return '\n'.join(lines)
 
 
+def write_report(out, env, args, results, table):
+    """The JSON file a benchmark leaves: environment, arguments, command, rows, table."""
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(dict(env=env, args=vars(args), command=' '.join(sys.argv), results=results,
+                       table=table), f, indent=2)
+    print(f'\nwrote {out}')
+
+
 def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
@@ -392,11 +401,7 @@ def main(argv=None):
     out = args.out or osp.join(
         'work_dirs', 'benchmarks', f'backbone_{device.type}_{b}x{h}x{w}_'
         f'{datetime.datetime.now():%Y%m%d_%H%M%S}.json')
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(dict(env=env, args=vars(args), command=' '.join(sys.argv), results=results,
-                       table=table), f, indent=2)
-    print(f'\nwrote {out}')
+    write_report(out, env, args, results, table)
     return results
 
 

@@ -18,8 +18,6 @@ is the config's ``optim_wrapper`` (``--amp``: AmpOptimWrapper, as tools/train.py
 import argparse
 import datetime
 import importlib.util
-import json
-import os
 import os.path as osp
 import statistics
 import sys
@@ -38,7 +36,7 @@ DEFAULT_CONFIGS = ('configs/maskrcnn_focalnet_t_3x.py',
 
 
 def load_backbone_benchmark():
-    """sync / environment / PeakMemory are shared with benchmark_backbone.py (a script)."""
+    """sync / environment / PeakMemory / write_report are shared with benchmark_backbone.py."""
     path = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark_backbone.py')
     spec = importlib.util.spec_from_file_location('benchmark_backbone', path)
     module = importlib.util.module_from_spec(spec)
@@ -241,11 +239,7 @@ def main(argv=None):
     print(table)
     out = args.out or osp.join('work_dirs', 'benchmarks', f'train_step_{device.type}_{args.batch}x'
                                f'{h}x{w}_{datetime.datetime.now():%Y%m%d_%H%M%S}.json')
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(dict(env=env, args=vars(args), command=' '.join(sys.argv), results=results,
-                       table=table), f, indent=2)
-    print(f'\nwrote {out}')
+    bench.write_report(out, env, args, results, table)
     return results
 
 
