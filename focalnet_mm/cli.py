@@ -131,6 +131,18 @@ def setup_cpu_distributed(cfg: Config) -> None:
             find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
+def finish_distributed() -> None:
+    """Wait for every rank, then close the process group before the interpreter exits.
+
+    mmengine leaves it open; tearing down a live gloo group at exit can abort a rank
+    ("terminate called without an active exception") after the work is done.
+    """
+    import torch.distributed as torch_dist
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+
+
 def build_runner_from_cfg(cfg: Config):
     """The config's own runner type, else mmengine's Runner (what mmdet's tools do)."""
     from mmengine.registry import RUNNERS

@@ -228,3 +228,41 @@ def test_url_checkpoint_is_cached_then_read_safely(tmp_path, monkeypatch):
     assert calls == [(url, '1234abcd')]
     assert (tmp_path / 'hub' / 'checkpoints' / 'focalnet_tiny-1234abcd.pth').exists()
     assert not (tmp_path / 'ran').exists()
+
+
+class _Detector(torch.nn.Module):
+    """A whole model as mmdet has it: a FocalNet backbone plus another module."""
+
+    def __init__(self, **backbone):
+        super().__init__()
+        self.backbone = FocalNet(arch=dict(embed_dim=16, depths=[1, 1, 1, 1]), focal_windows=9,
+                                 **backbone)
+        self.neck = torch.nn.Conv2d(16, 8, 1)
+
+
+def test_whole_model_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path, capsys):
+    trained = _Detector(focal_levels=3)
+    path = str(tmp_path / 'epoch_36.pth')
+    torch.save({'state_dict': trained.state_dict(),
+                'meta': {'cfg': "model = dict(backbone=dict(type='FocalNet', arch='tiny_lrf'))"}},
+               path)
+    W.check_whole_model_checkpoint(_Detector(focal_levels=3), path)  # fits: silent
+    with pytest.raises(ValueError) as err:
+        W.check_whole_model_checkpoint(_Detector(focal_levels=2), path)
+    message = str(err.value)
+    assert '\n' not in message
+    # the gate projection f has L+1 more outputs per level: shapes differ, and the 3rd level's
+    # kernels are in the file but not the model (unexpected: allowed, only logged)
+    assert 'tensors differ in shape (first: backbone.layers.0.blocks.0.modulation.f.weight' in message
+    assert "trained with backbone arch='tiny_lrf'" in message
+    assert 'Use the config it was trained with' in message
+
+    missing = {k: v for k, v in trained.state_dict().items() if not k.startswith('neck.')}
+    torch.save({'state_dict': missing}, path)
+    with pytest.raises(ValueError, match='2 model tensors are not in the file .first: neck.weight'):
+        W.check_whole_model_checkpoint(trained, path)
+
+    extra = dict(trained.state_dict(), **{'roi_head.fc.weight': torch.zeros(2, 2)})
+    torch.save({'state_dict': extra}, path)
+    W.check_whole_model_checkpoint(trained, path)  # extra tensors: a warning, not an error
+    assert '1 tensors of the file are not used by the model (roi_head.fc)' in capsys.readouterr().out

@@ -79,7 +79,8 @@ def build_inferencer(config, weights, device):
 
 
 def _build_inferencer(config, scope, weights, device):
-    from focalnet_mm.weights import is_mmengine_model_checkpoint, load_model_weights
+    from focalnet_mm.weights import (check_whole_model_checkpoint, is_mmengine_model_checkpoint,
+                                     load_model_weights)
     foreign = weights is not None and not is_mmengine_model_checkpoint(weights)
     whole = None if foreign else weights
     if scope == 'mmdet':
@@ -97,6 +98,8 @@ def _build_inferencer(config, scope, weights, device):
                          'configs/seg or configs/cls (mmdet, mmseg or mmpretrain)')
     if foreign:
         load_model_weights(inferencer.model, weights)
+    elif weights is not None:  # the inferencer's load only warns about a file that does not fit
+        check_whole_model_checkpoint(inferencer.model, weights)
     return inferencer
 
 

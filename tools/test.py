@@ -15,7 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.cli import (DatasetNotFoundError, build_runner_from_cfg, check_datasets,  # noqa: E402
-                             prepare_config)
+                             finish_distributed, prepare_config)
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
 
@@ -121,15 +121,18 @@ def main(argv=None):
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     runner = build_runner_from_cfg(cfg)
-    if foreign:  # convert and load into the built model (backbone, plus a classifier head if any)
-        from focalnet_mm.weights import load_model_weights
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        try:
+    from focalnet_mm.weights import check_whole_model_checkpoint, load_model_weights
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    try:
+        if foreign:  # convert and load into the built model (backbone, plus a classifier head if any)
             load_model_weights(model, args.checkpoint, logger=runner.logger)
-        except (FileNotFoundError, ValueError) as e:
-            sys.exit(f'error: {e}')
+        else:  # mmengine's load_from below would only warn about a checkpoint that does not fit
+            check_whole_model_checkpoint(model, args.checkpoint, logger=runner.logger)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f'error: {e}')
     return runner.test()
 
 
 if __name__ == '__main__':
     main()
+    finish_distributed()

@@ -12,7 +12,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.cli import (DatasetNotFoundError, build_runner_from_cfg, check_datasets,  # noqa: E402
-                             prepare_config)
+                             finish_distributed, prepare_config)
 from mmengine.config import DictAction  # noqa: E402
 
 
@@ -75,3 +75,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    finish_distributed()

@@ -33,7 +33,7 @@ from .adapt import (  # noqa: F401
     check_compatible)
 from .loading import (  # noqa: F401
     LoadReport, split_classifier, adapt_to_backbone, load_pretrained, load_model_weights,
-    is_mmengine_model_checkpoint)
+    is_mmengine_model_checkpoint, whole_model_mismatch, check_whole_model_checkpoint)
 from ..models.archs import resolve_arch  # noqa: F401  (used by the converter)
 
 __all__ = [
@@ -43,5 +43,5 @@ __all__ = [
     'describe_state_dict', 'match_presets', 'declared_flags', 'check_compatible',
     'pad_or_crop_kernel', 'resize_focal_kernels', 'expand_focal_levels', 'backbone_spec',
     'split_classifier', 'adapt_to_backbone', 'load_pretrained', 'load_model_weights',
-    'is_mmengine_model_checkpoint'
+    'is_mmengine_model_checkpoint', 'whole_model_mismatch', 'check_whole_model_checkpoint'
 ]

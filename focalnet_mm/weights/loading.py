@@ -1,4 +1,5 @@
 """Loading into a backbone or a whole model with strict key accounting and a logged report."""
+import logging
 import os
 import re
 from collections import Counter, OrderedDict
@@ -208,6 +209,48 @@ def is_mmengine_model_checkpoint(checkpoint) -> bool:
     keys = list(_strip_module(checkpoint['state_dict']))
     return any(k.startswith('backbone.') for k in keys) and any(
         not k.startswith('backbone.') for k in keys)
+
+
+def whole_model_mismatch(model_state: Mapping, checkpoint_state: Mapping) -> Dict[str, list]:
+    """Keys of a whole-model checkpoint against a model's: ``missing`` (model keys absent from
+    the file), ``unexpected`` (file keys the model lacks), ``shape`` ((key, file shape, model
+    shape) for tensors of both that differ)."""
+    state = _strip_module(checkpoint_state)
+    shape = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in model_state.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    return dict(missing=[k for k in model_state if k not in state],
+                unexpected=[k for k in state if k not in model_state], shape=shape)
+
+
+def check_whole_model_checkpoint(model: nn.Module, checkpoint, logger=None) -> None:
+    """Refuse, in one line, a whole-model checkpoint that does not fit ``model``.
+
+    mmengine's ``load_from`` only warns about missing or reshaped tensors and then evaluates a
+    partly random model; this names what differs and the backbone the file was trained with.
+    Keys the model lacks are reported (logged) but allowed.
+    """
+    source = str(checkpoint)
+    obj = read_checkpoint(source) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    model = getattr(model, 'module', model)
+    diff = whole_model_mismatch(model.state_dict(), obj['state_dict'])
+    if diff['missing'] or diff['shape']:
+        parts = []
+        if diff['shape']:
+            key, theirs, ours = diff['shape'][0]
+            parts.append(f'{len(diff["shape"])} tensors differ in shape (first: {key} '
+                         f'{list(theirs)} in the file, {list(ours)} in the model)')
+        if diff['missing']:
+            parts.append(f'{len(diff["missing"])} model tensors are not in the file (first: '
+                         f'{diff["missing"][0]})')
+        cfg_text = str(obj.get('meta', {}).get('cfg', ''))
+        trained = re.search(r"arch\s*=\s*'(\w+)'", cfg_text)
+        hint = (f'; the file was trained with backbone arch={trained.group(1)!r}' if trained else '')
+        raise ValueError(f'{source} does not fit this config\'s model: {"; ".join(parts)}{hint}. '
+                         'Use the config it was trained with.')
+    if diff['unexpected']:
+        print_log(f'{source}: {len(diff["unexpected"])} tensors of the file are not used by the '
+                  f'model ({LoadReport._modules(diff["unexpected"])})', logger=logger,
+                  level=logging.WARNING)
 
 
 def _head_fc(model) -> Optional[nn.Linear]:
