@@ -68,9 +68,11 @@ def test_test_tool_errors(tmp_path):
     assert_one_line_error(proc, '--resume', 'none.pth: no such checkpoint file')
 
 
-def test_cli_flags_reach_the_config(tmp_path):
+def test_cli_flags_reach_the_config(tmp_path, monkeypatch):
     """--amp, --auto-scale-lr, --resume and --work-dir set what mmdet's tools set."""
     import importlib.util
+
+    import torch
     spec = importlib.util.spec_from_file_location('focalnet_train_cli', osp.join(REPO, 'tools/train.py'))
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
@@ -82,6 +84,10 @@ def test_cli_flags_reach_the_config(tmp_path):
     options = ['--cfg-options', f'train_dataloader.dataset.data_root={data_root}/',
                f'val_dataloader.dataset.data_root={data_root}/',
                f'test_dataloader.dataset.data_root={data_root}/']
+    if not torch.cuda.is_available():  # --amp needs a GPU: one line naming the fix
+        with pytest.raises(ValueError, match='no CUDA GPU: drop --amp'):
+            train.make_config(train.parse_args([osp.join(REPO, MAIN_CONFIG), '--amp', *options]))
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)  # what it sets on a GPU
     cfg = train.make_config(train.parse_args([osp.join(REPO, MAIN_CONFIG), '--amp', '--auto-scale-lr',
                                               '--resume', *options]))
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
@@ -89,6 +95,7 @@ def test_cli_flags_reach_the_config(tmp_path):
     assert cfg.resume is True and cfg.load_from is None
     assert cfg.work_dir == './work_dirs/maskrcnn_focalnet_t_3x'
     assert cfg.optim_wrapper.optimizer.lr == 1e-4  # the official value, untouched
+    monkeypatch.undo()
     cfg = train.make_config(train.parse_args([osp.join(REPO, MAIN_CONFIG), '--work-dir', 'elsewhere',
                                               *options]))
     assert cfg.work_dir == 'elsewhere' and not cfg.get('resume')

@@ -40,6 +40,10 @@ def make_config(args):
     """Everything checked before a model is built."""
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.amp:
+        import torch
+        if not torch.cuda.is_available():  # mmengine's AmpOptimWrapper asserts a GPU
+            raise ValueError('--amp trains with CUDA mixed precision and this machine has no CUDA '
+                             'GPU: drop --amp to train in fp32 here.')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
