@@ -80,8 +80,9 @@ def build_inferencer(config, weights, device):
 
 def _build_inferencer(config, scope, weights, device):
     from focalnet_mm.weights import (check_whole_model_checkpoint, is_mmengine_model_checkpoint,
-                                     load_model_weights)
-    foreign = weights is not None and not is_mmengine_model_checkpoint(weights)
+                                     load_model_weights, read_checkpoint)
+    checkpoint = None if weights is None else read_checkpoint(weights)  # once; the library reads again
+    foreign = checkpoint is not None and not is_mmengine_model_checkpoint(checkpoint)
     whole = None if foreign else weights
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
@@ -99,7 +100,7 @@ def _build_inferencer(config, scope, weights, device):
     if foreign:
         load_model_weights(inferencer.model, weights)
     elif weights is not None:  # the inferencer's load only warns about a file that does not fit
-        check_whole_model_checkpoint(inferencer.model, weights)
+        check_whole_model_checkpoint(inferencer.model, checkpoint, source=weights)
     return inferencer
 
 

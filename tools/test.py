@@ -16,6 +16,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.cli import (DatasetNotFoundError, build_runner_from_cfg, check_datasets,  # noqa: E402
                              finish_distributed, prepare_config)
+from focalnet_mm.weights import (check_whole_model_checkpoint, is_mmengine_model_checkpoint,  # noqa: E402
+                                 load_model_weights, read_checkpoint)
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
 
@@ -75,22 +77,12 @@ def enable_visualization(cfg, args):
             hook['out_dir'] = show_dir
 
 
-def is_foreign_checkpoint(checkpoint):
-    """True for an official / timm / HF FocalNet file, which mmengine's load_from cannot read.
-
-    Without focalnet_mm.weights every checkpoint is treated as a whole-model mmengine one.
-    """
-    try:
-        from focalnet_mm import weights
-    except ModuleNotFoundError as e:
-        if e.name != 'focalnet_mm.weights':
-            raise
-        return False
-    return not weights.is_mmengine_model_checkpoint(checkpoint)
-
-
 def make_config(args):
-    """Everything checked before a model is built; returns (cfg, checkpoint is a FocalNet file)."""
+    """Everything checked before a model is built; returns (cfg, the checkpoint as read).
+
+    A whole-model mmengine checkpoint goes to ``cfg.load_from``; for a FocalNet file (official,
+    timm, HF: mmengine cannot read those) ``load_from`` stays None and main() converts it.
+    """
     if '://' not in args.checkpoint and not osp.exists(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} not found (give a .pth file written by '
                                 'tools/train.py, or a FocalNet file: official, timm or HF)')
@@ -108,26 +100,26 @@ def make_config(args):
         dumper = 'DumpDetResults' if cfg.get('default_scope') == 'mmdet' else 'DumpResults'
         cfg.test_evaluator.append(dict(type=dumper, out_file_path=args.out))
     check_datasets(cfg, ('test_dataloader', ))
-    foreign = is_foreign_checkpoint(args.checkpoint)
-    cfg.load_from = None if foreign else args.checkpoint
-    return cfg, foreign
+    checkpoint = read_checkpoint(args.checkpoint)  # once, safely; mmengine's load_from reads again
+    cfg.load_from = args.checkpoint if is_mmengine_model_checkpoint(checkpoint) else None
+    return cfg, checkpoint
 
 
 def main(argv=None):
     """Evaluate; returns the metrics dict (e.g. coco/bbox_mAP, coco/segm_mAP)."""
     args = parse_args(argv)
     try:
-        cfg, foreign = make_config(args)
+        cfg, checkpoint = make_config(args)
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     runner = build_runner_from_cfg(cfg)
-    from focalnet_mm.weights import check_whole_model_checkpoint, load_model_weights
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     try:
-        if foreign:  # convert and load into the built model (backbone, plus a classifier head if any)
-            load_model_weights(model, args.checkpoint, logger=runner.logger)
+        if cfg.load_from is None:  # a FocalNet file: convert and load (backbone, + a classifier head)
+            load_model_weights(model, args.checkpoint, logger=runner.logger)  # path: HF config.json too
         else:  # mmengine's load_from below would only warn about a checkpoint that does not fit
-            check_whole_model_checkpoint(model, args.checkpoint, logger=runner.logger)
+            check_whole_model_checkpoint(model, checkpoint, logger=runner.logger,
+                                         source=args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     return runner.test()

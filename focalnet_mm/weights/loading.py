@@ -222,15 +222,19 @@ def whole_model_mismatch(model_state: Mapping, checkpoint_state: Mapping) -> Dic
                 unexpected=[k for k in state if k not in model_state], shape=shape)
 
 
-def check_whole_model_checkpoint(model: nn.Module, checkpoint, logger=None) -> None:
+def check_whole_model_checkpoint(model: nn.Module, checkpoint, logger=None,
+                                 source: Optional[str] = None) -> None:
     """Refuse, in one line, a whole-model checkpoint that does not fit ``model``.
 
     mmengine's ``load_from`` only warns about missing or reshaped tensors and then evaluates a
     partly random model; this names what differs and the backbone the file was trained with.
-    Keys the model lacks are reported (logged) but allowed.
+    Keys the model lacks are reported (logged) but allowed. ``checkpoint`` is a path or an
+    already-read object (then ``source`` names it in messages).
     """
-    source = str(checkpoint)
-    obj = read_checkpoint(source) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    if isinstance(checkpoint, (str, os.PathLike)):
+        source, obj = str(checkpoint), read_checkpoint(str(checkpoint))
+    else:
+        source, obj = source or '<in-memory checkpoint>', checkpoint
     model = getattr(model, 'module', model)
     diff = whole_model_mismatch(model.state_dict(), obj['state_dict'])
     if diff['missing'] or diff['shape']:

@@ -189,12 +189,12 @@ def _relative_error(ours, ref):
     return ((ours - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
 
 
-def focalnet_stage_maps(model, x):
-    """Pre-downsample stage maps (NCHW) of a focalnet-mm FocalNet, before its norm{i}."""
+def run_capturing(model, x, modules, pick):
+    """Run ``model(x)`` without grad; return ``pick(output)`` of each of ``modules``, in order."""
     maps = {}
-    hooks = [layer.register_forward_hook(
-        lambda mod, inp, out, i=i: maps.__setitem__(i, out[0].permute(0, 3, 1, 2)))
-        for i, layer in enumerate(model.layers)]
+    hooks = [module.register_forward_hook(
+        lambda mod, inp, out, i=i: maps.__setitem__(i, pick(out)))
+        for i, module in enumerate(modules)]
     try:
         with torch.no_grad():
             model(x)
@@ -202,6 +202,11 @@ def focalnet_stage_maps(model, x):
         for hook in hooks:
             hook.remove()
     return [maps[i] for i in sorted(maps)]
+
+
+def focalnet_stage_maps(model, x):
+    """Pre-downsample stage maps (NCHW) of a focalnet-mm FocalNet, before its norm{i}."""
+    return run_capturing(model, x, model.layers, lambda out: out[0].permute(0, 3, 1, 2))
 
 
 def model_kwargs(description, declared):
@@ -270,21 +275,13 @@ def hf_reference(raw, converted, description, kw, hf_config):
     encoder = model.focalnet.encoder if with_head else model.encoder
 
     def run(x):
-        maps = {}
-        hooks = [stage.register_forward_hook(
-            lambda mod, inp, out, i=i: maps.__setitem__(i, out[1])) for i, stage in
-            enumerate(encoder.stages)]
-        try:
-            with torch.no_grad():
-                model(x)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        # each HF stage returns (downsampled, pre-downsample) hidden states: keep the latter
+        maps = run_capturing(model, x, encoder.stages, lambda out: out[1])
         outs, size = [], (-(-x.shape[2] // 4), -(-x.shape[3] // 4))
-        for i in sorted(maps):
-            b, n, c = maps[i].shape
+        for hidden in maps:
+            b, n, c = hidden.shape
             h, w = size
-            outs.append(maps[i].transpose(1, 2).reshape(b, c, h, w))
+            outs.append(hidden.transpose(1, 2).reshape(b, c, h, w))
             size = (-(-h // 2), -(-w // 2))
         return outs
     return run
