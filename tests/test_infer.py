@@ -90,6 +90,15 @@ def test_segmentor_writes_label_maps_and_honours_no_save_vis(images, tmp_path):
     assert len(os.listdir(out_dir / 'preds')) == 2
 
 
+def test_inferencer_leaves_the_runners_visualizer_name_free(images, tmp_path):
+    from mmengine.visualization import Visualizer
+    infer.main([str(images / 'a.jpg'), SEG_DEMO, '--device', 'cpu', '--out-dir', str(tmp_path),
+                '--no-save-vis', '--no-save-pred'])
+    # a Runner later in this process asks for 'visualizer' and must get its own (Det/Seg) class
+    assert not Visualizer.check_instance_created('visualizer') or \
+        type(Visualizer.get_instance('visualizer')).__name__ != 'SegLocalVisualizer'
+
+
 def test_bad_input_is_one_line(images, tmp_path, capsys):
     cases = [([str(tmp_path / 'missing.jpg'), DET_DEMO], 'input .* not found'),
              ([str(tmp_path), DET_DEMO], 'no images'),

@@ -73,12 +73,17 @@ def build_inferencer(config, weights, device):
     inferencer inside ``DefaultScope.overwrite_default_scope(scope)``, as :func:`main` does).
     """
     from mmengine.registry import DefaultScope
-    scope = Config.fromfile(config).get('default_scope')
+    cfg = Config.fromfile(config)
+    scope = cfg.get('default_scope')
+    if 'visualizer' in cfg:
+        # mmengine visualizers are process-wide instances looked up by name: under the config's
+        # usual 'visualizer' a Runner built later in this process would get the inferencer's
+        cfg.visualizer.name = 'focalnet_infer'
     with DefaultScope.overwrite_default_scope(scope):
-        return scope, _build_inferencer(config, scope, weights, device)
+        return scope, _build_inferencer(cfg, config, scope, weights, device)
 
 
-def _build_inferencer(config, scope, weights, device):
+def _build_inferencer(cfg, config, scope, weights, device):
     from focalnet_mm.weights import (check_whole_model_checkpoint, is_mmengine_model_checkpoint,
                                      load_model_weights, read_checkpoint)
     checkpoint = None if weights is None else read_checkpoint(weights)  # once; the library reads again
@@ -86,13 +91,13 @@ def _build_inferencer(config, scope, weights, device):
     whole = None if foreign else weights
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
-        inferencer = DetInferencer(model=config, weights=whole, device=device, show_progress=False)
+        inferencer = DetInferencer(model=cfg, weights=whole, device=device, show_progress=False)
     elif scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
-        inferencer = MMSegInferencer(model=config, weights=whole, device=device)
+        inferencer = MMSegInferencer(model=cfg, weights=whole, device=device)
     elif scope == 'mmpretrain':
         from mmpretrain.apis import ImageClassificationInferencer
-        inferencer = ImageClassificationInferencer(model=config, pretrained=whole or False,
+        inferencer = ImageClassificationInferencer(model=cfg, pretrained=whole or False,
                                                    device=device)
     else:
         raise ValueError(f'{config}: default_scope {scope!r}; use a config from configs/det, '
