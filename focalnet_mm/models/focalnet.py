@@ -271,7 +271,8 @@ class FocalNet(BaseModule):
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
             from ..weights import load_pretrained
             load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
-                            map_location=self.init_cfg.get('map_location', 'cpu'))
+                            map_location=self.init_cfg.get('map_location', 'cpu'),
+                            weights_dir=self.init_cfg.get('weights_dir'))
             self._freeze_stages()
             self._is_init = True
             return

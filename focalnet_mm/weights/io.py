@@ -9,6 +9,7 @@ from typing import Optional
 
 import torch
 
+from .sources import fetch_weights, is_short_name
 
 HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 CONVERTER = 'tools/model_converters/focalnet2mm.py'
@@ -21,6 +22,16 @@ class UnsafeCheckpointError(ValueError):
 # --------------------------------------------------------------------------- reading
 def is_url(path) -> bool:
     return isinstance(path, str) and path.startswith(('http://', 'https://'))
+
+
+def local_checkpoint_file(path, weights_dir: Optional[str] = None) -> str:
+    """A local file for ``path``: ``focalnet://<preset>`` and URLs are fetched (cached) first."""
+    path = str(path)
+    if is_short_name(path):
+        path = fetch_weights(path, weights_dir=weights_dir)
+    elif is_url(path):
+        path = download_checkpoint(path)
+    return resolve_checkpoint_file(path)
 
 
 def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
@@ -60,18 +71,17 @@ def resolve_checkpoint_file(path: str) -> str:
     return path
 
 
-def read_checkpoint(path, map_location='cpu'):
+def read_checkpoint(path, map_location='cpu', weights_dir: Optional[str] = None):
     """Read a checkpoint without running any code from it.
 
     ``.safetensors`` files hold tensors only. Everything else goes through
     ``torch.load(weights_only=True)``, which accepts tensors, containers, the types mmengine
     writes (see ``focalnet_mm.compat``) and ``argparse.Namespace`` (DETR/DINO ``args``). A file
     that needs any other pickled object is refused with :class:`UnsafeCheckpointError`.
+    ``focalnet://<preset>`` short names resolve through ``sources.fetch_weights`` (offline
+    folder ``weights_dir`` / ``$FOCALNET_WEIGHTS_DIR``, cache, then the sources in order).
     """
-    path = str(path)
-    if is_url(path):
-        path = download_checkpoint(path)
-    path = resolve_checkpoint_file(path)
+    path = local_checkpoint_file(path, weights_dir)
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         device = map_location if isinstance(map_location, str) else 'cpu'
@@ -91,7 +101,7 @@ def read_checkpoint(path, map_location='cpu'):
 
 def read_sidecar_config(path) -> Optional[dict]:
     """The HF transformers ``config.json`` next to (or inside) ``path``, if it is a FocalNet one."""
-    if not isinstance(path, (str, os.PathLike)) or is_url(str(path)):
+    if not isinstance(path, (str, os.PathLike)) or is_url(str(path)) or is_short_name(str(path)):
         return None
     path = str(path)
     folder = path if osp.isdir(path) else osp.dirname(path)
