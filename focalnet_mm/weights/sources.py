@@ -24,7 +24,7 @@ import os.path as osp
 import re
 import urllib.error
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
@@ -51,9 +51,19 @@ class Source:
 _RELEASE = 'https://github.com/microsoft/FocalNet/releases/download/v1.0.0/'
 _HUB = 'https://huggingface.co/{}/resolve/main/{}'
 
+#: the official file name of each preset (also accepted as is in an offline folder)
+OFFICIAL_FILES: Dict[str, str] = {
+    **{f'{size}_{rf}': f'focalnet_{size}_{rf}.pth'
+       for size in ('tiny', 'small', 'base') for rf in ('srf', 'lrf')},
+    'large_fl3': 'focalnet_large_lrf_384.pth', 'large_fl4': 'focalnet_large_lrf_384_fl4.pth',
+    'xlarge_fl3': 'focalnet_xlarge_lrf_384.pth', 'xlarge_fl4': 'focalnet_xlarge_lrf_384_fl4.pth',
+    'huge_fl3': 'focalnet_huge_lrf_224.pth', 'huge_fl4': 'focalnet_huge_lrf_224_fl4.pth',
+    **{f'{size}_iso': f'focalnet_{size}_iso_16.pth' for size in ('tiny', 'small', 'base')},
+}
 
-def _release(file):
-    return Source(_RELEASE + file, 'official')
+
+def _release(preset):  # the official file on the GitHub release v1.0.0 of microsoft/FocalNet
+    return Source(_RELEASE + OFFICIAL_FILES[preset], 'official')
 
 
 def _timm(name):  # timm/<model>.<tag>: safetensors in timm key names
@@ -64,30 +74,28 @@ def _hf(repo):  # transformers' conversion (microsoft/focalnet-*)
     return Source(_HUB.format(f'microsoft/{repo}', 'pytorch_model.bin'), 'hf')
 
 
-#: preset -> sources, best first. No published sha256 is known for any of these files (the
-#: release and the hub list none we could verify), so every ``sha256`` is None: add one here once
-#: known and it is checked on every fetch.
+#: preset -> sources, best first. No published sha256 is known for any of these files (neither
+#: the release nor the hub pages we could check list one), so every ``sha256`` is None: add one
+#: here once known and it is checked on every fetch.
 WEIGHT_SOURCES: Dict[str, Tuple[Source, ...]] = {
-    'tiny_srf': (_release('focalnet_tiny_srf.pth'), _timm('focalnet_tiny_srf.ms_in1k'),
-                 _hf('focalnet-tiny')),
-    'tiny_lrf': (_release('focalnet_tiny_lrf.pth'), _timm('focalnet_tiny_lrf.ms_in1k'),
+    'tiny_srf': (_release('tiny_srf'), _timm('focalnet_tiny_srf.ms_in1k'), _hf('focalnet-tiny')),
+    'tiny_lrf': (_release('tiny_lrf'), _timm('focalnet_tiny_lrf.ms_in1k'),
                  _hf('focalnet-tiny-lrf')),
-    'small_srf': (_release('focalnet_small_srf.pth'), _timm('focalnet_small_srf.ms_in1k'),
+    'small_srf': (_release('small_srf'), _timm('focalnet_small_srf.ms_in1k'),
                   _hf('focalnet-small')),
-    'small_lrf': (_release('focalnet_small_lrf.pth'), _timm('focalnet_small_lrf.ms_in1k'),
+    'small_lrf': (_release('small_lrf'), _timm('focalnet_small_lrf.ms_in1k'),
                   _hf('focalnet-small-lrf')),
-    'base_srf': (_release('focalnet_base_srf.pth'), _timm('focalnet_base_srf.ms_in1k'),
-                 _hf('focalnet-base')),
-    'base_lrf': (_release('focalnet_base_lrf.pth'), _timm('focalnet_base_lrf.ms_in1k'),
+    'base_srf': (_release('base_srf'), _timm('focalnet_base_srf.ms_in1k'), _hf('focalnet-base')),
+    'base_lrf': (_release('base_lrf'), _timm('focalnet_base_lrf.ms_in1k'),
                  _hf('focalnet-base-lrf')),
-    'large_fl3': (_release('focalnet_large_lrf_384.pth'), _timm('focalnet_large_fl3.ms_in22k'),
+    'large_fl3': (_release('large_fl3'), _timm('focalnet_large_fl3.ms_in22k'),
                   _hf('focalnet-large-lrf-fl3')),
-    'large_fl4': (_release('focalnet_large_lrf_384_fl4.pth'), _timm('focalnet_large_fl4.ms_in22k'),
+    'large_fl4': (_release('large_fl4'), _timm('focalnet_large_fl4.ms_in22k'),
                   _hf('focalnet-large-lrf-fl4')),
-    'xlarge_fl3': (_release('focalnet_xlarge_lrf_384.pth'), _timm('focalnet_xlarge_fl3.ms_in22k'),
+    'xlarge_fl3': (_release('xlarge_fl3'), _timm('focalnet_xlarge_fl3.ms_in22k'),
                    _hf('focalnet-xlarge-lrf-fl3')),
-    'xlarge_fl4': (_release('focalnet_xlarge_lrf_384_fl4.pth'),
-                   _timm('focalnet_xlarge_fl4.ms_in22k'), _hf('focalnet-xlarge-lrf-fl4')),
+    'xlarge_fl4': (_release('xlarge_fl4'), _timm('focalnet_xlarge_fl4.ms_in22k'),
+                   _hf('focalnet-xlarge-lrf-fl4')),
     # huge is not on the release; timm's copies only (its fl4 file has no classification head)
     'huge_fl3': (_timm('focalnet_huge_fl3.ms_in22k'), ),
     'huge_fl4': (_timm('focalnet_huge_fl4.ms_in22k'), ),
@@ -99,7 +107,7 @@ WEIGHT_SOURCES: Dict[str, Tuple[Source, ...]] = {
 
 #: why a preset has no source (shown instead of a download attempt)
 UNOBTAINABLE: Dict[str, str] = {
-    name: (f'the official focalnet_{name}_16.pth was only on {DEAD_HOST}, which refuses public '
+    name: (f'the official {OFFICIAL_FILES[name]} was only on {DEAD_HOST}, which refuses public '
            'access (microsoft/FocalNet#43, #51), and neither timm nor transformers converted it')
     for name in ('tiny_iso', 'small_iso', 'base_iso')
 }
@@ -171,14 +179,14 @@ def _check_hash(path: str, source: Source, name: str, remove: bool):
             'trusted local file as checkpoint=/path/to/file.')
 
 
-def _offline_candidates(preset: str, source: Source, folder: str) -> List[str]:
-    """The tool's layout ``<folder>/<preset>/<name>``; also a plain ``<folder>/<basename>``
-    where the URL's basename is unique (``focalnet_tiny_srf.pth``, not ``model.safetensors``)."""
-    paths = [osp.join(folder, relative_path(preset, source))]
-    base = osp.basename(source.url.split('?')[0])
-    if source.format == 'official':
-        paths.append(osp.join(folder, base))
-    return paths
+def _offline_files(preset: str, sources: Sequence[Source], folder: str):
+    """(path, source) candidates: the tool's layout ``<folder>/<preset>/<name>`` per source, then
+    the official file under its upstream name (``<folder>/focalnet_tiny_srf.pth``)."""
+    for source in sources:
+        yield osp.join(folder, relative_path(preset, source)), source
+    if preset in OFFICIAL_FILES:
+        yield osp.join(folder, OFFICIAL_FILES[preset]), Source(
+            f'official file {OFFICIAL_FILES[preset]}', 'official')
 
 
 # --------------------------------------------------------------------------- fetching
@@ -242,20 +250,18 @@ def fetch_weights(name: str, weights_dir: Optional[str] = None, cache_dir: Optio
     sources = tuple(WEIGHT_SOURCES[preset] if sources is None else sources)
     offline_dirs = [d for d in (weights_dir, os.environ.get(OFFLINE_ENV) if search_env else None)
                     if d]
+    for folder in offline_dirs:  # 1. offline folder: no network at all
+        for path, source in _offline_files(preset, sources, folder):
+            if osp.isfile(path):
+                _check_hash(path, source, name, remove=False)
+                print_log(f'{name}: using offline file {path} ({source.format} layout, '
+                          f'a copy of {source.url})', logger=logger)
+                return path
     if not sources:
         raise WeightsUnavailableError(
             f'{name}: no downloadable copy exists: {UNOBTAINABLE.get(preset, "none listed")}. '
-            f'If you have the file, pass its path as checkpoint=/path/to/file or put it in '
-            f'${OFFLINE_ENV}/{preset}/.')
-
-    for folder in offline_dirs:  # 1. offline folder: no network at all
-        for source in sources:
-            for path in _offline_candidates(preset, source, folder):
-                if osp.isfile(path):
-                    _check_hash(path, source, name, remove=False)
-                    print_log(f'{name}: using offline file {path} ({source.format} layout, '
-                              f'a copy of {source.url})', logger=logger)
-                    return path
+            'If you have the file, pass its path as checkpoint=/path/to/file or put it in '
+            f'${OFFLINE_ENV} as {OFFICIAL_FILES.get(preset, preset)}.')
 
     root = cache_root(cache_dir)
 
