@@ -339,3 +339,39 @@ def test_docs_and_metafile_link_no_dead_storage(repo_root):
     for name in ('README.md', 'metafile.yml', *glob.glob(osp.join(repo_root, 'docs', '*.md'))):
         text = open(osp.join(repo_root, name)).read()
         assert S.DEAD_HOST + '/focalnet/release' not in text, name
+
+
+# --------------------------------------------------------------------------- tools
+def load_tool(repo_root, *path):
+    spec = importlib.util.spec_from_file_location(path[-1][:-3], osp.join(repo_root, 'tools', *path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_converter_takes_short_names(net, tmp_path, monkeypatch, repo_root):
+    tool = load_tool(repo_root, 'model_converters', 'focalnet2mm.py')
+    (tmp_path / 'focalnet_tiny_lrf.pth').write_bytes(official_bytes(net))
+    monkeypatch.setenv(S.OFFLINE_ENV, str(tmp_path))
+    out, _ = tool.convert(tool.parse_args(['focalnet://tiny_lrf', str(tmp_path / 'o.pth'),
+                                           '--no-hash']))
+    written = torch.load(out, weights_only=True)['model']
+    assert torch.equal(written['patch_embed.proj.weight'], net.stem.proj.weight)
+
+
+def test_infer_weights_takes_short_names(tmp_path, monkeypatch, repo_root):
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope, MODELS
+    infer = load_tool(repo_root, 'infer.py')
+    config = osp.join(repo_root, 'configs', 'cls', 'focalnet_t_srf_in1k.py')
+    cfg = Config.fromfile(config)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        classifier = MODELS.build(cfg.model)
+    state = {k: v for k, v in classifier.backbone.state_dict().items() if not k.startswith('norm3.')}
+    state.update({'norm.weight': torch.rand(768), 'norm.bias': torch.rand(768),
+                  'head.weight': torch.randn(1000, 768), 'head.bias': torch.randn(1000)})
+    torch.save({'model': state}, tmp_path / 'focalnet_tiny_srf.pth')  # the official file's name
+    monkeypatch.setenv(S.OFFLINE_ENV, str(tmp_path))
+    scope, inferencer = infer.build_inferencer(config, 'focalnet://tiny_srf', 'cpu')
+    assert scope == 'mmpretrain'
+    assert torch.equal(inferencer.model.head.fc.weight, state['head.weight'])
