@@ -302,6 +302,12 @@ def test_only_local_rank_0_downloads_the_others_wait_then_read(server, net, monk
     monkeypatch.setattr(dist, 'barrier', barrier)
     assert S.fetch_weights('focalnet://tiny_lrf') == target
     assert waited == [True] and server.requests == []
+    # a rank that finds the file locally still passes its one barrier (no rank waits in vain)
+    monkeypatch.setattr(dist, 'barrier', lambda: waited.append('cached'))
+    monkeypatch.setattr(dist, 'get_dist_info', lambda: (0, 2))
+    monkeypatch.setattr(dist, 'get_local_rank', lambda: 0)
+    assert S.fetch_weights('focalnet://tiny_lrf') == target
+    assert waited == [True, 'cached'] and server.requests == []
 
 
 # --------------------------------------------------------------------------- configs & docs

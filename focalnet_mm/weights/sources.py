@@ -189,6 +189,23 @@ def _offline_files(preset: str, sources: Sequence[Source], folder: str):
             f'official file {OFFICIAL_FILES[preset]}', 'official')
 
 
+def _cache_files(preset: str, sources: Sequence[Source], root: str):
+    for source in sources:
+        yield osp.join(root, relative_path(preset, source)), source
+
+
+def _find_local(preset, sources, offline_dirs, root):
+    """(path, source, 'offline' | 'cached') of the first local copy, or None; no network."""
+    for folder in offline_dirs:
+        for path, source in _offline_files(preset, sources, folder):
+            if osp.isfile(path):
+                return path, source, 'offline'
+    for path, source in _cache_files(preset, sources, root):
+        if osp.isfile(path):
+            return path, source, 'cached'
+    return None
+
+
 # --------------------------------------------------------------------------- fetching
 def _describe_error(error: Exception) -> str:
     if isinstance(error, urllib.error.HTTPError):
@@ -209,8 +226,7 @@ def download(source: Source, path: str, progress: bool = True) -> str:
 
 def _try_sources(preset, sources, root, progress) -> Tuple[Optional[str], Optional[Source], list]:
     attempts = []
-    for source in sources:
-        path = osp.join(root, relative_path(preset, source))
+    for path, source in _cache_files(preset, sources, root):
         try:
             return download(source, path, progress), source, attempts
         except WeightsHashError:
@@ -250,57 +266,44 @@ def fetch_weights(name: str, weights_dir: Optional[str] = None, cache_dir: Optio
     sources = tuple(WEIGHT_SOURCES[preset] if sources is None else sources)
     offline_dirs = [d for d in (weights_dir, os.environ.get(OFFLINE_ENV) if search_env else None)
                     if d]
-    for folder in offline_dirs:  # 1. offline folder: no network at all
-        for path, source in _offline_files(preset, sources, folder):
-            if osp.isfile(path):
-                _check_hash(path, source, name, remove=False)
-                print_log(f'{name}: using offline file {path} ({source.format} layout, '
-                          f'a copy of {source.url})', logger=logger)
-                return path
-    if not sources:
-        raise WeightsUnavailableError(
-            f'{name}: no downloadable copy exists: {UNOBTAINABLE.get(preset, "none listed")}. '
-            'If you have the file, pass its path as checkpoint=/path/to/file or put it in '
-            f'${OFFLINE_ENV} as {OFFICIAL_FILES.get(preset, preset)}.')
-
     root = cache_root(cache_dir)
+    found = _find_local(preset, sources, offline_dirs, root)  # 1. offline folder, 2. cache
 
-    def cached():
-        for source in sources:
-            path = osp.join(root, relative_path(preset, source))
-            if osp.isfile(path):
-                return path, source
-        return None, None
-
-    path, source = cached()  # 2. cache
-    if path is not None:
-        _check_hash(path, source, name, remove=True)
-        print_log(f'{name}: using cached {path} ({source.format} layout, from {source.url})',
-                  logger=logger)
-        return path
-
-    # 3. network: local rank 0 of each machine downloads, everybody else waits, then reads
+    # 3. network: local rank 0 of each machine downloads while every other rank waits. Every rank
+    # passes exactly one barrier, whatever it found, so no rank can wait for a barrier in vain.
     _, world_size = get_dist_info()
-    attempts, error = [], None
-    if get_local_rank() == 0:
+    attempts, error, downloaded = [], None, (None, None)
+    if found is None and sources and get_local_rank() == 0:
         try:
-            path, source, attempts = _try_sources(preset, sources, root, progress)
-        except WeightsHashError as e:  # still reach the barrier, then raise
+            *downloaded, attempts = _try_sources(preset, sources, root, progress)
+        except WeightsHashError as e:  # raised after the barrier
             error = e
     if world_size > 1:
         barrier()
     if error is not None:
         raise error
-    if path is None:
-        path, source = cached()
+    if found is not None:
+        path, source, where = found
+        _check_hash(path, source, name, remove=where == 'cached')
+        print_log(f'{name}: using {where} file {path} ({source.format} layout, from '
+                  f'{source.url})', logger=logger)
+        return path
+    if not sources:
+        raise WeightsUnavailableError(
+            f'{name}: no downloadable copy exists: {UNOBTAINABLE.get(preset, "none listed")}. '
+            'If you have the file, pass its path as checkpoint=/path/to/file or put it in '
+            f'${OFFLINE_ENV} as {OFFICIAL_FILES.get(preset, preset)}.')
+    path, source = downloaded
+    if path is None:  # the other ranks read what local rank 0 downloaded
+        path, source = next(((p, s) for p, s in _cache_files(preset, sources, root)
+                             if osp.isfile(p)), (None, None))
     if path is None:
         if not attempts:
             attempts = [(s.url, 'not downloaded by local rank 0; see its log') for s in sources]
         raise WeightsUnavailableError(_failure_line(name, preset, attempts, offline_dirs))
+    failed = '; '.join(f'{u} ({w})' for u, w in attempts)
     print_log(f'{name}: using {source.url} ({source.format} layout) -> {path}'
-              + (f' after {len(attempts)} failed: '
-                 + '; '.join(f'{u} ({w})' for u, w in attempts) if attempts else ''),
-              logger=logger)
+              + (f' after {len(attempts)} failed: {failed}' if attempts else ''), logger=logger)
     return path
 
 
