@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import importlib.util
 import io
+import logging
 import os
 import os.path as osp
 import re
@@ -19,8 +20,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 import focalnet_mm  # noqa: F401  (registers focalnet:// with mmengine)
-from focalnet_mm import FocalNet
-from focalnet_mm.models.archs import ARCHS
+from focalnet_mm import ARCHS, FocalNet
 from focalnet_mm.weights import sources as S
 from focalnet_mm.weights import timm_to_official
 
@@ -164,9 +164,12 @@ def test_one_log_line_names_the_source_used(server, net, monkeypatch):
     hub = server.add(hub_path('timm/x'), timm_bytes(net))
     monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(hub, 'timm'), ))
     records = []
-    logger = MMLogger.get_current_instance()
-    handler = type('H', (__import__('logging').Handler, ), {'emit': lambda self, r: records.append(
-        r.getMessage())})()
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger, handler = MMLogger.get_current_instance(), Collect()
     logger.addHandler(handler)
     try:
         S.fetch_weights('focalnet://tiny_lrf', progress=False)
@@ -217,14 +220,12 @@ def test_two_hub_files_named_model_safetensors_do_not_overwrite_each_other(serve
 
 def test_download_tool_fills_a_folder_and_the_offline_folder_wins_without_any_request(
         server, net, monkeypatch, tmp_path, capsys, repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'download_weights', osp.join(repo_root, 'tools', 'download_weights.py'))
-    download_weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(download_weights)
+    download_weights = load_tool(repo_root, 'download_weights.py')
     url = server.add('/release/focalnet_tiny_lrf.pth', official_bytes(net))
     monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official'), ))
     folder = tmp_path / 'offline'
-    assert download_weights.main(['focalnet://tiny_lrf', '--dir', str(folder), '--no-progress']) == 0
+    argv = ['focalnet://tiny_lrf', '--dir', str(folder), '--no-progress']
+    assert download_weights.main(argv) == 0
     out = capsys.readouterr().out
     assert f'export {S.OFFLINE_ENV}={folder}' in out and 'fetched focalnet://tiny_lrf' in out
     assert server.count('/release/focalnet_tiny_lrf.pth') == 1
@@ -333,8 +334,8 @@ def test_no_config_checkpoint_points_at_the_dead_storage(repo_root):
                 yield from checkpoints(value)
 
     # the merged configs (mmdet / mmseg / mmpretrain bases included) of the FocalNet families
-    for name in ('det/maskrcnn_focalnet_t_lrf_3x.py', 'seg/upernet_focalnet_t_lrf_512x512_160k_ade20k.py',
-                 'cls/focalnet_t_srf_in1k_finetune.py'):
+    for name in ('det/maskrcnn_focalnet_t_lrf_3x.py', 'cls/focalnet_t_srf_in1k_finetune.py',
+                 'seg/upernet_focalnet_t_lrf_512x512_160k_ade20k.py'):
         cfg = Config.fromfile(osp.join(repo_root, 'configs', name))
         found = list(checkpoints(cfg.to_dict()))
         assert found and all(S.DEAD_HOST not in c for c in found), found
@@ -349,7 +350,8 @@ def test_docs_and_metafile_link_no_dead_storage(repo_root):
 
 # --------------------------------------------------------------------------- tools
 def load_tool(repo_root, *path):
-    spec = importlib.util.spec_from_file_location(path[-1][:-3], osp.join(repo_root, 'tools', *path))
+    spec = importlib.util.spec_from_file_location(path[-1][:-3],
+                                                  osp.join(repo_root, 'tools', *path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -373,7 +375,8 @@ def test_infer_weights_takes_short_names(tmp_path, monkeypatch, repo_root):
     cfg = Config.fromfile(config)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         classifier = MODELS.build(cfg.model)
-    state = {k: v for k, v in classifier.backbone.state_dict().items() if not k.startswith('norm3.')}
+    state = {k: v for k, v in classifier.backbone.state_dict().items()
+             if not k.startswith('norm3.')}
     state.update({'norm.weight': torch.rand(768), 'norm.bias': torch.rand(768),
                   'head.weight': torch.randn(1000, 768), 'head.bias': torch.randn(1000)})
     torch.save({'model': state}, tmp_path / 'focalnet_tiny_srf.pth')  # the official file's name
