@@ -195,12 +195,18 @@ def test_hash_mismatch_is_refused_and_the_file_removed(server, net, monkeypatch)
 
 
 def test_second_build_does_not_download_again(server, net, monkeypatch):
+    from mmengine.runner import load_checkpoint
     url = server.add('/release/focalnet_tiny_lrf.pth', official_bytes(net))
     monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official'), ))
-    first, second = build(), build()
+    first = build()  # init_cfg Pretrained
+    second = FocalNet(arch=TINY, pretrained='focalnet://tiny_lrf')  # pretrained=
+    second.init_weights()
+    third = FocalNet(arch=TINY)  # mmengine's load_checkpoint, as load_from does
+    load_checkpoint(third, 'focalnet://tiny_lrf', map_location='cpu')
     assert server.count('/release/focalnet_tiny_lrf.pth') == 1
-    assert torch.equal(first.layers[2].blocks[1].modulation.f.weight,
-                       second.layers[2].blocks[1].modulation.f.weight)
+    for model in (second, third):
+        assert torch.equal(model.layers[2].blocks[1].modulation.f.weight,
+                           first.layers[2].blocks[1].modulation.f.weight)
 
 
 def test_two_hub_files_named_model_safetensors_do_not_overwrite_each_other(server, net,
