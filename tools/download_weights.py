@@ -61,8 +61,8 @@ def main(argv=None):
             print(f'  failed: {e}', flush=True)
     for name, path in fetched.items():
         print(f'fetched {name}: {path}')
-    for name, why in failed.items():
-        print(f'FAILED {name}: {why}')
+    if failed:
+        print(f'FAILED (reasons above): {" ".join(failed)}')
     if fetched:
         print(f'\nOn the offline machine: export {S.OFFLINE_ENV}={folder}')
     return 1 if failed else 0
