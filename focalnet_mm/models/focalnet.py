@@ -107,7 +107,9 @@ class FocalNet(BaseModule):
         with_cp: activation checkpointing per block (non-reentrant, so a frozen stem still lets
             gradients reach the blocks).
         pretrained: shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
-        init_cfg: mmengine init config; ``Pretrained`` is loaded by :mod:`focalnet_mm.weights`.
+        init_cfg: mmengine init config; ``Pretrained`` is loaded by :mod:`focalnet_mm.weights`
+            (``checkpoint`` may be ``focalnet://<preset>``; an optional ``weights_dir`` names an
+            offline folder searched before any download).
         **official_aliases: the official config spellings ``in_chans``, ``use_checkpoint`` and
             ``patch_norm=True`` are accepted (conflicting double spellings are an error).
     """
