@@ -390,3 +390,12 @@ def test_infer_weights_takes_short_names(tmp_path, monkeypatch, repo_root):
     scope, inferencer = infer.build_inferencer(config, 'focalnet://tiny_srf', 'cpu')
     assert scope == 'mmpretrain'
     assert torch.equal(inferencer.model.head.fc.weight, state['head.weight'])
+
+
+def test_plain_hub_urls_named_model_safetensors_do_not_collide(server, net, tmp_path):
+    from focalnet_mm.weights import download_checkpoint
+    a = server.add(hub_path('timm/a'), timm_bytes(net, 1.0))
+    b = server.add(hub_path('timm/b'), timm_bytes(net, 2.0))
+    path_a, path_b = (download_checkpoint(u, model_dir=str(tmp_path)) for u in (a, b))
+    assert path_a != path_b
+    assert open(path_b, 'rb').read() == server.routes[hub_path('timm/b')][1]

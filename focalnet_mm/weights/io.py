@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .sources import fetch_weights, is_short_name
+from .sources import fetch_weights, file_name, is_short_name
 
 HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 CONVERTER = 'tools/model_converters/focalnet2mm.py'
@@ -38,7 +38,8 @@ def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
     """Download ``url`` once into torch.hub's checkpoint cache (rank 0 first); returns the path.
 
     The file is read afterwards by the same safe reader as a local file. A sha256 prefix in the
-    file name (OpenMMLab ``name-<8 hex>.pth``) is verified, as torch.hub does.
+    file name (OpenMMLab ``name-<8 hex>.pth``) is verified, as torch.hub does. Hub files with a
+    generic name (``model.safetensors``) are cached under a name derived from the whole URL.
     """
     from mmengine.dist import barrier, get_dist_info
     from torch.hub import HASH_REGEX, download_url_to_file, get_dir
@@ -46,7 +47,7 @@ def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
     model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
     os.makedirs(model_dir, exist_ok=True)
     filename = osp.basename(url.split('?')[0])
-    path = osp.join(model_dir, filename)
+    path = osp.join(model_dir, file_name(url) if filename in HF_WEIGHT_FILES else filename)
     rank, world_size = get_dist_info()
     if rank == 0 and not osp.exists(path):
         match = HASH_REGEX.search(filename)
