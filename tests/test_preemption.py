@@ -195,6 +195,8 @@ def test_a_checkpoint_cut_in_half_falls_back_to_the_previous_one(reference, tmp_
     (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_3.pth'))
     newest = work_dir / 'epoch_3.pth'
     newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 2])  # a kill during a plain write
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('cut_in_half_test')  # the process' current logger, as in a fresh CLI run
     capfd.readouterr()
     runner = load_train_tool().main([reference['config'], '--work-dir', str(work_dir), '--resume'])
     out = capfd.readouterr()
