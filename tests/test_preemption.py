@@ -275,7 +275,7 @@ def test_a_killed_rank_is_named_by_the_survivor_and_the_last_checkpoint_resumes(
     assert re.match(r'error: rank 0 of 2: rank 1 stopped responding; training stopped \(timeout 60 s\)\. '
                     r'Cause: .+\. Continue from the last complete checkpoint with --resume\.$', last), err[-3000:]
     assert survivor_seconds < timeout, survivor_seconds
-    print(f'survivor exited {survivor_seconds:.1f}s after the kill')
+    print(f'survivor exited {survivor_seconds:.1f}s after the kill; its stderr ends with:\n' + err[-2500:])
 
     latest, skipped = find_resumable_checkpoint(str(work_dir))
     assert skipped == [] and re.search(r'epoch_\d+\.pth$', latest)
@@ -284,3 +284,36 @@ def test_a_killed_rank_is_named_by_the_survivor_and_the_last_checkpoint_resumes(
                                      '--cfg-options', f'train_cfg.max_epochs={epoch + 1}'])
     assert runner.train_loop.epoch == epoch + 1
     assert (work_dir / f'epoch_{epoch + 1}.pth').is_file()
+
+
+def test_slurm_train_requests_the_signal_and_requeue_and_resumes_a_requeued_job(tmp_path):
+    """tools/slurm_train.sh with stand-ins for sbatch/srun/scontrol that record their arguments."""
+    stubs, calls = tmp_path / 'bin', tmp_path / 'calls'
+    stubs.mkdir()
+    for name in ('sbatch', 'srun', 'scontrol'):
+        (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+        (stubs / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('SLURM_', 'FOCALNET_SLURM'))}
+    env.update(PATH=f'{stubs}:{os.environ["PATH"]}', GPUS='2')
+    work_dir = tmp_path / 'work'
+
+    def run(**extra):
+        calls.write_text('')
+        proc = subprocess.run(['bash', 'tools/slurm_train.sh', 'gpu', 'focalnet', 'CONFIG.py',
+                               str(work_dir), '--amp'], cwd=REPO, env=dict(env, **extra),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return calls.read_text().splitlines()
+
+    (sbatch, ) = run()  # from a login node: a requeueable batch job warned before its time limit
+    assert sbatch.startswith('sbatch -p gpu --job-name=focalnet --gres=gpu:2 --ntasks=2 ')
+    assert ' --requeue --signal=USR1@180 ' in sbatch and f'--output={work_dir}/slurm-%j.out' in sbatch
+    assert sbatch.endswith(f'tools/slurm_train.sh gpu focalnet CONFIG.py {work_dir} --amp')
+
+    batch = dict(SLURM_JOB_ID='42', FOCALNET_SLURM_BATCH='1')
+    (srun, ) = run(**batch)  # the first run of the job
+    assert srun.endswith(f'tools/train.py CONFIG.py --work-dir={work_dir} --launcher=slurm --amp')
+    (work_dir / 'stopped_by_signal').write_text(f'{work_dir}/iter_7.pth\n')
+    srun, requeue = run(**batch, SLURM_RESTART_COUNT='1')  # requeued, and stopped again
+    assert srun.endswith('--launcher=slurm --amp --resume')
+    assert requeue == 'scontrol requeue 42'

@@ -23,6 +23,8 @@ from mmengine.fileio import join_path, register_backend
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 
+#: written into the work dir when training stopped on a signal (holds the checkpoint's path)
+STOPPED_MARKER = 'stopped_by_signal'
 #: checkpoint names that CheckpointHook and SafeCheckpointHook write, and resume may pick
 CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
@@ -165,7 +167,8 @@ class SafeCheckpointHook(CheckpointHook):
     * ``stop_signals`` (default SIGTERM, and SIGUSR1 that slurm's ``--signal=USR1@<seconds>``
       sends before the time limit): the signal only sets a flag; once the iteration in flight is
       done, every rank agrees to stop, the state at that iteration is saved as ``iter_<N>.pth``
-      and training ends normally (exit status 0). ``--resume`` continues at that iteration with
+      and training ends normally (exit status 0), leaving ``work_dir/stopped_by_signal`` for job
+      scripts (tools/slurm_train.sh requeues the job when it finds it). ``--resume`` continues at that iteration with
       the same data order (see :class:`ResumableEpochBasedTrainLoop`). Such a mid-epoch checkpoint
       is removed once a later regular checkpoint is complete.
 
@@ -186,6 +189,9 @@ class SafeCheckpointHook(CheckpointHook):
         if self.backend_args is None and self.file_client_args is None and '://' not in str(out_dir):
             self.backend_args = dict(backend='atomic_local')
         super().before_train(runner)
+        marker = osp.join(runner.work_dir, STOPPED_MARKER)
+        if is_main_process() and osp.exists(marker):
+            os.remove(marker)  # a new run started: the previous stop is handled
         self._install_signal_handlers(runner)
 
     def _remove(self, path: str) -> None:
@@ -275,6 +281,8 @@ class SafeCheckpointHook(CheckpointHook):
         else:
             path = self.last_ckpt
         runner.train_loop.stop_training = True
+        if is_main_process():  # tools/slurm_train.sh requeues the job when it finds this file
+            atomic_write(f'{path}\n'.encode(), osp.join(runner.work_dir, STOPPED_MARKER))
         name = signal.Signals(self._received).name
         per_epoch = len(runner.train_loop.dataloader)
         where = (f'epoch {runner.epoch + 1}, iteration {done - runner.epoch * per_epoch}/{per_epoch}'

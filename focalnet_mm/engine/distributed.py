@@ -6,6 +6,7 @@ when it stops answering. Neither message says which rank is gone. Each surviving
 announces itself in the process group's key-value store and waits a few seconds for the others;
 the ranks that never answer are the ones named.
 """
+import re
 import time
 from typing import List, Optional
 
@@ -27,7 +28,7 @@ def is_communication_failure(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(hint in message for hint in _COMMUNICATION_HINTS)
 
 
-def unresponsive_ranks(wait_s: float = 10.0) -> Optional[List[int]]:
+def unresponsive_ranks(wait_s: float = 5.0) -> Optional[List[int]]:
     """Ranks that do not announce themselves in the store within ``wait_s`` (None: no store)."""
     from torch.distributed import distributed_c10d
     rank, world_size = torch_dist.get_rank(), torch_dist.get_world_size()
@@ -59,7 +60,9 @@ def lost_rank_message(error: BaseException, timeout_s: Optional[float] = None) -
         who = f'rank{"s" if len(lost) > 1 else ""} {", ".join(map(str, lost))} stopped responding'
     else:
         return None  # everybody is alive: not a lost rank
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    cause = re.sub(r'^\[[^\]]*\.(cc|cpp|h)(:\d+)?\]\s*', '', cause)  # the C++ source location
+    cause = cause.split('. ')[0].rstrip('.')[:160]
     limit = f' (timeout {timeout_s:g} s)' if timeout_s else ''
-    return (f'rank {rank} of {world_size}: {who}; training stopped{limit}. Cause: {first_line}. '
+    return (f'rank {rank} of {world_size}: {who}; training stopped{limit}. Cause: {cause}. '
             'Continue from the last complete checkpoint with --resume.')
