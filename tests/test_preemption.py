@@ -25,9 +25,11 @@ import pytest
 import torch
 
 import focalnet_mm  # noqa: F401  (registers the hook and the loop)
-from focalnet_mm.engine import (SafeCheckpointHook, checkpoint_problem, find_resumable_checkpoint,
-                                make_training_safe)
+from focalnet_mm.engine import checkpoint_problem, find_resumable_checkpoint, make_training_safe
 from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ITERS_PER_EPOCH = 8  # 16 images, batch 2, one process
@@ -100,30 +102,47 @@ def reference(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- fast unit tests
+class _Toy(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, inputs, mode='tensor'):
+        return dict(loss=(self.linear(inputs) - inputs.sum(1, keepdim=True)).pow(2).mean())
+
+
+class _SignalAt(Hook):
+    """Sends ``signum`` to this process after iteration ``at`` (0-based), as a scheduler would."""
+    priority = 'HIGHEST'
+
+    def __init__(self, at, signum):
+        self.at, self.signum = at, signum
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+def toy_runner(work_dir, name, max_keep_ckpts=-1, resume=False, hooks=()):
+    """4 iterations per epoch, a shuffled sampler, 3 epochs."""
+    torch.manual_seed(0)
+    data = [dict(inputs=x) for x in torch.randn(8, 2, generator=torch.Generator().manual_seed(0))]
+    return Runner(model=_Toy(), work_dir=str(work_dir), experiment_name=name,
+                  train_dataloader=dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=True),
+                                        batch_size=2, collate_fn=dict(type='default_collate')),
+                  optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+                  train_cfg=dict(type='ResumableEpochBasedTrainLoop', max_epochs=3),
+                  default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook', interval=1,
+                                                     max_keep_ckpts=max_keep_ckpts)),
+                  custom_hooks=list(hooks), randomness=dict(seed=0), resume=resume,
+                  default_scope='mmengine')
+
+
 def test_a_kill_during_the_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     """max_keep_ckpts=1: the old checkpoint goes only once the new one is complete."""
-    from mmengine.model import BaseModel
-    from mmengine.runner import Runner
-
     from focalnet_mm.engine import checkpoint as checkpoint_module
 
-    class Toy(BaseModel):
-        def __init__(self):
-            super().__init__()
-            self.linear = torch.nn.Linear(2, 1)
-
-        def forward(self, inputs, mode='tensor'):
-            return dict(loss=self.linear(inputs).pow(2).mean())
-
-    data = [dict(inputs=torch.randn(2)) for _ in range(4)]
-    runner = Runner(model=Toy(), work_dir=str(tmp_path), experiment_name='atomic_toy',
-                    train_dataloader=dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
-                                          batch_size=2, collate_fn=dict(type='default_collate')),
-                    optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-                    train_cfg=dict(type='ResumableEpochBasedTrainLoop', max_epochs=3),
-                    default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook', interval=1,
-                                                       max_keep_ckpts=1)),
-                    default_scope='mmengine')
+    runner = toy_runner(tmp_path, 'atomic_toy', max_keep_ckpts=1)
     real_write, calls = checkpoint_module.atomic_write, []
 
     def killed_in_the_third_checkpoint(data, path):
@@ -140,6 +159,28 @@ def test_a_kill_during_the_write_keeps_the_previous_checkpoint(tmp_path, monkeyp
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'epoch_2.pth')
     assert checkpoint_problem(str(tmp_path / 'epoch_2.pth')) is None
     assert find_resumable_checkpoint(str(tmp_path))[0] == str(tmp_path / 'epoch_2.pth')
+
+
+def test_sigusr1_after_the_last_batch_of_an_epoch_resumes_with_that_epochs_end(tmp_path):
+    """The stop checkpoint holds the epoch's last iteration; the resumed run first saves the
+    epoch's checkpoint, then trains on, to the same weights as an uninterrupted run."""
+    handler = signal.getsignal(signal.SIGUSR1)
+    reference = toy_runner(tmp_path / 'reference', 'usr1_reference')
+    reference.train()
+    stopped = toy_runner(tmp_path / 'run', 'usr1_stopped', hooks=[_SignalAt(7, signal.SIGUSR1)])
+    stopped.train()  # returns normally
+    assert stopped.iter == 8 and stopped.epoch == 1  # epoch 2 trained, its end not run
+    assert sorted(p for p in os.listdir(tmp_path / 'run') if p.endswith('.pth')) == ['epoch_1.pth', 'iter_8.pth']
+    assert (tmp_path / 'run' / 'stopped_by_signal').read_text() == f'{tmp_path}/run/iter_8.pth\n'
+    assert signal.getsignal(signal.SIGUSR1) == handler  # restored after training
+
+    resumed = toy_runner(tmp_path / 'run', 'usr1_resumed', resume=True)
+    resumed.train()
+    files = sorted(os.listdir(tmp_path / 'run'))
+    assert [p for p in files if p.endswith('.pth')] == ['epoch_1.pth', 'epoch_2.pth', 'epoch_3.pth']
+    assert 'stopped_by_signal' not in files  # the new run cleared the stop marker
+    for name, value in reference.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
 
 
 def test_resume_checks_the_file_and_names_what_it_skips(tmp_path):
