@@ -39,6 +39,5 @@ def register(module, name: str, registry: str, include_mmengine: bool = False) -
 REGISTERED_IN = register(FocalNet, 'FocalNet', 'MODELS')
 HOOK_REGISTERED_IN = register(FocalModulationVisHook, 'FocalModulationVisHook', 'HOOKS',
                               include_mmengine=True)
-SAFE_TRAINING_REGISTERED_IN = register(SafeCheckpointHook, 'SafeCheckpointHook', 'HOOKS',
-                                       include_mmengine=True)
+register(SafeCheckpointHook, 'SafeCheckpointHook', 'HOOKS', include_mmengine=True)
 register(ResumableEpochBasedTrainLoop, 'ResumableEpochBasedTrainLoop', 'LOOPS', include_mmengine=True)

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dist import all_reduce, get_world_size, is_main_process
-from mmengine.fileio import join_path, register_backend
+from mmengine.fileio import register_backend
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 
@@ -111,9 +111,11 @@ def checkpoint_candidates(work_dir: str) -> List[str]:
         if named:
             candidates.append(named)
     if osp.isdir(work_dir):
-        found = [osp.join(work_dir, name) for name in os.listdir(work_dir) if CHECKPOINT_NAME.match(name)]
+        found = [osp.join(work_dir, name) for name in os.listdir(work_dir)
+                 if CHECKPOINT_NAME.match(name)]
         found.sort(key=lambda p: (osp.getmtime(p), p), reverse=True)
-        candidates += [p for p in found if not any(osp.samefile(p, c) for c in candidates if osp.exists(c))]
+        existing = [c for c in candidates if osp.exists(c)]
+        candidates += [p for p in found if not any(osp.samefile(p, c) for c in existing)]
     return candidates
 
 
@@ -168,9 +170,9 @@ class SafeCheckpointHook(CheckpointHook):
       sends before the time limit): the signal only sets a flag; once the iteration in flight is
       done, every rank agrees to stop, the state at that iteration is saved as ``iter_<N>.pth``
       and training ends normally (exit status 0), leaving ``work_dir/stopped_by_signal`` for job
-      scripts (tools/slurm_train.sh requeues the job when it finds it). ``--resume`` continues at that iteration with
-      the same data order (see :class:`ResumableEpochBasedTrainLoop`). Such a mid-epoch checkpoint
-      is removed once a later regular checkpoint is complete.
+      scripts (tools/slurm_train.sh requeues the job when it finds it). ``--resume`` continues at
+      that iteration with the same data order (see :class:`ResumableEpochBasedTrainLoop`). Such a
+      stop checkpoint is removed once a later regular checkpoint is complete.
 
     All other arguments are CheckpointHook's.
     """
@@ -274,7 +276,8 @@ class SafeCheckpointHook(CheckpointHook):
             previous = runner.message_hub.get_info('stop_ckpt')
             filename = f'iter_{done}.pth'
             # recorded inside the checkpoint itself, so that a resumed run removes it later
-            runner.message_hub.update_info('stop_ckpt', self.file_backend.join_path(self.out_dir, filename))
+            runner.message_hub.update_info('stop_ckpt',
+                                           self.file_backend.join_path(self.out_dir, filename))
             path = self._write(runner, filename, dict(epoch=runner.epoch, iter=done))
             if previous and previous != path and is_main_process():
                 self._remove(previous)
