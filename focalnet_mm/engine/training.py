@@ -19,10 +19,20 @@ SAFE_TYPES = {'CheckpointHook': 'SafeCheckpointHook',
 
 
 def _safe_type(type_name):
+    """The safe subclass for mmengine's own type (a name or, in pure-Python configs, the class)."""
+    from mmengine.hooks import CheckpointHook
+    from mmengine.runner import EpochBasedTrainLoop
+
+    from .checkpoint import SafeCheckpointHook
+    from .loops import ResumableEpochBasedTrainLoop
+    if type_name is CheckpointHook:
+        return SafeCheckpointHook
+    if type_name is EpochBasedTrainLoop:
+        return ResumableEpochBasedTrainLoop
     if isinstance(type_name, str):
-        scope, _, name = type_name.rpartition('.')
-        if scope in ('', 'mmengine') and name in SAFE_TYPES:
-            return SAFE_TYPES[name]
+        scope, dot, name = type_name.rpartition('.')
+        if name in SAFE_TYPES:  # the OpenMMLab libraries take both from mmengine's registry
+            return scope + dot + SAFE_TYPES[name]
     return type_name
 
 
