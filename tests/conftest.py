@@ -1,4 +1,5 @@
-"""Shared test fixtures: the real sample data in ../shared/data (skipped when absent)."""
+"""Shared test helpers: the repository root, tool loading, and the real sample data in
+../shared/data (skipped when absent)."""
 import os
 import os.path as osp
 
@@ -12,6 +13,12 @@ SHARED_DATA = os.environ.get('FOCALNET_SHARED_DATA', osp.join(REPO_ROOT, '..', '
 # distributed runs) on a 2-core machine, and oversubscribed OpenMP threads are 10-100x slower.
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 torch.set_num_threads(1)
+
+
+def load_tool(relative_path, name=None):
+    """A script under the repository root (e.g. 'tools/infer.py') imported as a module."""
+    from focalnet_mm.cli import load_script
+    return load_script(osp.join(REPO_ROOT, relative_path), name)
 
 
 def shared_dataset(name):

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
-from focalnet_mm.models.archs import NUM_CLASSES, TIMM_NAMES
+from focalnet_mm.archs import NUM_CLASSES, TIMM_NAMES
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
+from conftest import REPO_ROOT
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CLS_DIR = osp.join(REPO, 'configs', 'cls')
+CLS_DIR = osp.join(REPO_ROOT, 'configs', 'cls')
 ALL_CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(CLS_DIR, '*.py')))
 
 #: one config per released checkpoint: arch, drop_path of the official yaml, eval crop, resize

@@ -10,12 +10,11 @@ import pytest
 import torch
 
 import focalnet_mm  # noqa: F401  (applies the fixes)
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import REPO_ROOT
 
 
 def run_python(code):
-    return subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=300)
 
 

@@ -8,13 +8,12 @@ import os.path as osp
 import pytest
 import yaml
 from mmengine.config import Config
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import REPO_ROOT
 
 
 @pytest.fixture(scope='module')
 def index():
-    with open(osp.join(REPO, 'metafile.yml')) as f:
+    with open(osp.join(REPO_ROOT, 'metafile.yml')) as f:
         return yaml.safe_load(f)
 
 
@@ -23,7 +22,7 @@ def entries(index, folder):
 
 
 def config_files(folder):
-    return sorted(osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', folder, '*.py')))
+    return sorted(osp.relpath(p, REPO_ROOT) for p in glob.glob(osp.join(REPO_ROOT, 'configs', folder, '*.py')))
 
 
 def test_every_model_names_a_collection_and_is_unique(index):
@@ -31,14 +30,14 @@ def test_every_model_names_a_collection_and_is_unique(index):
     names = [m['Name'] for m in index['Models']]
     assert len(names) == len(set(names))
     assert all(m['In Collection'] in collections for m in index['Models'])
-    assert all(osp.isfile(osp.join(REPO, m['Config'])) for m in index['Models'])
+    assert all(osp.isfile(osp.join(REPO_ROOT, m['Config'])) for m in index['Models'])
 
 
 def test_segmentation_entries(index):
     seg = entries(index, 'seg')
     assert sorted(seg) == config_files('seg')  # the six ADE20K configs, not the demo
     for path, entry in seg.items():
-        cfg = Config.fromfile(osp.join(REPO, path))
+        cfg = Config.fromfile(osp.join(REPO_ROOT, path))
         assert entry['Metadata']['Iterations'] == cfg.train_cfg.max_iters == 160000
         size = 'base' if '_b_' in path else 'small' if '_s_' in path else 'tiny'
         kind = 'lrf' if '_lrf_' in path else 'srf'
@@ -54,9 +53,9 @@ def test_classification_entries(index):
                 if not p.endswith(('finetune.py', 'cifar10_32x32.py', 'tinyimagenet_64x64.py'))]
     assert sorted(cls) == released and len(released) == 15
     for path, entry in cls.items():
-        cfg = Config.fromfile(osp.join(REPO, path))
+        cfg = Config.fromfile(osp.join(REPO_ROOT, path))
         assert entry['Metadata']['Classes'] == cfg.model.head.num_classes
-        with open(osp.join(REPO, path)) as f:
+        with open(osp.join(REPO_ROOT, path)) as f:
             assert entry['Weights'] in f.read()  # the config names the same released file
         if entry['Metadata']['Classes'] == 1000:
             assert 74 < entry['Results'][0]['Metrics']['Top 1 Accuracy'] < 85

@@ -1,6 +1,5 @@
 """tools/model_converters/focalnet2mm.py: timm / HF / official -> clean official-layout files."""
 import hashlib
-import importlib.util
 import os.path as osp
 import re
 import sys
@@ -13,8 +12,8 @@ from safetensors.torch import save_file
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm import weights as W
+from conftest import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=2, focal_windows=3)
 
 
@@ -26,11 +25,7 @@ def seeded():
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        'focalnet2mm', osp.join(REPO, 'tools', 'model_converters', 'focalnet2mm.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/model_converters/focalnet2mm.py')
 
 
 def perturb_(model, seed=0):

@@ -5,7 +5,7 @@ from typing import List, Mapping, Optional, Sequence
 
 import torch
 
-from ..models.archs import resolve_arch
+from ..archs import resolve_arch
 from .formats import _looks_like, match_presets
 from .io import CONVERTER
 

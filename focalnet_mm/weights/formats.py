@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from ..models.archs import ARCHS, resolve_arch
+from ..archs import ARCHS, resolve_arch
 
 
 FORMATS = ('official', 'timm', 'hf')

@@ -31,7 +31,7 @@ except ImportError:  # running from a checkout without installing
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import focalnet_mm  # noqa: F401
 
-from focalnet_mm.models.archs import ARCHS, TIMM_NAMES, resolve_arch  # noqa: E402
+from focalnet_mm.archs import ARCHS, TIMM_NAMES, resolve_arch  # noqa: E402
 from focalnet_mm import weights as W  # noqa: E402
 
 FLAG_KEYS = dict(use_postln='USE_POSTLN', normalize_modulator='NORMALIZE_MODULATOR',
