@@ -48,7 +48,8 @@ RUN_FOR_REAL_ELSEWHERE = {
     'focalnet_p4_e64_tinyimagenet_64x64.py'}
 
 #: published parameter counts in millions, 1000-class heads: (value, half its last digit).
-#: T/S/B from facts §2 (two decimals), isotropic from the official README (one decimal).
+#: T/S/B from the official model zoo (two decimals), isotropic from the official README (one
+#: decimal).
 OFFICIAL_PARAMS_M = {
     'tiny_srf': (28.43, 0.005), 'tiny_lrf': (28.65, 0.005), 'small_srf': (49.89, 0.005),
     'small_lrf': (50.34, 0.005), 'base_srf': (88.15, 0.005), 'base_lrf': (88.75, 0.005),

@@ -1,4 +1,4 @@
-"""The stack's compatibility fixes (issue 2): safe checkpoint loading, config bases, transformers."""
+"""The stack's compatibility fixes: safe checkpoint loading, config bases, transformers."""
 import os
 import os.path as osp
 import pickle

@@ -279,7 +279,8 @@ def test_pad_and_crop_kernel_unit():
 
 
 def test_more_focal_levels_expand_as_official(tmp_path):
-    """srf (2 levels) file into an lrf (3 levels) model: facts section 4 rows."""
+    """srf (2 levels) file into an lrf (3 levels) model, as the official det/seg loader does: q, ctx
+    and existing gate rows of modulation.f copied, new gate rows zero."""
     file_sd = official_state_dict(timm_model(TINY))
     model = ours(dict(TINY, focal_levels=3))
     before = {k: v.clone() for k, v in model.state_dict().items()}

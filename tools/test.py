@@ -113,7 +113,7 @@ def main(argv=None):
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     runner = build_runner_from_cfg(cfg)
-    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    model = runner.model  # the loaders look inside DDP / mmengine wrappers themselves
     try:
         if cfg.load_from is None:  # a FocalNet file: convert and load (backbone, + a classifier head)
             load_model_weights(model, args.checkpoint, logger=runner.logger)  # path: HF config.json too

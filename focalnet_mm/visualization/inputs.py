@@ -20,10 +20,10 @@ def list_images(paths: Sequence[str]) -> List[str]:
         elif osp.isfile(path):
             found.append(path)
         else:
-            raise FileNotFoundError(f'--images: {path} is neither a file nor a folder.')
+            raise FileNotFoundError(f'{path} is neither a file nor a folder.')
     if not found:
-        raise FileNotFoundError(f'--images {" ".join(paths)}: no image files '
-                                f'({", ".join(IMAGE_EXTENSIONS)}) found.')
+        raise FileNotFoundError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) in '
+                                f'{", ".join(paths)}.')
     return found
 
 
@@ -31,7 +31,8 @@ def load_rgb(path: str, short_side: Optional[int] = None) -> np.ndarray:
     """RGB uint8 (H, W, 3); resized (aspect kept) so the short side is ``short_side`` if given."""
     image = mmcv.imread(path, channel_order='rgb')
     if image is None:
-        raise ValueError(f'{path} could not be read as an image; pass image files to --images.')
+        raise ValueError(f'{path} could not be read as an image; pass image files '
+                         f'({", ".join(IMAGE_EXTENSIONS)}).')
     if short_side:
         height, width = image.shape[:2]
         scale = short_side / min(height, width)

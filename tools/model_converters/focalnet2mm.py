@@ -268,7 +268,7 @@ def hf_reference(raw, converted, description, kw, hf_config):
         params['num_labels'] = raw['classifier.weight'].shape[0]
     config = FocalNetConfig(**params)
     model = (FocalNetForImageClassification if with_head else FocalNetModel)(config).eval()
-    source = {k: v for k, v in raw.items() if not W._HF_EXTRA_RE.match(k.replace('focalnet.', '', 1))}
+    source = {k: v for k, v in raw.items() if not W.is_hf_extra_key(k)}
     if not with_head:  # FocalNetModel keys have no 'focalnet.' prefix
         source = {k[len('focalnet.'):] if k.startswith('focalnet.') else k: v for k, v in source.items()}
     model.load_state_dict(source, strict=True)
