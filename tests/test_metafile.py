@@ -22,7 +22,8 @@ def entries(index, folder):
 
 
 def config_files(folder):
-    return sorted(osp.relpath(p, REPO_ROOT) for p in glob.glob(osp.join(REPO_ROOT, 'configs', folder, '*.py')))
+    return sorted(osp.relpath(p, REPO_ROOT)
+                  for p in glob.glob(osp.join(REPO_ROOT, 'configs', folder, '*.py')))
 
 
 def test_every_model_names_a_collection_and_is_unique(index):

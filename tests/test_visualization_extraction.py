@@ -5,8 +5,12 @@ import torch.nn.functional as F
 
 from focalnet_mm import FocalNet
 from focalnet_mm.registry import HOOK_REGISTERED_IN
-from focalnet_mm.visualization import (FocalModulationVisHook,
-                                       extract_modulation_maps, resolve_block, token_maps)
+from focalnet_mm.visualization import (
+    FocalModulationVisHook,
+    extract_modulation_maps,
+    resolve_block,
+    token_maps,
+)
 
 
 def small_focalnet(**kwargs):

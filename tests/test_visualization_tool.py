@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from focalnet_mm.visualization import load_rgb, per_image_size_px
+
 from conftest import load_tool
 
 SHORT_SIDE = 96

@@ -133,7 +133,8 @@ def _write(tmp_path, name, obj):
 
 def _out_norms(indices, seed=3):
     gen = torch.Generator().manual_seed(seed)
-    return {f'norm{i}.{p}': torch.randn(16 * 2**i, generator=gen) for i in indices for p in ('weight', 'bias')}
+    return {f'norm{i}.{p}': torch.randn(16 * 2**i, generator=gen)
+            for i in indices for p in ('weight', 'bias')}
 
 
 def _backbone_only(t):
@@ -347,7 +348,8 @@ def test_load_model_weights_mmpretrain_classifier_matches_timm_logits(tmp_path, 
     path = _write(tmp_path, 'model.safetensors', tiny_timm.state_dict())
     assert not W.is_mmengine_model_checkpoint(path)
     report = W.load_model_weights(classifier, path)
-    assert sorted(report.head_loaded) == ['head.fc.bias', 'head.fc.weight'] and report.mapped == [('norm', 'norm3')]
+    assert sorted(report.head_loaded) == ['head.fc.bias', 'head.fc.weight']
+    assert report.mapped == [('norm', 'norm3')]
     with torch.no_grad():
         logits = classifier(x, mode='tensor')
         assert rel_err(logits, tiny_timm(x)) <= 1e-5

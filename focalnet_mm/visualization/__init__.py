@@ -10,8 +10,15 @@
 """
 import importlib
 
-from .extraction import (ModulationMaps, capture_modulation, extract_modulation_maps, find_focalnet,
-                         resolve_block, stage_stride, token_maps)
+from .extraction import (
+    ModulationMaps,
+    capture_modulation,
+    extract_modulation_maps,
+    find_focalnet,
+    resolve_block,
+    stage_stride,
+    token_maps,
+)
 from .hook import FocalModulationVisHook
 from .inputs import Normalizer, list_images, load_rgb
 

@@ -7,7 +7,7 @@ with :meth:`FocalModulation.modulator_and_gates` under ``no_grad``, which is exa
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn

@@ -41,6 +41,14 @@ def load_rgb(path: str, short_side: Optional[int] = None) -> np.ndarray:
     return image
 
 
+def _as_column(values: Optional[Sequence[float]]) -> Optional[torch.Tensor]:
+    return None if values is None else torch.as_tensor(values, dtype=torch.float32).view(-1, 1, 1)
+
+
+def _as_list(values) -> Optional[List[float]]:
+    return None if values is None else torch.as_tensor(values).flatten().tolist()
+
+
 class Normalizer:
     """``(x - mean) / std`` in the channel order the model was trained with.
 
@@ -50,9 +58,7 @@ class Normalizer:
 
     def __init__(self, mean: Optional[Sequence[float]], std: Optional[Sequence[float]],
                  to_rgb: bool):
-        as_column = (lambda v: None if v is None
-                     else torch.as_tensor(v, dtype=torch.float32).view(-1, 1, 1))
-        self.mean, self.std = as_column(mean), as_column(std)
+        self.mean, self.std = _as_column(mean), _as_column(std)
         self.to_rgb = to_rgb
 
     @classmethod
@@ -63,8 +69,7 @@ class Normalizer:
             mean = std = None
         to_rgb = any(bool(getattr(preprocessor, name, False))
                      for name in ('_channel_conversion', 'channel_conversion', 'to_rgb'))
-        as_list = (lambda t: None if t is None else torch.as_tensor(t).flatten().tolist())
-        return cls(as_list(mean), as_list(std), to_rgb)
+        return cls(_as_list(mean), _as_list(std), to_rgb)
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
         image = rgb if self.to_rgb else rgb[..., ::-1]

@@ -8,11 +8,10 @@ import numpy as np
 import torch.nn as nn
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
-from .extraction import (ModulationMaps, extract_modulation_maps, find_focalnet, resolve_block,
-                         stage_stride)
+from ..weights.loading import unwrap_model
+from .extraction import ModulationMaps, extract_modulation_maps, find_focalnet, resolve_block, stage_stride
 from .figures import draw_contact_sheet, draw_modulation_figure, figure_to_rgb, save_rgb
 from .inputs import Normalizer, load_rgb
-from ..weights.loading import unwrap_model
 
 CONTACT_SHEET_NAME = 'contact_sheet.png'
 #: rows of the contact sheet (the first images); per-image PNGs are written for all

@@ -225,7 +225,7 @@ def timm_reference(raw, converted, description, kw):
         from timm.models.focalnet import FocalNet as TimmFocalNet, checkpoint_filter_fn
     except ImportError:
         raise SystemExit('--verify needs timm for timm/official checkpoints: pip install timm '
-                         '(or drop --verify).')
+                         '(or drop --verify).') from None
     model = TimmFocalNet(
         embed_dim=kw['embed_dim'], depths=kw['depths'], focal_levels=kw['focal_levels'],
         focal_windows=kw['focal_windows'], use_overlap_down=kw['use_conv_embed'],
@@ -254,7 +254,7 @@ def hf_reference(raw, converted, description, kw, hf_config):
         from transformers import FocalNetConfig, FocalNetForImageClassification, FocalNetModel
     except ImportError:
         raise SystemExit('--verify needs transformers for HF checkpoints: pip install transformers '
-                         '(or drop --verify).')
+                         '(or drop --verify).') from None
     params = dict(embed_dim=kw['embed_dim'], depths=list(kw['depths']),
                   focal_levels=kw['focal_levels'], focal_windows=kw['focal_windows'],
                   use_conv_embed=kw['use_conv_embed'], use_layerscale=kw['use_layerscale'],
@@ -349,7 +349,7 @@ def main(argv=None):
     try:
         return convert(args)[0]
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f'{type(e).__name__}: {e}')
+        raise SystemExit(f'{type(e).__name__}: {e}') from None
 
 
 if __name__ == '__main__':
