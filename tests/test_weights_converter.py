@@ -3,7 +3,6 @@ import hashlib
 import os.path as osp
 import re
 import sys
-import types
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from safetensors.torch import save_file
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm import weights as W
-from conftest import load_tool
+from conftest import load_tool, perturb_
 
 TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=2, focal_windows=3)
 
@@ -26,14 +25,6 @@ def seeded():
 @pytest.fixture(scope='module')
 def tool():
     return load_tool('tools/model_converters/focalnet2mm.py')
-
-
-def perturb_(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen))
-    return model.eval()
 
 
 def sha_suffix_ok(path):
@@ -124,16 +115,9 @@ def test_verify_official_source_against_timm(tool, tmp_path):
                     str(tmp_path / 'broken.pth'), W.describe_state_dict(converted.state_dict), None, 64, 1e-4)
 
 
-def test_trust_pickle_turns_a_yacs_config_into_a_safe_file(tool, tmp_path, monkeypatch):
-    yacs, yacs_config = types.ModuleType('yacs'), types.ModuleType('yacs.config')
-
-    class CfgNode(dict):
-        pass
-
-    CfgNode.__module__, CfgNode.__qualname__ = 'yacs.config', 'CfgNode'
-    yacs_config.CfgNode = CfgNode
-    monkeypatch.setitem(sys.modules, 'yacs', yacs)
-    monkeypatch.setitem(sys.modules, 'yacs.config', yacs_config)
+def test_trust_pickle_turns_a_yacs_config_into_a_safe_file(tool, tmp_path, monkeypatch,
+                                                           yacs_cfg_node):
+    CfgNode = yacs_cfg_node
     sd = perturb_(FocalNet(arch=TINY)).state_dict()
     src = tmp_path / 'ckpt_epoch_299.pth'
     config = CfgNode(MODEL=CfgNode(FOCAL=CfgNode(USE_POSTLN=True, NORMALIZE_MODULATOR=False)))

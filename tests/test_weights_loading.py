@@ -12,6 +12,8 @@ import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm import weights as W
 
+from conftest import perturb_
+
 timm = pytest.importorskip('timm')
 from timm.models.focalnet import FocalNet as TimmFocalNet  # noqa: E402
 
@@ -20,15 +22,6 @@ TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=2, focal_windows=3)
 TINY_LARGE = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=3, focal_windows=3,
                   use_conv_embed=True, use_postln=True, use_layerscale=True,
                   use_postln_in_modulation=True, normalize_modulator=True)
-
-
-def perturb_(model, seed=0):
-    """Random non-trivial values everywhere (norm weights too), so a swapped key shows."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen))
-    return model.eval()
 
 
 def timm_model(arch=TINY, num_classes=10):

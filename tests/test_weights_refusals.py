@@ -2,8 +2,6 @@
 import argparse
 import collections
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -189,18 +187,9 @@ def test_compat_safe_globals_stay_safe(tmp_path):
         W.read_checkpoint(save(tmp_path, evil, 'evil.pth'))
 
 
-def test_yacs_config_is_refused_with_the_converter_fix(tmp_path, monkeypatch):
+def test_yacs_config_is_refused_with_the_converter_fix(tmp_path, yacs_cfg_node):
     """Official training checkpoints may pickle a yacs CfgNode: refused, the message names the fix."""
-    yacs = types.ModuleType('yacs')
-    yacs_config = types.ModuleType('yacs.config')
-
-    class CfgNode(dict):
-        pass
-
-    CfgNode.__module__, CfgNode.__qualname__ = 'yacs.config', 'CfgNode'
-    yacs_config.CfgNode = CfgNode
-    monkeypatch.setitem(sys.modules, 'yacs', yacs)
-    monkeypatch.setitem(sys.modules, 'yacs.config', yacs_config)
+    CfgNode = yacs_cfg_node
     path = save(tmp_path, {'model': net().state_dict(), 'config': CfgNode(MODEL=CfgNode())})
     with pytest.raises(W.UnsafeCheckpointError, match=r'yacs\.config\.CfgNode.*--trust-pickle'):
         W.load_pretrained(net(), path)
