@@ -13,7 +13,7 @@ Loading is a pipeline of pure functions on state dicts, each testable alone:
     declared_flags             what the file says about itself (its training config; flags that
                                are invisible in keys such as use_postln, normalize_modulator)
     check_compatible           the refusals: one-line errors naming the flag or preset to set
-    expand_focal_levels        more focal levels in the model than in the file (zero new levels)
+    expand_focal_levels        more focal levels in the model than in the file (new gates start at 0)
     resize_focal_kernels       zero-pad in the centre / centre-crop the depthwise focal kernels
     adapt_to_backbone          all of the above against one model, strict key accounting
 
