@@ -36,7 +36,10 @@ setup(
         'det': ['mmdet==3.3.0', 'pycocotools'],
         'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],
         'cls': ['mmpretrain==1.2.0'],
-        'tests': ['pytest', 'pytest-timeout', 'timm', 'onnx'],
+        # transformers: the converter's HF checks; < 4.52 because mmpretrain 1.2.0 imports names
+        # that 4.52 removed (tools/setup_env.sh pins the same)
+        'tests': ['pytest', 'pytest-timeout', 'timm', 'onnx', 'transformers>=4.28,<4.52'],
+        'lint': ['ruff==0.16.9'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -1,9 +1,11 @@
-"""Shared plumbing of tools/train.py and tools/test.py (which stay thin clients of the Runner).
+"""Shared plumbing of the tools in tools/ (train.py and test.py stay thin clients of the Runner).
 
 Checks that the data a config points at exists *before* any model is built, so a missing data
 set costs a second and one clear line instead of a traceback after minutes of model building.
 """
+import importlib.util
 import os.path as osp
+from types import ModuleType
 from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
@@ -89,6 +91,14 @@ def check_datasets(cfg: Config, loaders: Tuple[str, ...]) -> None:
 
 
 # --------------------------------------------------------------------------- shared tool steps
+def load_script(path: str, name: Optional[str] = None) -> ModuleType:
+    """Import a script as a module (tools/ holds scripts, not a package), e.g. to call its main()."""
+    spec = importlib.util.spec_from_file_location(name or osp.splitext(osp.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def default_work_dir(config_path: str) -> str:
     """mmdet's rule: ./work_dirs/<config name>."""
     return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])

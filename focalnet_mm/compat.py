@@ -1,34 +1,49 @@
-"""Compatibility fixes between torch >= 2.6, transformers 5.x and the OpenMMLab 2.x stack.
+"""Two fixes for the versions this package supports, applied by ``import focalnet_mm``.
 
-Applied once by ``import focalnet_mm`` (never by editing site-packages):
+Each is applied only where the installed version needs it, and the first FocalNet built in a
+process logs, through mmengine's current logger, what was changed (:func:`log_applied`):
 
-* mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; torch >= 2.6 defaults to safe
-  loading, which refuses mmengine's own checkpoints (numpy metadata, message-hub buffers). We keep
-  safe loading on and allow exactly the types mmengine writes, so ``--resume`` works and an
-  arbitrary pickle is still refused.
-* mmengine resolves ``mmdet::`` / ``mmseg::`` config bases with ``pkg_resources`` and re-reads
-  every metafile of the package per base; we do the same lookup with ``importlib.metadata`` and a
-  cache, so bases resolve without pkg_resources and a config parses in a fraction of the time.
-* mmpretrain 1.2.0 imports its multimodal models when transformers >= 4.28 is present, and they
-  fail to define under transformers 5.x (so ``import mmdet.models`` fails too). See
-  :mod:`focalnet_mm._preload`, which also runs at interpreter start in the environment that
-  tools/setup_env.sh builds, so the import order does not matter there.
+* Safe checkpoint loading (torch >= 2.6 with mmengine <= 0.10.7): torch now loads with
+  ``weights_only=True`` by default and mmengine calls ``torch.load`` without the argument, so
+  mmengine's own checkpoints (numpy metadata, message-hub buffers) are refused. We keep safe
+  loading on and allow exactly the types mmengine writes: ``--resume`` works and an arbitrary
+  pickle is still refused.
+* ``mmdet::`` / ``mmseg::`` / ``mmpretrain::`` config bases (mmengine <= 0.10.7): mmengine
+  resolves them with ``pkg_resources`` (gone from setuptools >= 82), reloading it and re-reading
+  every metafile of the package (about 250 for mmpretrain) for each base. We do the same lookup
+  with ``importlib.metadata`` and one index per package, which takes a config with mmpretrain
+  bases from about 2.8 s to 0.7 s to parse.
+
+Not patched but checked (:func:`check_transformers`): mmpretrain 1.2.0 needs transformers < 4.52
+when transformers is installed (it imports names that 4.52 removed, and ``mmdet.models`` imports
+mmpretrain); tools/setup_env.sh pins it, and other environments get a warning naming the fix.
 """
-import importlib.metadata
 import functools
+import importlib
+import importlib.metadata
 import importlib.util
 import os.path as osp
 import pickle
-import sys
 import warnings
+from typing import List, Optional
 
 import torch
+from packaging.version import Version
 
-from . import _preload
+#: one line per fix applied in this process (logged by :func:`log_applied`)
+APPLIED: List[str] = []
+_applied = _logged = False
 
-_APPLIED = False
+
+def _version(package: str) -> Optional[Version]:
+    """Installed version of ``package`` (from its metadata, nothing imported), None if absent."""
+    try:
+        return Version(importlib.metadata.version(package))
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
+# --------------------------------------------------------------------------- safe checkpoint loading
 def _history_buffer_getattr(obj, name):
     """Stand-in for ``builtins.getattr`` inside safe loading, limited to HistoryBuffer methods.
 
@@ -60,10 +75,18 @@ def mmengine_checkpoint_safe_globals():
 
 def allow_mmengine_checkpoints():
     """Let ``torch.load(weights_only=True)`` read mmengine checkpoints (and nothing more)."""
-    if hasattr(torch.serialization, 'add_safe_globals'):
-        torch.serialization.add_safe_globals(mmengine_checkpoint_safe_globals())
+    torch.serialization.add_safe_globals(mmengine_checkpoint_safe_globals())
 
 
+def checkpoints_need_safe_globals() -> bool:
+    """torch loads weights-only by default (>= 2.6) and mmengine does not say otherwise."""
+    torch_version, mmengine_version = _version('torch'), _version('mmengine')
+    return (torch_version is not None and torch_version.release >= (2, 6)
+            and mmengine_version is not None and mmengine_version <= Version('0.10.7')
+            and hasattr(torch.serialization, 'add_safe_globals'))
+
+
+# --------------------------------------------------------------------------- config bases
 @functools.lru_cache(maxsize=None)
 def _installed_path(package):
     """importlib.metadata version of mmengine's ``get_installed_path`` (no pkg_resources)."""
@@ -89,11 +112,7 @@ def _is_installed(package):
 
 @functools.lru_cache(maxsize=None)
 def _external_config_index(package_path):
-    """Config name -> metafile entry of an OpenMMLab package, read once per process.
-
-    mmengine re-reads every metafile of the package (about 250 for mmpretrain) for each
-    ``pkg::`` base it resolves, which makes one config take seconds to parse.
-    """
+    """Config name -> metafile entry of an OpenMMLab package, read once per process."""
     from mmengine.fileio import load
     index = {}
     meta_index = load(osp.join(package_path, '.mim', 'model-index.yml'))
@@ -106,37 +125,76 @@ def _external_config_index(package_path):
 
 def _cfg_metainfo(package_path, cfg_path):
     index = _external_config_index(package_path)
-    if cfg_path not in index:
-        raise ValueError(f'{cfg_path} is not a model config of {package_path}')  # mmengine then tries _base_
+    if cfg_path not in index:  # mmengine then looks for a _base_ file of that name
+        raise ValueError(f'{cfg_path} is not a model config of {package_path}')
     return index[cfg_path]
 
 
-def fast_config_bases():
-    """Resolve ``mmdet::``/``mmseg::``/``mmpretrain::`` bases with importlib.metadata and a cache.
+def config_bases_need_resolver() -> bool:
+    """mmengine <= 0.10.7 resolves ``pkg::`` bases through pkg_resources."""
+    version = _version('mmengine')
+    return version is not None and version <= Version('0.10.7')
 
-    Works without ``pkg_resources`` (setuptools >= 82) and avoids mmengine's per-base reload of
-    pkg_resources and of every metafile. Bases parsed before ``import focalnet_mm`` (mmengine's
-    own tools) still use mmengine's path, which setup_env.sh keeps working (setuptools<82).
+
+def resolve_config_bases_with_metadata():
+    """Point mmengine's ``pkg::`` base resolution at the functions above.
+
+    Config parsing calls ``get_installed_path`` / ``is_installed`` through the names
+    ``mmengine.config.config`` imported, and ``_get_cfg_metainfo`` in ``mmengine.config.utils``;
+    those three names are replaced, nothing else.
     """
-    import mmengine.config.utils as config_utils
-    for module_name in ('mmengine.utils.package_utils', 'mmengine.utils', 'mmengine.config.config',
-                        'mmengine.config.utils'):
-        module = sys.modules.get(module_name) or importlib.import_module(module_name)
-        for name, fn in (('get_installed_path', _installed_path), ('is_installed', _is_installed)):
-            if hasattr(module, name):
-                setattr(module, name, fn)
+    config_module = importlib.import_module('mmengine.config.config')
+    config_utils = importlib.import_module('mmengine.config.utils')
+    config_module.get_installed_path = _installed_path
+    config_module.is_installed = _is_installed
     config_utils._get_cfg_metainfo = _cfg_metainfo
 
 
+# --------------------------------------------------------------------------- transformers
+#: mmpretrain 1.2.0 imports GenerationMixin & co. from transformers.modeling_utils (gone in 4.52)
+FIRST_TRANSFORMERS_BREAKING_MMPRETRAIN = Version('4.52')
+
+
+def check_transformers() -> Optional[str]:
+    """A warning naming the fix when transformers would break ``import mmpretrain.models``."""
+    mmpretrain_version, transformers_version = _version('mmpretrain'), _version('transformers')
+    if (mmpretrain_version is None or transformers_version is None
+            or mmpretrain_version > Version('1.2.0')
+            or transformers_version.release < FIRST_TRANSFORMERS_BREAKING_MMPRETRAIN.release):
+        return None
+    message = (f'transformers {transformers_version} breaks mmpretrain {mmpretrain_version} (and '
+               'mmdet.models, which imports it): pip install "transformers>=4.28,<4.52" '
+               '(tools/setup_env.sh pins it).')
+    warnings.warn(message, stacklevel=3)
+    return message
+
+
+# --------------------------------------------------------------------------- apply and report
 def apply():
-    """Apply every fix once; safe to call repeatedly."""
-    global _APPLIED
-    if _APPLIED:
+    """Apply each fix the installed versions need; safe to call repeatedly."""
+    global _applied
+    if _applied:
         return
-    _APPLIED = True
-    # mmengine imports pkg_resources to resolve mmdet::/mmseg:: bases; its deprecation notice is
-    # noise for our users (setup_env.sh pins setuptools<82 so it keeps working).
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
-    _preload.keep_mmpretrain_importable()
-    allow_mmengine_checkpoints()
-    fast_config_bases()
+    _applied = True
+    if checkpoints_need_safe_globals():
+        allow_mmengine_checkpoints()
+        APPLIED.append(f'torch {torch.__version__} safe loading allows the types of mmengine '
+                       'checkpoints (numpy arrays/scalars, HistoryBuffer)')
+    if config_bases_need_resolver():
+        resolve_config_bases_with_metadata()
+        APPLIED.append('mmengine resolves pkg:: config bases with importlib.metadata, not '
+                       'pkg_resources')
+    if not APPLIED:
+        APPLIED.append('nothing to change for the installed versions')
+    check_transformers()
+
+
+def log_applied(logger='current') -> None:
+    """Log, once per process, what :func:`apply` changed (called when the first FocalNet is built,
+    so the line lands in the run's log rather than on the console at import)."""
+    global _logged
+    if _logged:
+        return
+    _logged = True
+    from mmengine.logging import print_log
+    print_log('focalnet_mm.compat: ' + '; '.join(APPLIED), logger=logger)

@@ -1,6 +1,5 @@
 """tools/analysis_tools/analyze_logs.py (curves as PNG, train time) and the README main job
 (tools/run_demo.py), which draws its training curves with it."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,12 +9,9 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-spec = importlib.util.spec_from_file_location(
-    'analyze_logs', osp.join(REPO, 'tools', 'analysis_tools', 'analyze_logs.py'))
-analyze_logs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(analyze_logs)
+analyze_logs = load_tool('tools/analysis_tools/analyze_logs.py')
 
 
 def write_run(work_dir, timestamp, records):
@@ -111,7 +107,7 @@ def test_readme_main_job_trains_evaluates_and_draws_curves(tmp_path):
     """tools/run_demo.py, shortened (20 images, 1 epoch): data, training, COCO mAP, curves."""
     work_dir = tmp_path / 'work'
     proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'run_demo.py'), '--work-dir', str(work_dir),
+        [sys.executable, osp.join(REPO_ROOT, 'tools', 'run_demo.py'), '--work-dir', str(work_dir),
          '--data-root', str(tmp_path / 'data'), '--num-train', '20', '--num-val', '4',
          '--epochs', '1', '--threads', '1'],
         capture_output=True, text=True, timeout=600)

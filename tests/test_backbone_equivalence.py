@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 from focalnet_mm.models import FocalNet
-from focalnet_mm.models.archs import ARCHS, DEFAULTS, TIMM_NAMES
+from focalnet_mm.archs import ARCHS, DEFAULTS, TIMM_NAMES
 
 timm_focalnet = pytest.importorskip('timm.models.focalnet')
 

@@ -1,22 +1,16 @@
 """tools/analysis_tools/benchmark_backbone.py on CPU at tiny sizes: rows, numbers, JSON, table."""
-import importlib.util
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-
-TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'analysis_tools' / 'benchmark_backbone.py'
+from conftest import load_tool
 
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('benchmark_backbone', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/benchmark_backbone.py')
 
 
 def test_side_by_side_infer_writes_table_and_json(bench, tmp_path, capsys):

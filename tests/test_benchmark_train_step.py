@@ -1,21 +1,15 @@
 """tools/analysis_tools/benchmark_train_step.py: whole-model train steps on synthetic batches."""
-import importlib.util
 import json
 import math
 import os.path as osp
 
 import pytest
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark_train_step.py')
+from conftest import REPO_ROOT, load_tool
 
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('benchmark_train_step', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/benchmark_train_step.py')
 
 
 def test_focalnet_and_swin_mask_rcnn_steps_are_timed(bench, tmp_path):
@@ -55,5 +49,5 @@ def test_bad_input_is_one_line(bench, tmp_path):
     with pytest.raises(SystemExit):
         bench.parse_args(['--device', 'cpu', '--amp'])
     with pytest.raises(ValueError, match='benchmark_backbone.py for classifiers'):
-        bench.build(osp.join(REPO, 'configs', 'cls', 'focalnet_t_srf_in1k.py'),
+        bench.build(osp.join(REPO_ROOT, 'configs', 'cls', 'focalnet_t_srf_in1k.py'),
                     bench.parse_args(['--device', 'cpu']), None)

@@ -8,15 +8,15 @@ import sys
 import time
 
 import pytest
+from conftest import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MAIN_CONFIG = 'configs/maskrcnn_focalnet_t_3x.py'
 DEMO_CONFIG = 'configs/demo/maskrcnn_focalnet_t_demo.py'
 
 
 def run_tool(*args, timeout=300, env=None):
     start = time.time()
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env)
     return proc, time.time() - start
 
@@ -70,12 +70,8 @@ def test_test_tool_errors(tmp_path):
 
 def test_cli_flags_reach_the_config(tmp_path, monkeypatch):
     """--amp, --auto-scale-lr, --resume and --work-dir set what mmdet's tools set."""
-    import importlib.util
-
     import torch
-    spec = importlib.util.spec_from_file_location('focalnet_train_cli', osp.join(REPO, 'tools/train.py'))
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_tool('tools/train.py')
     data_root = tmp_path / 'coco'
     for sub in ('annotations', 'train2017', 'val2017'):
         (data_root / sub).mkdir(parents=True)
@@ -86,9 +82,9 @@ def test_cli_flags_reach_the_config(tmp_path, monkeypatch):
                f'test_dataloader.dataset.data_root={data_root}/']
     if not torch.cuda.is_available():  # --amp needs a GPU: one line naming the fix
         with pytest.raises(ValueError, match='no CUDA GPU: drop --amp'):
-            train.make_config(train.parse_args([osp.join(REPO, MAIN_CONFIG), '--amp', *options]))
+            train.make_config(train.parse_args([osp.join(REPO_ROOT, MAIN_CONFIG), '--amp', *options]))
         monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)  # what it sets on a GPU
-    cfg = train.make_config(train.parse_args([osp.join(REPO, MAIN_CONFIG), '--amp', '--auto-scale-lr',
+    cfg = train.make_config(train.parse_args([osp.join(REPO_ROOT, MAIN_CONFIG), '--amp', '--auto-scale-lr',
                                               '--resume', *options]))
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
     assert cfg.auto_scale_lr.enable is True and cfg.auto_scale_lr.base_batch_size == 16
@@ -96,7 +92,7 @@ def test_cli_flags_reach_the_config(tmp_path, monkeypatch):
     assert cfg.work_dir == './work_dirs/maskrcnn_focalnet_t_3x'
     assert cfg.optim_wrapper.optimizer.lr == 1e-4  # the official value, untouched
     monkeypatch.undo()
-    cfg = train.make_config(train.parse_args([osp.join(REPO, MAIN_CONFIG), '--work-dir', 'elsewhere',
+    cfg = train.make_config(train.parse_args([osp.join(REPO_ROOT, MAIN_CONFIG), '--work-dir', 'elsewhere',
                                               *options]))
     assert cfg.work_dir == 'elsewhere' and not cfg.get('resume')
     assert cfg.optim_wrapper.type == 'OptimWrapper'
@@ -107,11 +103,11 @@ def test_dist_train_two_cpu_processes(tmp_path):
     """tools/dist_train.sh CONFIG 2 on a machine without GPUs: gloo, CPU DDP, sharded data."""
     make = subprocess.run([sys.executable, 'tools/data/make_demo_coco.py', '--out', str(tmp_path / 'data'),
                            '--num-train', '4', '--num-val', '2', '--size', '96'],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert make.returncode == 0, make.stderr
     config = tmp_path / 'dist_demo.py'
     config.write_text(f'''
-_base_ = {osp.join(REPO, DEMO_CONFIG)!r}
+_base_ = {osp.join(REPO_ROOT, DEMO_CONFIG)!r}
 data_root = {str(tmp_path / 'data') + '/'!r}
 image_scale = (96, 64)
 train_pipeline = [
@@ -132,7 +128,7 @@ default_hooks = dict(logger=dict(interval=1))
                CUDA_VISIBLE_DEVICES='')
     start = time.time()
     proc = subprocess.run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
-                           str(tmp_path / 'work_dir')], cwd=REPO, capture_output=True, text=True,
+                           str(tmp_path / 'work_dir')], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=400, env=env)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
-from focalnet_mm.models.archs import NUM_CLASSES, TIMM_NAMES
+from focalnet_mm.archs import NUM_CLASSES, TIMM_NAMES
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
+from conftest import REPO_ROOT
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CLS_DIR = osp.join(REPO, 'configs', 'cls')
+CLS_DIR = osp.join(REPO_ROOT, 'configs', 'cls')
 ALL_CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(CLS_DIR, '*.py')))
 
 #: one config per released checkpoint: arch, drop_path of the official yaml, eval crop, resize
@@ -48,7 +48,8 @@ RUN_FOR_REAL_ELSEWHERE = {
     'focalnet_p4_e64_tinyimagenet_64x64.py'}
 
 #: published parameter counts in millions, 1000-class heads: (value, half its last digit).
-#: T/S/B from facts §2 (two decimals), isotropic from the official README (one decimal).
+#: T/S/B from the official model zoo (two decimals), isotropic from the official README (one
+#: decimal).
 OFFICIAL_PARAMS_M = {
     'tiny_srf': (28.43, 0.005), 'tiny_lrf': (28.65, 0.005), 'small_srf': (49.89, 0.005),
     'small_lrf': (50.34, 0.005), 'base_srf': (88.15, 0.005), 'base_lrf': (88.75, 0.005),

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
-from focalnet_mm.models.archs import TIMM_NAMES
+from focalnet_mm.archs import TIMM_NAMES
 
 timm = pytest.importorskip('timm')
 from mmengine.config import Config  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 from timm.models.focalnet import checkpoint_filter_fn  # noqa: E402
+from conftest import REPO_ROOT  # noqa: E402
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 #: config -> (arch, image side): T at its 224, the deeper S/B at 160, the 200M-parameter L at 96
 CASES = {
@@ -33,7 +33,7 @@ CASES = {
 
 
 def build_classifier(config_name):
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'cls', config_name))
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'cls', config_name))
     return MODELS.build(cfg.model).eval()
 
 

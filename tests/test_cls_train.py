@@ -5,7 +5,6 @@ process (one torch thread) exactly as from the command line.
 """
 import functools
 import glob
-import importlib.util
 import os
 import json
 import os.path as osp
@@ -17,24 +16,16 @@ import torch
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS, MODELS
+from conftest import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CLS_DIR = osp.join(REPO, 'configs', 'cls')
+CLS_DIR = osp.join(REPO_ROOT, 'configs', 'cls')
 NUM_CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 4, 8, 3
-
-
-def load_script(*parts):
-    path = osp.join(REPO, *parts)
-    spec = importlib.util.spec_from_file_location('cls_test_' + parts[-1][:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
 def demo_imagenet(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('cls') / 'demo_imagenet')
-    counts = load_script('tools', 'data', 'make_demo_imagenet.py').write_dataset(
+    counts = load_tool('tools/data/make_demo_imagenet.py').write_dataset(
         root, classes=NUM_CLASSES, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS,
         size=64, seed=0)
     assert counts == {'train': NUM_CLASSES * TRAIN_PER_CLASS, 'val': NUM_CLASSES * VAL_PER_CLASS}
@@ -63,7 +54,7 @@ def test_train_then_test_small_image_config(demo_imagenet, tmp_path):
     """2 epochs of the 64x64 config (real arch and recipe) report accuracy; test.py reproduces it."""
     work_dir = str(tmp_path / 'work')
     config = osp.join(CLS_DIR, 'focalnet_p4_e64_tinyimagenet_64x64.py')
-    train = load_script('tools', 'train.py')
+    train = load_tool('tools/train.py')
     runner = train.main([config, '--work-dir', work_dir, '--cfg-options',
                          *loader_options(demo_imagenet, 8), 'train_cfg.max_epochs=2',
                          'param_scheduler.0.end=1', 'param_scheduler.1.begin=1',
@@ -89,7 +80,7 @@ def test_train_then_test_small_image_config(demo_imagenet, tmp_path):
     assert not torch.equal(first['state_dict']['backbone.layers.2.blocks.0.modulation.f.weight'],
                            last['state_dict']['backbone.layers.2.blocks.0.modulation.f.weight'])
 
-    test = load_script('tools', 'test.py')
+    test = load_tool('tools/test.py')
     metrics = test.main([config, osp.join(work_dir, 'epoch_2.pth'), '--work-dir',
                          str(tmp_path / 'test'), '--show-dir', 'painted',
                          '--cfg-options', *loader_options(demo_imagenet, 8)])
@@ -150,7 +141,7 @@ def test_official_file_through_test_tool_matches_timm(demo_imagenet, tmp_path):
     preds_file = str(tmp_path / 'preds.pkl')
     options = [f'test_dataloader.dataset.data_root={demo_imagenet}', 'test_dataloader.num_workers=0',
                'test_dataloader.batch_size=4']
-    metrics = load_script('tools', 'test.py').main(
+    metrics = load_tool('tools/test.py').main(
         [osp.join(CLS_DIR, 'focalnet_t_srf_in1k.py'), path, '--work-dir', str(tmp_path / 'work'),
          '--out', preds_file, '--cfg-options', *options])
     with open(preds_file, 'rb') as f:

@@ -1,6 +1,5 @@
-"""The stack's compatibility fixes (issue 2): safe checkpoint loading, config bases, transformers."""
+"""The stack's compatibility fixes: safe checkpoint loading, config bases, transformers."""
 import os
-import os.path as osp
 import pickle
 import subprocess
 import sys
@@ -11,11 +10,11 @@ import torch
 
 import focalnet_mm  # noqa: F401  (applies the fixes)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import REPO_ROOT
 
 
 def run_python(code):
-    return subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=300)
 
 
@@ -83,3 +82,30 @@ def test_openmmlab_models_import_next_to_transformers():
                         'print(MODELS.get("ImageClassifier").__name__)')
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == 'ImageClassifier'
+
+
+def test_import_draws_nothing_and_the_first_backbone_logs_the_fixes_once():
+    result = run_python('import sys, focalnet_mm\n'
+                        'print("matplotlib imported:", "matplotlib" in sys.modules)\n'
+                        'focalnet_mm.FocalNet(depths=(1, 1, 1, 1), embed_dim=8)\n'
+                        'focalnet_mm.FocalNet(depths=(1, 1, 1, 1), embed_dim=8)\n')
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert 'matplotlib imported: False' in output  # the hook imports it when it first draws
+    logged = [line for line in output.splitlines() if 'focalnet_mm.compat:' in line]
+    assert len(logged) == 1 and 'config bases' in logged[0] and 'safe loading' in logged[0]
+
+
+def test_fixes_are_gated_on_the_installed_versions(monkeypatch):
+    from packaging.version import Version
+
+    from focalnet_mm import compat
+    versions = {'torch': '2.14.1', 'mmengine': '0.10.7', 'mmpretrain': '1.2.0', 'transformers': '4.51.3'}
+    monkeypatch.setattr(compat, '_version', lambda name: Version(versions[name]))
+    assert compat.checkpoints_need_safe_globals() and compat.config_bases_need_resolver()
+    assert compat.check_transformers() is None
+    versions.update(torch='2.5.1', mmengine='0.11.0')
+    assert not compat.checkpoints_need_safe_globals() and not compat.config_bases_need_resolver()
+    versions.update(transformers='5.0.0')
+    with pytest.warns(UserWarning, match=r'pip install "transformers>=4.28,<4.52"'):
+        assert 'breaks mmpretrain 1.2.0' in compat.check_transformers()

@@ -16,9 +16,9 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
+from conftest import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DET_DIR = osp.join(REPO, 'configs', 'det')
+DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
 NAME = re.compile(
     r'^(maskrcnn|cascade_maskrcnn|atss|sparsercnn)_focalnet_([tsb])_(srf|lrf)_(1x|3x)$')
 SIZES = dict(t='tiny', s='small', b='base')
@@ -103,7 +103,7 @@ def test_config_declares_plugin_weights_and_data(name):
 
 
 def test_entry_point_is_the_t_lrf_3x_config():
-    alias = Config.fromfile(osp.join(REPO, 'configs', 'maskrcnn_focalnet_t_3x.py'))
+    alias = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'maskrcnn_focalnet_t_3x.py'))
     target = load('maskrcnn_focalnet_t_lrf_3x')
     assert alias.to_dict() == target.to_dict()
 
@@ -182,11 +182,7 @@ def test_optimizer_exempts_exactly_the_norms_from_decay(name):
 def test_get_flops_tool_on_a_tiny_input():
     """tools/analysis_tools/get_flops.py: random input padded like the data preprocessor, every
     parameter counted, FLOPs traced through backbone, neck and head (ATSS: no RPN randomness)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'get_flops', osp.join(REPO, 'tools', 'analysis_tools', 'get_flops.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/analysis_tools/get_flops.py')
     cfg, model = built('atss_focalnet_t_lrf_3x')
     result = tool.complexity(cfg, 60, 90)
     assert result['input_shape'] == (64, 96)  # padded to the preprocessor's divisor 32
@@ -198,7 +194,7 @@ def test_get_flops_tool_on_a_tiny_input():
 
 def test_metafile_indexes_every_det_config():
     import yaml
-    with open(osp.join(REPO, 'metafile.yml')) as f:
+    with open(osp.join(REPO_ROOT, 'metafile.yml')) as f:
         index = yaml.safe_load(f)
     collections = {c['Name'] for c in index['Collections']}
     models = {m['Name']: m for m in index['Models'] if m['Config'].startswith('configs/det/')}

@@ -1,7 +1,6 @@
 """End to end detection: tools/train.py -> interrupted -> --resume -> tools/test.py -> COCO metrics,
 on real COCO images (../shared/data/coco_mini), plus the demo data generator."""
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,15 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_tool(relative_path, name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, relative_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import REPO_ROOT, load_tool
 
 
 # --------------------------------------------------------------------------- demo data generator
@@ -73,7 +64,7 @@ def write_coco_mini_config(tmp_path, coco_mini):
         classes = tuple(c['name'] for c in sorted(json.load(f)['categories'], key=lambda c: c['id']))
     config = tmp_path / 'maskrcnn_focalnet_t_coco_mini.py'
     config.write_text(f'''
-_base_ = {osp.join(REPO, 'configs', 'demo', 'maskrcnn_focalnet_t_demo.py')!r}
+_base_ = {osp.join(REPO_ROOT, 'configs', 'demo', 'maskrcnn_focalnet_t_demo.py')!r}
 data_root = {str(root) + '/'!r}
 metainfo = dict(classes={classes!r}, palette='coco')  # replaces the demo's 3 colours
 image_scale = (320, 320)

@@ -16,8 +16,8 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS
+from conftest import REPO_ROOT
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MMDET_CONFIGS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
 
 ADAMW_DET = dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05)
@@ -85,7 +85,7 @@ CROP_SIZE = (384, 600)
 
 @functools.lru_cache(maxsize=None)
 def load(name):
-    return Config.fromfile(osp.join(REPO, 'configs', 'det', f'{name}.py'))
+    return Config.fromfile(osp.join(REPO_ROOT, 'configs', 'det', f'{name}.py'))
 
 
 def by_type(transforms, type_):
@@ -101,7 +101,7 @@ def schedulers(cfg):
 def test_table_covers_every_det_config():
     import glob
     names = {osp.splitext(osp.basename(p))[0]
-             for p in glob.glob(osp.join(REPO, 'configs', 'det', '*.py'))}
+             for p in glob.glob(osp.join(REPO_ROOT, 'configs', 'det', '*.py'))}
     assert names == set(RECIPES)
 
 

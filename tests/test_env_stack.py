@@ -1,4 +1,4 @@
-"""Issue 2 acceptance: the compiled mmcv ops run on CPU and the whole stack imports together."""
+"""The compiled mmcv ops run on CPU and the whole stack imports together."""
 import subprocess
 import sys
 

@@ -1,6 +1,5 @@
 """tools/infer.py: the libraries' inferencers on FocalNet det / seg / cls configs, with whole-model
 checkpoints and FocalNet-format files."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,15 +9,13 @@ import pytest
 import torch
 from mmengine.config import Config
 from PIL import Image
+from conftest import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DET_DEMO = osp.join(REPO, 'configs', 'demo', 'maskrcnn_focalnet_t_demo.py')
-SEG_DEMO = osp.join(REPO, 'configs', 'seg', 'demo', 'upernet_focalnet_t_srf_ade_demo.py')
-CLS_T_SRF = osp.join(REPO, 'configs', 'cls', 'focalnet_t_srf_in1k.py')
+DET_DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'maskrcnn_focalnet_t_demo.py')
+SEG_DEMO = osp.join(REPO_ROOT, 'configs', 'seg', 'demo', 'upernet_focalnet_t_srf_ade_demo.py')
+CLS_T_SRF = osp.join(REPO_ROOT, 'configs', 'cls', 'focalnet_t_srf_in1k.py')
 
-spec = importlib.util.spec_from_file_location('focalnet_infer', osp.join(REPO, 'tools', 'infer.py'))
-infer = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(infer)
+infer = load_tool('tools/infer.py')
 
 
 @pytest.fixture

@@ -8,15 +8,14 @@ import os.path as osp
 import pytest
 import yaml
 from mmengine.config import Config
+from conftest import REPO_ROOT
 
 from focalnet_mm.weights.sources import WEIGHT_SOURCES
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
 def index():
-    with open(osp.join(REPO, 'metafile.yml')) as f:
+    with open(osp.join(REPO_ROOT, 'metafile.yml')) as f:
         return yaml.safe_load(f)
 
 
@@ -25,7 +24,8 @@ def entries(index, folder):
 
 
 def config_files(folder):
-    return sorted(osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', folder, '*.py')))
+    return sorted(osp.relpath(p, REPO_ROOT)
+                  for p in glob.glob(osp.join(REPO_ROOT, 'configs', folder, '*.py')))
 
 
 def test_every_model_names_a_collection_and_is_unique(index):
@@ -33,14 +33,14 @@ def test_every_model_names_a_collection_and_is_unique(index):
     names = [m['Name'] for m in index['Models']]
     assert len(names) == len(set(names))
     assert all(m['In Collection'] in collections for m in index['Models'])
-    assert all(osp.isfile(osp.join(REPO, m['Config'])) for m in index['Models'])
+    assert all(osp.isfile(osp.join(REPO_ROOT, m['Config'])) for m in index['Models'])
 
 
 def test_segmentation_entries(index):
     seg = entries(index, 'seg')
     assert sorted(seg) == config_files('seg')  # the six ADE20K configs, not the demo
     for path, entry in seg.items():
-        cfg = Config.fromfile(osp.join(REPO, path))
+        cfg = Config.fromfile(osp.join(REPO_ROOT, path))
         assert entry['Metadata']['Iterations'] == cfg.train_cfg.max_iters == 160000
         kind = 'lrf' if '_lrf_' in path else 'srf'
         assert 'Weights' not in entry  # not obtainable (microsoft/FocalNet#51)
@@ -55,12 +55,12 @@ def test_classification_entries(index):
                 if not p.endswith(('finetune.py', 'cifar10_32x32.py', 'tinyimagenet_64x64.py'))]
     assert sorted(cls) == released and len(released) == 15
     for path, entry in cls.items():
-        cfg = Config.fromfile(osp.join(REPO, path))
+        cfg = Config.fromfile(osp.join(REPO_ROOT, path))
         assert entry['Metadata']['Classes'] == cfg.model.head.num_classes
         # Weights: a file that can be downloaded today, one of the sources of the short name the
         # config names; the official file where the release has it; absent where none exists
         arch = cfg.model.backbone.arch
-        with open(osp.join(REPO, path)) as f:
+        with open(osp.join(REPO_ROOT, path)) as f:
             assert f'focalnet://{arch}' in f.read()
         urls = [s.url for s in WEIGHT_SOURCES[arch]]
         official = [s.url for s in WEIGHT_SOURCES[arch] if s.format == 'official']

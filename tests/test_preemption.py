@@ -10,7 +10,6 @@ arch) on 16 generated 32x32 images, with a deterministic pipeline so that weight
 exactly; a shuffled sampler and per-iteration plus per-epoch LR schedules make the data order and
 the scheduler state matter.
 """
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -31,20 +30,18 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import REPO_ROOT, load_tool
+
 ITERS_PER_EPOCH = 8  # 16 images, batch 2, one process
 
 
 def load_train_tool():
-    spec = importlib.util.spec_from_file_location('preemption_train_tool', osp.join(REPO, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(osp.join('tools', 'train.py'), 'preemption_train_tool')
 
 
 def tiny_config(path, data_root, max_epochs=3):
     path.write_text(f'''
-_base_ = {osp.join(REPO, 'configs', 'cls', 'focalnet_p4_e64_tinyimagenet_64x64.py')!r}
+_base_ = {osp.join(REPO_ROOT, 'configs', 'cls', 'focalnet_p4_e64_tinyimagenet_64x64.py')!r}
 model = dict(
     backbone=dict(arch=dict(patch_size=4, embed_dim=16, depths=(1, 1, 1, 1), focal_levels=2,
                             focal_windows=3), drop_path_rate=0.0),
@@ -71,7 +68,7 @@ randomness = dict(seed=0)
 
 
 def train_tool_env():
-    return dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
+    return dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
                 CUDA_VISIBLE_DEVICES='')
 
 
@@ -89,10 +86,7 @@ def assert_same_weights(actual, expected):
 def tiny_data(tmp_path_factory):
     """16 generated 32x32 images of 4 classes and the tiny config that trains on them."""
     root = tmp_path_factory.mktemp('preemption')
-    spec = importlib.util.spec_from_file_location('preemption_make_imagenet',
-                                                  osp.join(REPO, 'tools', 'data', 'make_demo_imagenet.py'))
-    make = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make)
+    make = load_tool(osp.join('tools', 'data', 'make_demo_imagenet.py'), 'preemption_make_imagenet')
     make.write_dataset(str(root / 'data'), classes=4, train_per_class=4, val_per_class=1, size=32)
     return dict(root=root, config=tiny_config(root / 'tiny.py', root / 'data'))
 
@@ -222,7 +216,7 @@ def test_resume_checks_the_file_and_names_what_it_skips(tmp_path):
     ('configs/cls/focalnet_t_srf_in1k.py', 'ResumableEpochBasedTrainLoop'),
 ])
 def test_every_config_trains_with_the_safe_hook_and_a_timeout(config, loop):
-    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = Config.fromfile(osp.join(REPO_ROOT, config))
     keep = cfg.default_hooks.checkpoint.get('max_keep_ckpts')
     make_training_safe(cfg)
     assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
@@ -256,7 +250,7 @@ def test_a_checkpoint_cut_in_half_falls_back_to_the_previous_one(reference, tmp_
 def test_sigterm_mid_epoch_saves_that_iteration_exits_0_and_resumes_to_the_same_weights(reference, tmp_path):
     work_dir = tmp_path / 'work'
     proc = subprocess.Popen([sys.executable, 'tools/train.py', reference['config'], '--work-dir',
-                             str(work_dir)], cwd=REPO, env=train_tool_env(), stdout=subprocess.PIPE,
+                             str(work_dir)], cwd=REPO_ROOT, env=train_tool_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines = []
     try:
@@ -302,7 +296,7 @@ def test_a_killed_rank_is_named_by_the_survivor_and_the_last_checkpoint_resumes(
         ranks.append(subprocess.Popen(
             [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir), '--launcher',
              'pytorch', '--cfg-options', f'env_cfg.dist_cfg.timeout={timeout}'],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
         deadline = time.time() + 240
         while not (work_dir / 'last_checkpoint').exists():  # epoch 1 is saved: kill rank 1
@@ -345,7 +339,7 @@ def test_slurm_train_requests_the_signal_and_requeue_and_resumes_a_requeued_job(
     def run(**extra):
         calls.write_text('')
         proc = subprocess.run(['bash', 'tools/slurm_train.sh', 'gpu', 'focalnet', 'CONFIG.py',
-                               str(work_dir), '--amp'], cwd=REPO, env=dict(env, **extra),
+                               str(work_dir), '--amp'], cwd=REPO_ROOT, env=dict(env, **extra),
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         return calls.read_text().splitlines()

@@ -1,4 +1,4 @@
-"""Issue 2 acceptance: mmengine's Runner saves, resumes and continues on torch >= 2.6 with safe
+"""mmengine's Runner saves, resumes and continues on torch >= 2.6 with safe
 loading still on (``focalnet_mm.compat`` allows exactly the types mmengine writes)."""
 import itertools
 import os.path as osp

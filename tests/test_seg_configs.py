@@ -17,9 +17,9 @@ from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 from focalnet_mm.cli import DatasetNotFoundError, LAYOUT_HINTS, check_datasets
+from conftest import REPO_ROOT
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SEG_DIR = osp.join(REPO, 'configs', 'seg')
+SEG_DIR = osp.join(REPO_ROOT, 'configs', 'seg')
 IMAGENET_URL = 'focalnet://{size}_{rf}'  # short name: live sources in focalnet_mm/weights/sources.py
 
 # config -> (official size name, embed_dim, depths, focal levels, published #Params (M),
@@ -249,7 +249,7 @@ def test_missing_ade20k_gives_one_line_with_the_layout(tmp_path, monkeypatch):
 
 def test_docs_model_zoo_table_matches_the_published_numbers():
     """docs/segmentation.md: one row per config with its link, published mIoU and params."""
-    with open(osp.join(REPO, 'docs', 'segmentation.md')) as f:
+    with open(osp.join(REPO_ROOT, 'docs', 'segmentation.md')) as f:
         rows = [line for line in f if line.startswith('| FocalNet-')]
     assert len(rows) == len(NAMES)
     for name in NAMES:

@@ -5,7 +5,6 @@ the ADE20K config's model shrunk (FocalNet embed 16, one block per stage, 16-cha
 instead of SyncBN, no ImageNet weights) so that a few iterations take seconds on a CPU.
 """
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -18,22 +17,14 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import REPO_ROOT, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-T_SRF = osp.join(REPO, 'configs', 'seg', 'upernet_focalnet_t_srf_512x512_160k_ade20k.py')
-DEMO = osp.join(REPO, 'configs', 'seg', 'demo', 'upernet_focalnet_t_srf_ade_demo.py')
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'seg_test_{name.replace("/", "_")}',
-                                                  osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+T_SRF = osp.join(REPO_ROOT, 'configs', 'seg', 'upernet_focalnet_t_srf_512x512_160k_ade20k.py')
+DEMO = osp.join(REPO_ROOT, 'configs', 'seg', 'demo', 'upernet_focalnet_t_srf_ade_demo.py')
 
 
-train_tool, test_tool = load_tool('train'), load_tool('test')
-make_demo_ade = load_tool('data/make_demo_ade')
+train_tool, test_tool = load_tool('tools/train.py'), load_tool('tools/test.py')
+make_demo_ade = load_tool('tools/data/make_demo_ade.py')
 
 TINY_MODEL = """
 norm_cfg = dict(type='BN', requires_grad=True)
@@ -216,7 +207,7 @@ def test_demo_two_process_cpu_training_then_test(tmp_path, capfd):
     for _ in range(2):  # a second try only if another process took the free port meanwhile
         env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1', PYTHON=sys.executable)
         proc = subprocess.run(
-            ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), DEMO, '2', '--work-dir', work_dir,
+            ['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), DEMO, '2', '--work-dir', work_dir,
              '--cfg-options', *demo_options(root, 'seg_test_demo_dist')],
             cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
         if 'address already in use' not in proc.stderr.lower():

@@ -5,8 +5,12 @@ import torch.nn.functional as F
 
 from focalnet_mm import FocalNet
 from focalnet_mm.registry import HOOK_REGISTERED_IN
-from focalnet_mm.visualization import (FocalModulationVisHook,
-                                       extract_modulation_maps, resolve_block, token_maps)
+from focalnet_mm.visualization import (
+    FocalModulationVisHook,
+    extract_modulation_maps,
+    resolve_block,
+    token_maps,
+)
 
 
 def small_focalnet(**kwargs):
@@ -81,9 +85,9 @@ def test_isotropic_model_defaults_to_its_only_stage():
     assert maps.modulator.shape == (40, 56) and maps.gates.shape[0] == backbone.focal_levels[0] + 1
 
 
-@pytest.mark.parametrize('stage, block, flag', [(4, 0, '--stage 4'), (1, 2, '--block 2')])
-def test_out_of_range_block_names_the_flag(stage, block, flag):
-    with pytest.raises(ValueError, match=flag):
+@pytest.mark.parametrize('stage, block, argument', [(4, 0, 'stage=4'), (1, 2, 'block=2')])
+def test_out_of_range_block_names_the_argument(stage, block, argument):
+    with pytest.raises(ValueError, match=argument):
         resolve_block(small_focalnet(), stage, block)
 
 

@@ -1,5 +1,4 @@
 """tools/analysis_tools/visualize_modulation.py on the real coco_mini images (det/cls configs)."""
-import importlib.util
 import os
 import os.path as osp
 
@@ -9,17 +8,15 @@ from PIL import Image
 
 from focalnet_mm.visualization import load_rgb, per_image_size_px
 
+from conftest import load_tool
+
 SHORT_SIDE = 96
 #: fewer blocks keep the shared CI CPUs fast; the config, registry and data path stay real
 SHALLOW = ['--cfg-options', 'model.backbone.depths=[1,1,2,1]']
 
 
-def load_tool(repo_root):
-    path = osp.join(repo_root, 'tools', 'analysis_tools', 'visualize_modulation.py')
-    spec = importlib.util.spec_from_file_location('visualize_modulation', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def visualize_modulation():
+    return load_tool('tools/analysis_tools/visualize_modulation.py')
 
 
 def detection_config(repo_root, tmp_path):
@@ -66,7 +63,7 @@ def test_tool_with_detection_config_on_coco_mini(coco_mini, repo_root, tmp_path)
     config, levels = detection_config(repo_root, tmp_path)
     images_dir = osp.join(coco_mini, 'images')
     out = tmp_path / 'det'
-    written = load_tool(repo_root).main(
+    written = visualize_modulation().main(
         [config, '--images', images_dir, '--out', str(out), '--short-side', str(SHORT_SIDE),
          *SHALLOW])
 
@@ -98,7 +95,7 @@ def test_tool_with_classification_config_one_image(coco_mini, repo_root, tmp_pat
     config.write_text(CLASSIFICATION_CONFIG)
     image = osp.join(coco_mini, 'images', '000000000089.jpg')
     out = tmp_path / 'cls'
-    written = load_tool(repo_root).main(
+    written = visualize_modulation().main(
         [str(config), '--images', image, '--out', str(out), '--short-side', '96',
          '--stage', '1', '--block', '0', *SHALLOW])
     assert written == [str(out / '000000000089.png')]
@@ -111,7 +108,7 @@ def test_tool_with_classification_config_one_image(coco_mini, repo_root, tmp_pat
 
 
 def test_tool_refuses_bad_input_with_the_flag_named(coco_mini, repo_root, tmp_path):
-    tool = load_tool(repo_root)
+    tool = visualize_modulation()
     config = tmp_path / 'cls.py'
     config.write_text(CLASSIFICATION_CONFIG)
     with pytest.raises(FileNotFoundError, match='--images'):
@@ -124,7 +121,7 @@ def test_tool_refuses_bad_input_with_the_flag_named(coco_mini, repo_root, tmp_pa
 def test_checkpoint_is_loaded_before_drawing(repo_root, tmp_path):
     import torch
 
-    tool = load_tool(repo_root)
+    tool = visualize_modulation()
     config = tmp_path / 'cls.py'
     config.write_text(CLASSIFICATION_CONFIG)
     source, target = tool.build_model(str(config)), tool.build_model(str(config))

@@ -1,10 +1,8 @@
 """tools/model_converters/focalnet2mm.py: timm / HF / official -> clean official-layout files."""
 import hashlib
-import importlib.util
 import os.path as osp
 import re
 import sys
-import types
 
 import pytest
 import torch
@@ -13,8 +11,8 @@ from safetensors.torch import save_file
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm import weights as W
+from conftest import load_tool, perturb_
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=2, focal_windows=3)
 
 
@@ -26,19 +24,7 @@ def seeded():
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        'focalnet2mm', osp.join(REPO, 'tools', 'model_converters', 'focalnet2mm.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def perturb_(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen))
-    return model.eval()
+    return load_tool('tools/model_converters/focalnet2mm.py')
 
 
 def sha_suffix_ok(path):
@@ -129,16 +115,9 @@ def test_verify_official_source_against_timm(tool, tmp_path):
                     str(tmp_path / 'broken.pth'), W.describe_state_dict(converted.state_dict), None, 64, 1e-4)
 
 
-def test_trust_pickle_turns_a_yacs_config_into_a_safe_file(tool, tmp_path, monkeypatch):
-    yacs, yacs_config = types.ModuleType('yacs'), types.ModuleType('yacs.config')
-
-    class CfgNode(dict):
-        pass
-
-    CfgNode.__module__, CfgNode.__qualname__ = 'yacs.config', 'CfgNode'
-    yacs_config.CfgNode = CfgNode
-    monkeypatch.setitem(sys.modules, 'yacs', yacs)
-    monkeypatch.setitem(sys.modules, 'yacs.config', yacs_config)
+def test_trust_pickle_turns_a_yacs_config_into_a_safe_file(tool, tmp_path, monkeypatch,
+                                                           yacs_cfg_node):
+    CfgNode = yacs_cfg_node
     sd = perturb_(FocalNet(arch=TINY)).state_dict()
     src = tmp_path / 'ckpt_epoch_299.pth'
     config = CfgNode(MODEL=CfgNode(FOCAL=CfgNode(USE_POSTLN=True, NORMALIZE_MODULATOR=False)))

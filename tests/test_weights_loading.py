@@ -12,6 +12,8 @@ import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm import weights as W
 
+from conftest import perturb_
+
 timm = pytest.importorskip('timm')
 from timm.models.focalnet import FocalNet as TimmFocalNet  # noqa: E402
 
@@ -20,15 +22,6 @@ TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=2, focal_windows=3)
 TINY_LARGE = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=3, focal_windows=3,
                   use_conv_embed=True, use_postln=True, use_layerscale=True,
                   use_postln_in_modulation=True, normalize_modulator=True)
-
-
-def perturb_(model, seed=0):
-    """Random non-trivial values everywhere (norm weights too), so a swapped key shows."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen))
-    return model.eval()
 
 
 def timm_model(arch=TINY, num_classes=10):
@@ -133,7 +126,8 @@ def _write(tmp_path, name, obj):
 
 def _out_norms(indices, seed=3):
     gen = torch.Generator().manual_seed(seed)
-    return {f'norm{i}.{p}': torch.randn(16 * 2**i, generator=gen) for i in indices for p in ('weight', 'bias')}
+    return {f'norm{i}.{p}': torch.randn(16 * 2**i, generator=gen)
+            for i in indices for p in ('weight', 'bias')}
 
 
 def _backbone_only(t):
@@ -279,7 +273,8 @@ def test_pad_and_crop_kernel_unit():
 
 
 def test_more_focal_levels_expand_as_official(tmp_path):
-    """srf (2 levels) file into an lrf (3 levels) model: facts section 4 rows."""
+    """srf (2 levels) file into an lrf (3 levels) model, as the official det/seg loader does: q, ctx
+    and existing gate rows of modulation.f copied, new gate rows zero."""
     file_sd = official_state_dict(timm_model(TINY))
     model = ours(dict(TINY, focal_levels=3))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -346,7 +341,8 @@ def test_load_model_weights_mmpretrain_classifier_matches_timm_logits(tmp_path, 
     path = _write(tmp_path, 'model.safetensors', tiny_timm.state_dict())
     assert not W.is_mmengine_model_checkpoint(path)
     report = W.load_model_weights(classifier, path)
-    assert sorted(report.head_loaded) == ['head.fc.bias', 'head.fc.weight'] and report.mapped == [('norm', 'norm3')]
+    assert sorted(report.head_loaded) == ['head.fc.bias', 'head.fc.weight']
+    assert report.mapped == [('norm', 'norm3')]
     with torch.no_grad():
         logits = classifier(x, mode='tensor')
         assert rel_err(logits, tiny_timm(x)) <= 1e-5

@@ -2,8 +2,6 @@
 import argparse
 import collections
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -48,9 +46,11 @@ def refusal(tmp_path, file_model_kw, model_kw, match, extra=None):
     ({}, dict(use_conv_embed=True), r'4x4 stem / 2x2 downsample kernels .* set use_conv_embed=False'),
     (dict(use_layerscale=True), {}, r'has layer-scale tensors .* set use_layerscale=True'),
     ({}, dict(use_layerscale=True), r'has no layer-scale tensors .* set use_layerscale=False'),
-    (dict(use_postln_in_modulation=True), {}, r'has modulation.ln tensors .* set use_postln_in_modulation=True'),
+    (dict(use_postln_in_modulation=True), {},
+     r'has modulation.ln tensors .* set use_postln_in_modulation=True'),
     ({}, dict(use_postln_in_modulation=True), r'set use_postln_in_modulation=False'),
-    (dict(focal_levels=3), {}, r'has 3 focal levels \(layers.0.blocks.0.modulation.f\) but the backbone has 2: set focal_levels=3'),
+    (dict(focal_levels=3), {},
+     r'has 3 focal levels \(layers.0.blocks.0.modulation.f\) but the backbone has 2: set focal_levels=3'),
     ({}, dict(in_channels=4), r'set in_channels=3'),
 ], ids=['conv_embed', 'no_conv_embed', 'layerscale', 'no_layerscale', 'postln_in_mod',
         'no_postln_in_mod', 'fewer_levels', 'in_channels'])
@@ -61,7 +61,8 @@ def test_shape_visible_refusals(tmp_path, file_kw, model_kw, match):
 def test_channel_depth_mismatch_names_the_preset(tmp_path):
     file_sd = FocalNet(arch='tiny_lrf').state_dict()
     path = save(tmp_path, {'model': file_sd})
-    with pytest.raises(ValueError, match=r"The checkpoint is arch='tiny_lrf' \(embed_dim=96, depths=\(2, 2, 6, 2\), "
+    with pytest.raises(ValueError,
+                       match=r"The checkpoint is arch='tiny_lrf' \(embed_dim=96, depths=\(2, 2, 6, 2\), "
                        r"focal_levels=3\) but the backbone \(arch='custom'\) has embed_dim=16.*"
                        r"set arch='tiny_lrf' on the backbone"):
         W.load_pretrained(net(), path)
@@ -132,7 +133,8 @@ def test_unknown_missing_and_prefix_errors(tmp_path):
     extra = dict(sd, **{'layers.0.blocks.0.modulation.extra.weight': torch.zeros(1)})
     with pytest.raises(ValueError, match=r'tensors that this FocalNet does not .*modulation.extra'):
         W.load_pretrained(net(), save(tmp_path, extra, 'extra.pth'))
-    with pytest.raises(ValueError, match=r"No checkpoint key starts with prefix='encoder.'.*fix init_cfg prefix"):
+    with pytest.raises(ValueError,
+                       match=r"No checkpoint key starts with prefix='encoder.'.*fix init_cfg prefix"):
         W.load_pretrained(net(), save(tmp_path, {'state_dict': sd}, 'p.pth'), prefix='encoder')
     resnet = {'conv1.weight': torch.zeros(64, 3, 7, 7), 'bn1.weight': torch.zeros(64)}
     with pytest.raises(ValueError, match=r'Not a FocalNet checkpoint.*prefix="backbone."'):
@@ -185,18 +187,9 @@ def test_compat_safe_globals_stay_safe(tmp_path):
         W.read_checkpoint(save(tmp_path, evil, 'evil.pth'))
 
 
-def test_yacs_config_is_refused_with_the_converter_fix(tmp_path, monkeypatch):
+def test_yacs_config_is_refused_with_the_converter_fix(tmp_path, yacs_cfg_node):
     """Official training checkpoints may pickle a yacs CfgNode: refused, the message names the fix."""
-    yacs = types.ModuleType('yacs')
-    yacs_config = types.ModuleType('yacs.config')
-
-    class CfgNode(dict):
-        pass
-
-    CfgNode.__module__, CfgNode.__qualname__ = 'yacs.config', 'CfgNode'
-    yacs_config.CfgNode = CfgNode
-    monkeypatch.setitem(sys.modules, 'yacs', yacs)
-    monkeypatch.setitem(sys.modules, 'yacs.config', yacs_config)
+    CfgNode = yacs_cfg_node
     path = save(tmp_path, {'model': net().state_dict(), 'config': CfgNode(MODEL=CfgNode())})
     with pytest.raises(W.UnsafeCheckpointError, match=r'yacs\.config\.CfgNode.*--trust-pickle'):
         W.load_pretrained(net(), path)

@@ -21,9 +21,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
+from focalnet_mm.visualization.inputs import IMAGE_EXTENSIONS, list_images  # noqa: E402
 from mmengine.config import Config  # noqa: E402
-
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def parse_args(argv=None):
@@ -48,9 +47,10 @@ def check_inputs(args):
     """One-line errors before any model is built."""
     if not osp.exists(args.inputs):
         raise FileNotFoundError(f'input {args.inputs} not found (give an image or a folder of images)')
-    if osp.isdir(args.inputs) and not any(f.lower().endswith(IMAGE_SUFFIXES)
-                                          for f in os.listdir(args.inputs)):
-        raise FileNotFoundError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {args.inputs}')
+    try:
+        list_images([args.inputs])
+    except FileNotFoundError:
+        raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in {args.inputs}') from None
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config {args.config} not found (see configs/det, configs/seg, '
                                 'configs/cls)')
@@ -58,12 +58,6 @@ def check_inputs(args):
         raise FileNotFoundError(f'weights {args.weights} not found')
     if args.batch_size < 1:
         raise ValueError('--batch-size must be >= 1')
-
-
-def image_list(inputs):
-    if osp.isfile(inputs):
-        return [inputs]
-    return sorted(osp.join(inputs, f) for f in os.listdir(inputs) if f.lower().endswith(IMAGE_SUFFIXES))
 
 
 def build_inferencer(config, weights, device):
@@ -148,7 +142,7 @@ def main(argv=None):
         check_inputs(args)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
-    images = image_list(args.inputs)
+    images = list_images([args.inputs])
     if args.weights is None:
         print('warning: no --weights: the model has random weights', flush=True)
     try:

@@ -10,7 +10,6 @@
 4. prints box/mask mAP and where the logs and checkpoints are.
 """
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -18,16 +17,17 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a clone without install
+
+from focalnet_mm.cli import load_script  # noqa: E402
+
 CONFIG = osp.join('configs', 'demo', 'maskrcnn_focalnet_t_demo.py')
 IMAGE_SIZE, MAX_OBJECTS = 160, 3  # demo images about as large as the config's training scale
 
 
 def load_tool(relative_path, name):
-    """Run another tool's main() in this process (tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, relative_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Another tool as a module, to run its main() in this process."""
+    return load_script(osp.join(ROOT, relative_path), name)
 
 
 def recorded_info(data_root):

@@ -145,14 +145,21 @@ fi
 # for opencv-python (GUI build, needs libGL), which would shadow the headless build, and mim-style
 # "mmcv" requirements would pull an mmcv without ops. Their real dependencies are listed here.
 OPENMMLAB=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0)
+# mmpretrain 1.2.0 imports GenerationMixin & co. from transformers.modeling_utils, which 4.52
+# removed; without them its multimodal models, and mmdet.models that imports mmpretrain, fail.
+TRANSFORMERS_PIN='>=4.28,<4.52'
+RUFF_VERSION=0.16.9  # the linter .ci/run runs (configured in pyproject.toml)
 DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matplotlib rich termcolor
       pycocotools scipy shapely six terminaltables tqdm prettytable ftfy regex einops
       importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout tensorboard onnx
-      onnxruntime transformers)
+      onnxruntime "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION")
 stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, timm and deps" \
   "check access to PyPI, then re-run"
 if ! has 'import mmengine, mmdet, mmseg, mmpretrain, timm, pycocotools, ftfy, regex, pytest, onnx, onnxruntime, transformers
-assert (mmengine.__version__, mmdet.__version__, mmseg.__version__, mmpretrain.__version__) == ("0.10.7", "3.3.0", "1.2.2", "1.2.0")'; then
+assert (mmengine.__version__, mmdet.__version__, mmseg.__version__, mmpretrain.__version__) == ("0.10.7", "3.3.0", "1.2.2", "1.2.0")
+from packaging.version import Version
+assert Version("4.28") <= Version(transformers.__version__) < Version("4.52"), transformers.__version__' \
+    || ! [ "$("$VENV/bin/ruff" --version 2>/dev/null)" = "ruff $RUFF_VERSION" ]; then
   "${PIP[@]}" "${DEPS[@]}"
   "${PIP[@]}" --no-deps "${OPENMMLAB[@]}"
 fi
@@ -161,11 +168,9 @@ stage "focalnet_mm: installing this package in editable mode" "run '$PY -m pip i
 has 'import focalnet_mm' && [ "$("$PY" -c 'import focalnet_mm, os; print(os.path.dirname(os.path.dirname(focalnet_mm.__file__)))')" = "$ROOT" ] \
   || "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
-stage "focalnet_mm: interpreter-start fix (mmpretrain next to transformers 5, any import order)" \
-  "see focalnet_mm/_preload.py"
-SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-printf '%s\n' "import os, runpy; os.path.isfile('$ROOT/focalnet_mm/_preload.py') and runpy.run_path('$ROOT/focalnet_mm/_preload.py')" \
-  >"$SITE/focalnet_mm_preload.pth"
+# Earlier versions of this script wrote an interpreter-start fix for transformers 5; the pin above
+# replaces it.
+rm -f "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/focalnet_mm_preload.pth"
 
 stage "check: importing the whole stack" "run '$PY -c \"import focalnet_mm\"' to see the error"
 "$PY" - <<'EOF'

@@ -28,7 +28,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
     parser.add_argument('--out', type=str, help='dump predictions to a pickle file for offline evaluation')
     parser.add_argument('--show', action='store_true', help='show prediction results')
-    parser.add_argument('--show-dir', help='where painted images are saved; a relative path goes inside the work dir')
+    parser.add_argument('--show-dir',
+                        help='where painted images are saved; a relative path goes inside the work dir')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--interval', type=int, default=1,
                         help='paint every N-th test batch (segmentation, classification)')
@@ -113,7 +114,7 @@ def main(argv=None):
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     runner = build_runner_from_cfg(cfg)
-    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    model = runner.model  # the loaders look inside DDP / mmengine wrappers themselves
     try:
         if cfg.load_from is None:  # a FocalNet file: convert and load (backbone, + a classifier head)
             load_model_weights(model, args.checkpoint, logger=runner.logger)  # path: HF config.json too

@@ -1,4 +1,4 @@
-from .archs import ARCHS, resolve_arch
+from ..archs import ARCHS, resolve_arch
 from .focal_modulation import FocalModulation, FocalNetBlock
 from .focalnet import FocalNet
 

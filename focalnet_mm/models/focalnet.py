@@ -14,7 +14,8 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .archs import ARCHS, resolve_arch
+from .. import compat
+from ..archs import ARCHS, resolve_arch
 from .focal_modulation import FocalNetBlock
 
 
@@ -147,6 +148,7 @@ class FocalNet(BaseModule):
                 raise TypeError('FocalNet pretrained= must be a checkpoint path or URL string.')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
+        compat.log_applied()  # once per process, into the run's log (the Runner built it first)
 
         cfg = resolve_arch(
             arch, patch_size=patch_size, embed_dim=embed_dim, depths=depths,

@@ -8,13 +8,32 @@
   registered in mmengine's HOOKS and in mmdet / mmseg / mmpretrain HOOKS by
   ``import focalnet_mm`` (see focalnet_mm/registry.py).
 """
-from .extraction import (ModulationMaps, capture_modulation, extract_modulation_maps, token_maps,
-                         find_focalnet, resolve_block, stage_stride)
-from .figures import (draw_contact_sheet, draw_modulation_figure, figure_to_rgb, per_image_size_px,
-                      save_rgb)
+import importlib
+
+from .extraction import (
+    ModulationMaps,
+    capture_modulation,
+    extract_modulation_maps,
+    find_focalnet,
+    resolve_block,
+    stage_stride,
+    token_maps,
+)
 from .hook import FocalModulationVisHook
 from .inputs import Normalizer, list_images, load_rgb
-from .render import RenderedImage, render_modulation
+
+#: drawing needs matplotlib (about a second to import): its names load on first access, so that
+#: ``import focalnet_mm`` (which registers the hook) does not pay for it
+_LAZY = {name: 'figures' for name in ('draw_contact_sheet', 'draw_modulation_figure',
+                                      'figure_to_rgb', 'per_image_size_px', 'save_rgb')}
+_LAZY.update({name: 'render' for name in ('RenderedImage', 'render_modulation')})
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f'.{_LAZY[name]}', __name__), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
 
 __all__ = ['ModulationMaps', 'capture_modulation', 'extract_modulation_maps', 'token_maps',
            'find_focalnet', 'resolve_block', 'stage_stride', 'draw_contact_sheet',

@@ -7,15 +7,15 @@ with :meth:`FocalModulation.modulator_and_gates` under ``no_grad``, which is exa
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import is_model_wrapper
 
 from ..models.focal_modulation import FocalModulation
 from ..models.focalnet import FocalNet
+from ..weights.loading import unwrap_model
 
 
 @dataclass
@@ -45,14 +45,9 @@ class ModulationMaps:
         return [*self.gates, self.modulator]
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DDP/FSDP/mmengine wrapper, or the model itself."""
-    return model.module if is_model_wrapper(model) else model
-
-
 def find_focalnet(model: nn.Module) -> FocalNet:
     """The FocalNet of a detector/segmentor/classifier (``model.backbone``), or the backbone."""
-    model = unwrap(model)
+    model = unwrap_model(model)
     backbone = model if isinstance(model, FocalNet) else getattr(model, 'backbone', None)
     if not isinstance(backbone, FocalNet):
         found = type(backbone).__name__ if backbone is not None else 'no model.backbone'
@@ -71,12 +66,12 @@ def resolve_block(backbone: FocalNet, stage: Optional[int] = None,
     if stage is None:
         stage = min(2, num_stages - 1)
     if not -num_stages <= stage < num_stages:
-        raise ValueError(f'--stage {stage} out of range: this FocalNet has {num_stages} stages '
+        raise ValueError(f'stage={stage} out of range: this FocalNet has {num_stages} stages '
                          f'(use 0..{num_stages - 1}).')
     stage %= num_stages
     depth = len(backbone.layers[stage].blocks)
     if not -depth <= block < depth:
-        raise ValueError(f'--block {block} out of range: stage {stage} has {depth} blocks '
+        raise ValueError(f'block={block} out of range: stage {stage} has {depth} blocks '
                          f'(use 0..{depth - 1}, or -1 for the last).')
     return stage, block % depth
 
@@ -154,8 +149,3 @@ def extract_modulation_maps(backbone: FocalNet, image: torch.Tensor, stage: Opti
     kernel_sizes = list(backbone.layers[stage].blocks[block].modulation.kernel_sizes)
     return ModulationMaps(gates=maps[:-1], modulator=maps[-1], kernel_sizes=kernel_sizes,
                           stage=stage, block=block)
-
-
-def extract_many(backbone: FocalNet, images: Sequence[torch.Tensor], stage: Optional[int] = None,
-                 block: int = -1) -> List[ModulationMaps]:
-    return [extract_modulation_maps(backbone, image, stage, block) for image in images]

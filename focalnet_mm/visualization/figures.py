@@ -135,7 +135,7 @@ def figure_to_rgb(fig: Figure) -> np.ndarray:
 def save_rgb(image: np.ndarray, path: str) -> None:
     """Write an RGB rendering as PNG (one draw per figure: the array is what backends get too)."""
     if not mmcv.imwrite(np.ascontiguousarray(image[..., ::-1]), path):  # mmcv writes BGR
-        raise OSError(f'could not write {path}; check that the --out folder is writable.')
+        raise OSError(f'could not write {path}; check that its folder is writable.')
 
 
 __all__: List[str] = ['draw_modulation_figure', 'draw_contact_sheet', 'figure_to_rgb',

@@ -18,7 +18,6 @@ from mmengine.runner import EpochBasedTrainLoop
 
 from .extraction import find_focalnet, resolve_block
 from .inputs import list_images
-from .render import render_modulation
 
 
 class FocalModulationVisHook(Hook):
@@ -97,6 +96,7 @@ class FocalModulationVisHook(Hook):
     def _draw(self, runner, unit: str, count: int) -> None:
         if not is_main_process():
             return
+        from .render import render_modulation  # matplotlib: imported when the first figure is due
         out_dir = osp.join(runner.work_dir, self.out_dir)
         rendered = render_modulation(
             runner.model, self._image_paths, out_dir, stage=self.stage, block=self.block,

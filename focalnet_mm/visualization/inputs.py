@@ -20,10 +20,10 @@ def list_images(paths: Sequence[str]) -> List[str]:
         elif osp.isfile(path):
             found.append(path)
         else:
-            raise FileNotFoundError(f'--images: {path} is neither a file nor a folder.')
+            raise FileNotFoundError(f'{path} is neither a file nor a folder.')
     if not found:
-        raise FileNotFoundError(f'--images {" ".join(paths)}: no image files '
-                                f'({", ".join(IMAGE_EXTENSIONS)}) found.')
+        raise FileNotFoundError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) in '
+                                f'{", ".join(paths)}.')
     return found
 
 
@@ -31,13 +31,22 @@ def load_rgb(path: str, short_side: Optional[int] = None) -> np.ndarray:
     """RGB uint8 (H, W, 3); resized (aspect kept) so the short side is ``short_side`` if given."""
     image = mmcv.imread(path, channel_order='rgb')
     if image is None:
-        raise ValueError(f'{path} could not be read as an image; pass image files to --images.')
+        raise ValueError(f'{path} could not be read as an image; pass image files '
+                         f'({", ".join(IMAGE_EXTENSIONS)}).')
     if short_side:
         height, width = image.shape[:2]
         scale = short_side / min(height, width)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = mmcv.imresize(image, size, interpolation='bilinear')
     return image
+
+
+def _as_column(values: Optional[Sequence[float]]) -> Optional[torch.Tensor]:
+    return None if values is None else torch.as_tensor(values, dtype=torch.float32).view(-1, 1, 1)
+
+
+def _as_list(values) -> Optional[List[float]]:
+    return None if values is None else torch.as_tensor(values).flatten().tolist()
 
 
 class Normalizer:
@@ -49,9 +58,7 @@ class Normalizer:
 
     def __init__(self, mean: Optional[Sequence[float]], std: Optional[Sequence[float]],
                  to_rgb: bool):
-        as_column = (lambda v: None if v is None
-                     else torch.as_tensor(v, dtype=torch.float32).view(-1, 1, 1))
-        self.mean, self.std = as_column(mean), as_column(std)
+        self.mean, self.std = _as_column(mean), _as_column(std)
         self.to_rgb = to_rgb
 
     @classmethod
@@ -62,8 +69,7 @@ class Normalizer:
             mean = std = None
         to_rgb = any(bool(getattr(preprocessor, name, False))
                      for name in ('_channel_conversion', 'channel_conversion', 'to_rgb'))
-        as_list = (lambda t: None if t is None else torch.as_tensor(t).flatten().tolist())
-        return cls(as_list(mean), as_list(std), to_rgb)
+        return cls(_as_list(mean), _as_list(std), to_rgb)
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
         image = rgb if self.to_rgb else rgb[..., ::-1]

@@ -8,8 +8,8 @@ import numpy as np
 import torch.nn as nn
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
-from .extraction import (ModulationMaps, extract_modulation_maps, find_focalnet, resolve_block,
-                         stage_stride, unwrap)
+from ..weights.loading import unwrap_model
+from .extraction import ModulationMaps, extract_modulation_maps, find_focalnet, resolve_block, stage_stride
 from .figures import draw_contact_sheet, draw_modulation_figure, figure_to_rgb, save_rgb
 from .inputs import Normalizer, load_rgb
 
@@ -55,7 +55,7 @@ def render_modulation(model: nn.Module, image_paths: Sequence[str], out_dir: Opt
     """
     backbone = find_focalnet(model)
     stage, block = resolve_block(backbone, stage, block)
-    preprocessor = getattr(unwrap(model), 'data_preprocessor', None)
+    preprocessor = getattr(unwrap_model(model), 'data_preprocessor', None)
     normalize = (Normalizer.from_data_preprocessor(preprocessor) if preprocessor is not None
                  else Normalizer(None, None, to_rgb=True))
     if out_dir:

@@ -14,7 +14,7 @@ Loading is a pipeline of pure functions on state dicts, each testable alone:
     declared_flags             what the file says about itself (its training config; flags that
                                are invisible in keys such as use_postln, normalize_modulator)
     check_compatible           the refusals: one-line errors naming the flag or preset to set
-    expand_focal_levels        more focal levels in the model than in the file (facts section 4)
+    expand_focal_levels        more focal levels in the model than in the file (new gates start at 0)
     resize_focal_kernels       zero-pad in the centre / centre-crop the depthwise focal kernels
     adapt_to_backbone          all of the above against one model, strict key accounting
 
@@ -29,24 +29,25 @@ from .io import (  # noqa: F401
     UnsafeCheckpointError, CONVERTER, is_url, download_checkpoint, resolve_checkpoint_file,
     local_checkpoint_file, read_checkpoint, read_sidecar_config)
 from .formats import (  # noqa: F401
-    WRAPPER_KEYS, ConvertedCheckpoint, unwrap_checkpoint, select_prefix, detect_format,
-    timm_to_official, hf_to_official, to_official, convert_checkpoint, describe_state_dict,
-    match_presets, declared_flags, _HF_EXTRA_RE)
+    WRAPPER_KEYS, ConvertedCheckpoint, unwrap_checkpoint, strip_ddp_prefix, select_prefix,
+    detect_format, timm_to_official, hf_to_official, is_hf_extra_key, to_official,
+    convert_checkpoint, describe_state_dict, match_presets, declared_flags)
 from .adapt import (  # noqa: F401
     pad_or_crop_kernel, resize_focal_kernels, expand_focal_levels, backbone_spec,
     check_compatible)
 from .loading import (  # noqa: F401
     LoadReport, split_classifier, adapt_to_backbone, load_pretrained, load_model_weights,
-    is_mmengine_model_checkpoint, whole_model_mismatch, check_whole_model_checkpoint)
-from ..models.archs import resolve_arch  # noqa: F401  (used by the converter)
+    unwrap_model, is_mmengine_model_checkpoint, whole_model_mismatch, check_whole_model_checkpoint)
+from ..archs import resolve_arch  # noqa: F401  (the presets a file is checked against)
 
 __all__ = [
     'LoadReport', 'ConvertedCheckpoint', 'UnsafeCheckpointError', 'read_checkpoint',
     'download_checkpoint', 'read_sidecar_config', 'unwrap_checkpoint', 'select_prefix',
-    'detect_format', 'timm_to_official', 'hf_to_official', 'to_official', 'convert_checkpoint',
+    'strip_ddp_prefix', 'detect_format', 'timm_to_official', 'hf_to_official', 'is_hf_extra_key',
+    'to_official', 'convert_checkpoint',
     'describe_state_dict', 'match_presets', 'declared_flags', 'check_compatible',
     'pad_or_crop_kernel', 'resize_focal_kernels', 'expand_focal_levels', 'backbone_spec',
-    'split_classifier', 'adapt_to_backbone', 'load_pretrained', 'load_model_weights',
+    'split_classifier', 'adapt_to_backbone', 'load_pretrained', 'load_model_weights', 'unwrap_model',
     'is_mmengine_model_checkpoint', 'whole_model_mismatch', 'check_whole_model_checkpoint',
     'Source', 'WEIGHT_SOURCES', 'UNOBTAINABLE', 'WeightsUnavailableError', 'WeightsHashError',
     'is_short_name', 'parse_short_name', 'fetch_weights', 'download_all', 'local_checkpoint_file'

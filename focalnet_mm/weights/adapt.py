@@ -5,7 +5,7 @@ from typing import List, Mapping, Optional, Sequence
 
 import torch
 
-from ..models.archs import resolve_arch
+from ..archs import resolve_arch
 from .formats import _looks_like, match_presets
 from .io import CONVERTER
 
@@ -31,7 +31,8 @@ def pad_or_crop_kernel(weight: torch.Tensor, size: int) -> torch.Tensor:
 def resize_focal_kernels(state_dict: Mapping[str, torch.Tensor], target_shapes: Mapping[str, Sequence[int]]):
     """Fit every focal kernel to the model (zero-pad when larger, centre-crop when smaller).
 
-    Zero-padding with padding ``k // 2`` computes exactly the same function (facts section 4).
+    A depthwise kernel zero-padded in the centre, applied with padding ``k // 2``, computes
+    exactly the same function as the original (the official det/seg loader does the same).
     Returns (state_dict, [(key, old_size, new_size)]).
     """
     out, resized = OrderedDict(state_dict), []

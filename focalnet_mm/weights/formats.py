@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from ..models.archs import ARCHS, resolve_arch
+from ..archs import ARCHS, resolve_arch
 
 
 FORMATS = ('official', 'timm', 'hf')
@@ -55,14 +55,19 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str):
     return kept, [k for k in state_dict if not k.startswith(prefix)]
 
 
+def strip_ddp_prefix(state_dict: Mapping[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+    """Keys without the ``module.`` that DistributedDataParallel puts in front of every name."""
+    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
+                       for k, v in state_dict.items())
+
+
 def select_prefix(state_dict: Mapping[str, torch.Tensor], prefix: Optional[str] = None):
     """Drop ``module.`` (DDP), then keep the backbone's keys: returns (state_dict, prefix, dropped).
 
     ``prefix`` follows mmengine's ``Pretrained(prefix=...)``; without it, FocalNet-DINO's
     ``backbone.0.body.`` and mmdet/mmseg/mmpretrain's ``backbone.`` are recognised.
     """
-    state_dict = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
-                             for k, v in state_dict.items())
+    state_dict = strip_ddp_prefix(state_dict)
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
         kept, dropped = strip_prefix(state_dict, prefix)
@@ -139,14 +144,20 @@ _HF_RENAMES = [
 _HF_EXTRA_RE = re.compile(r'^(embeddings\.mask_token|decoder\.)')
 
 
+def is_hf_extra_key(key: str) -> bool:
+    """An HF key of no backbone (the masked-image-modelling token or decoder), with or without
+    the ``focalnet.`` prefix of HF's task models."""
+    return bool(_HF_EXTRA_RE.match(key[len('focalnet.'):] if key.startswith('focalnet.') else key))
+
+
 def hf_to_official(state_dict: Mapping[str, torch.Tensor]):
     """HF transformers keys -> official keys; returns (state_dict, dropped MIM-only keys)."""
     out, dropped = OrderedDict(), []
     for key, value in state_dict.items():
-        new = key[len('focalnet.'):] if key.startswith('focalnet.') else key
-        if _HF_EXTRA_RE.match(new):
+        if is_hf_extra_key(key):
             dropped.append(key)
             continue
+        new = key[len('focalnet.'):] if key.startswith('focalnet.') else key
         for pattern, repl in _HF_RENAMES:
             new = pattern.sub(repl, new)
         out[new] = value

@@ -9,10 +9,11 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 
 from .adapt import backbone_spec, check_compatible, expand_focal_levels, resize_focal_kernels
 from .formats import (_OUT_NORM_RE, ConvertedCheckpoint, _looks_like, convert_checkpoint,
-                      describe_state_dict)
+                      describe_state_dict, strip_ddp_prefix)
 from .io import read_checkpoint, read_sidecar_config
 
 
@@ -192,8 +193,9 @@ def load_pretrained(backbone, checkpoint, prefix: Optional[str] = None, map_loca
 
 
 # --------------------------------------------------------------------------- whole models
-def _strip_module(state_dict):
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a DDP / FSDP / mmengine wrapper, or the model itself."""
+    return model.module if is_model_wrapper(model) else model
 
 
 def is_mmengine_model_checkpoint(checkpoint) -> bool:
@@ -207,7 +209,7 @@ def is_mmengine_model_checkpoint(checkpoint) -> bool:
         checkpoint = read_checkpoint(str(checkpoint))
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get('state_dict'), Mapping):
         return False
-    keys = list(_strip_module(checkpoint['state_dict']))
+    keys = list(strip_ddp_prefix(checkpoint['state_dict']))
     return any(k.startswith('backbone.') for k in keys) and any(
         not k.startswith('backbone.') for k in keys)
 
@@ -216,7 +218,7 @@ def whole_model_mismatch(model_state: Mapping, checkpoint_state: Mapping) -> Dic
     """Keys of a whole-model checkpoint against a model's: ``missing`` (model keys absent from
     the file), ``unexpected`` (file keys the model lacks), ``shape`` ((key, file shape, model
     shape) for tensors of both that differ)."""
-    state = _strip_module(checkpoint_state)
+    state = strip_ddp_prefix(checkpoint_state)
     shape = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in model_state.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
     return dict(missing=[k for k in model_state if k not in state],
@@ -236,7 +238,7 @@ def check_whole_model_checkpoint(model: nn.Module, checkpoint, logger=None,
         source, obj = str(checkpoint), read_checkpoint(str(checkpoint))
     else:
         source, obj = source or '<in-memory checkpoint>', checkpoint
-    model = getattr(model, 'module', model)
+    model = unwrap_model(model)
     diff = whole_model_mismatch(model.state_dict(), obj['state_dict'])
     if diff['missing'] or diff['shape']:
         parts = []
@@ -272,6 +274,7 @@ def load_model_weights(model: nn.Module, checkpoint, map_location='cpu', logger=
     HF ``classifier.*``) goes into ``model.head.fc`` when the model has a linear ``head.fc``
     (mmpretrain ``LinearClsHead``), otherwise it is dropped and reported.
     """
+    model = unwrap_model(model)
     source = str(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else '<in-memory checkpoint>'
     obj = read_checkpoint(source, map_location) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
     if is_mmengine_model_checkpoint(obj):

@@ -17,7 +17,6 @@ is the config's ``optim_wrapper`` (``--amp``: AmpOptimWrapper, as tools/train.py
 """
 import argparse
 import datetime
-import importlib.util
 import os.path as osp
 import statistics
 import sys
@@ -29,6 +28,7 @@ import torch
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before configs are built)
+from focalnet_mm.cli import load_script  # noqa: E402
 from focalnet_mm.ops import IMPLS, set_impl  # noqa: E402
 
 DEFAULT_CONFIGS = ('configs/maskrcnn_focalnet_t_3x.py',
@@ -37,11 +37,7 @@ DEFAULT_CONFIGS = ('configs/maskrcnn_focalnet_t_3x.py',
 
 def load_backbone_benchmark():
     """sync / environment / PeakMemory / write_report are shared with benchmark_backbone.py."""
-    path = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark_backbone.py')
-    spec = importlib.util.spec_from_file_location('benchmark_backbone', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark_backbone.py'))
 
 
 def parse_args(argv=None):

@@ -18,7 +18,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import MODELS, init_default_scope
 
 import focalnet_mm  # noqa: F401  (compat fixes, FocalNet registration)
-from focalnet_mm.visualization import list_images, render_modulation
+from focalnet_mm.visualization import find_focalnet, list_images, render_modulation, resolve_block
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -86,9 +86,17 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     """Runs the tool; returns the paths of the written PNGs (per image, then the contact sheet)."""
     args = parse_args(argv)
-    image_paths = list_images(args.images)
+    try:
+        image_paths = list_images(args.images)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f'--images: {error}') from None
     torch.manual_seed(args.seed)
     model = build_model(args.config, args.cfg_options)
+    try:
+        resolve_block(find_focalnet(model), args.stage, args.block)
+    except ValueError as error:  # the library names its arguments (stage=7), we name our flags
+        raise ValueError(str(error).replace('stage=', '--stage ').replace('block=', '--block ')) \
+            from None
     if args.checkpoint:
         load_weights(model, args.checkpoint)
         weights_label = osp.basename(args.checkpoint)

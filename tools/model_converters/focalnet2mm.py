@@ -32,7 +32,7 @@ except ImportError:  # running from a checkout without installing
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import focalnet_mm  # noqa: F401
 
-from focalnet_mm.models.archs import ARCHS, TIMM_NAMES, resolve_arch  # noqa: E402
+from focalnet_mm.archs import ARCHS, TIMM_NAMES, resolve_arch  # noqa: E402
 from focalnet_mm import weights as W  # noqa: E402
 
 FLAG_KEYS = dict(use_postln='USE_POSTLN', normalize_modulator='NORMALIZE_MODULATOR',
@@ -226,7 +226,7 @@ def timm_reference(raw, converted, description, kw):
         from timm.models.focalnet import FocalNet as TimmFocalNet, checkpoint_filter_fn
     except ImportError:
         raise SystemExit('--verify needs timm for timm/official checkpoints: pip install timm '
-                         '(or drop --verify).')
+                         '(or drop --verify).') from None
     model = TimmFocalNet(
         embed_dim=kw['embed_dim'], depths=kw['depths'], focal_levels=kw['focal_levels'],
         focal_windows=kw['focal_windows'], use_overlap_down=kw['use_conv_embed'],
@@ -255,7 +255,7 @@ def hf_reference(raw, converted, description, kw, hf_config):
         from transformers import FocalNetConfig, FocalNetForImageClassification, FocalNetModel
     except ImportError:
         raise SystemExit('--verify needs transformers for HF checkpoints: pip install transformers '
-                         '(or drop --verify).')
+                         '(or drop --verify).') from None
     params = dict(embed_dim=kw['embed_dim'], depths=list(kw['depths']),
                   focal_levels=kw['focal_levels'], focal_windows=kw['focal_windows'],
                   use_conv_embed=kw['use_conv_embed'], use_layerscale=kw['use_layerscale'],
@@ -269,7 +269,7 @@ def hf_reference(raw, converted, description, kw, hf_config):
         params['num_labels'] = raw['classifier.weight'].shape[0]
     config = FocalNetConfig(**params)
     model = (FocalNetForImageClassification if with_head else FocalNetModel)(config).eval()
-    source = {k: v for k, v in raw.items() if not W._HF_EXTRA_RE.match(k.replace('focalnet.', '', 1))}
+    source = {k: v for k, v in raw.items() if not W.is_hf_extra_key(k)}
     if not with_head:  # FocalNetModel keys have no 'focalnet.' prefix
         source = {k[len('focalnet.'):] if k.startswith('focalnet.') else k: v for k, v in source.items()}
     model.load_state_dict(source, strict=True)
@@ -350,7 +350,7 @@ def main(argv=None):
     try:
         return convert(args)[0]
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f'{type(e).__name__}: {e}')
+        raise SystemExit(f'{type(e).__name__}: {e}') from None
 
 
 if __name__ == '__main__':

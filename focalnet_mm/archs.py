@@ -1,6 +1,7 @@
 """FocalNet presets: one row per released checkpoint, with the flags it was trained with.
 
-Sources: the official classification configs and model functions (microsoft/FocalNet), facts §3.
+Sources: the official classification configs and model functions (microsoft/FocalNet), and the
+flags stored in the released checkpoints.
 Every value here can be overridden by an explicit keyword of :class:`FocalNet`.
 """
 import copy

@@ -1,0 +1,54 @@
+"""The package imports downwards only (docs/architecture.md): no cycle, nothing points back up."""
+import ast
+import glob
+import os.path as osp
+
+from conftest import REPO_ROOT
+
+#: a part may import parts of lower rank (and itself); equal ranks may not import each other
+LAYERS = {'archs': 0, 'compat': 0, 'version': 0, 'ops': 0,
+          'weights': 1, 'models': 2, 'visualization': 3,
+          'registry': 4, 'cli': 4, '__init__': 5}
+
+
+def part(module: str) -> str:
+    """'focalnet_mm.weights.io' -> 'weights'; 'focalnet_mm' -> '__init__'."""
+    return (module.split('.') + ['__init__'])[1]
+
+
+def imports_of(source: str, module: str, is_package: bool = False):
+    """focalnet_mm modules that ``source`` (module ``module``) imports, also inside functions."""
+    package = module.split('.') if is_package else module.split('.')[:-1]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.split('.')[0] == 'focalnet_mm')
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            target = '.'.join(base + ([node.module] if node.module else []))
+            if target == 'focalnet_mm':  # `from . import compat`
+                yield from (f'focalnet_mm.{a.name}' for a in node.names)
+            elif target.split('.')[0] == 'focalnet_mm':
+                yield target
+
+
+def test_imports_point_down():
+    upward = []
+    for path in sorted(glob.glob(osp.join(REPO_ROOT, 'focalnet_mm', '**', '*.py'), recursive=True)):
+        relative = osp.relpath(path, REPO_ROOT)
+        is_package = relative.endswith('__init__.py')
+        module = osp.dirname(relative) if is_package else relative[:-3]
+        module = module.replace(osp.sep, '.')
+        with open(path) as f:
+            targets = list(imports_of(f.read(), module, is_package))
+        for target in targets:
+            if part(target) != part(module) and LAYERS[part(target)] >= LAYERS[part(module)]:
+                upward.append(f'{relative} imports {target}')
+    assert not upward, upward
+
+
+def test_relative_imports_are_resolved():
+    source = 'from ..models.focalnet import FocalNet\nfrom . import io\nfrom .. import compat\n'
+    assert list(imports_of(source, 'focalnet_mm.weights.loading')) == [
+        'focalnet_mm.models.focalnet', 'focalnet_mm.weights', 'focalnet_mm.compat']
+    assert list(imports_of('from .io import x\n', 'focalnet_mm.weights', is_package=True)) == [
+        'focalnet_mm.weights.io']
