@@ -14,6 +14,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..ops.focal_context import log_once, requested_impl
 from .archs import ARCHS, resolve_arch
 from .focal_modulation import FocalNetBlock
 
@@ -106,6 +107,10 @@ class FocalNet(BaseModule):
             only LayerNorms (no running statistics), so this matters for BatchNorm layers only.
         with_cp: activation checkpointing per block (non-reentrant, so a frozen stem still lets
             gradients reach the blocks).
+        impl: focal-context implementation of every block: 'auto' (per device, dtype, training
+            or inference, from ``focalnet_mm.ops.AUTO_TABLE``), 'reference', 'fast' or 'triton'.
+            None (default): the ``FOCALNET_IMPL`` environment variable if set, else 'auto'; the
+            environment is read here, once, and the choice is logged once.
         pretrained: shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: mmengine init config; ``Pretrained`` is loaded by :mod:`focalnet_mm.weights`.
         **official_aliases: the official config spellings ``in_chans``, ``use_checkpoint`` and
@@ -133,6 +138,7 @@ class FocalNet(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 impl: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  **official_aliases):
@@ -174,6 +180,10 @@ class FocalNet(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.impl, why = requested_impl(impl)
+        log_once(f'FocalNet impl {self.impl!r} (from {why})'
+                 + ('; auto picks per device, dtype and training/inference, each pick logged once'
+                    if self.impl == 'auto' else ''))
         self.num_features = [cfg['embed_dim'] * 2**i for i in range(num_stages)]
         self.focal_levels, self.focal_windows = levels, windows
 
@@ -193,7 +203,7 @@ class FocalNet(BaseModule):
                 use_layerscale=cfg['use_layerscale'], layerscale_value=layerscale_value,
                 use_postln=cfg['use_postln'],
                 use_postln_in_modulation=cfg['use_postln_in_modulation'],
-                normalize_modulator=cfg['normalize_modulator']))
+                normalize_modulator=cfg['normalize_modulator'], impl=self.impl))
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
         self._freeze_stages()
