@@ -34,7 +34,7 @@ class FocalModulation(nn.Module):
         use_postln_in_modulation: LayerNorm ``ln`` before ``proj`` (huge and base-iso models).
         normalize_modulator: divide the aggregated context by L + 1.
         impl: context-aggregation implementation, 'auto', 'reference', 'fast' or 'triton'
-            (attribute ``impl``; the backbone sets it, see :func:`set_focal_impl`).
+            (attribute ``impl``; the backbone sets it, see ``set_focal_impl``).
 
     Hooks: ``h`` receives the aggregated context and returns the modulator, in every
     implementation; :meth:`modulator_and_gates` recomputes both on the reference path.
@@ -82,22 +82,6 @@ class FocalModulation(nn.Module):
 
     def extra_repr(self) -> str:
         return f'dim={self.dim}, kernel_sizes={self.kernel_sizes}, impl={self.impl!r}'
-
-
-def set_focal_impl(model: nn.Module, impl: str) -> nn.Module:
-    """Set ``impl`` on every :class:`FocalModulation` inside ``model`` (and on a FocalNet's own
-    ``impl``); returns ``model``."""
-    check_impl(impl, 'set_focal_impl()')
-    found = 0
-    for module in model.modules():
-        if isinstance(module, FocalModulation):
-            module.impl = impl
-            found += 1
-        elif hasattr(module, 'impl') and hasattr(module, 'layers'):
-            module.impl = impl  # the backbone's record of its choice
-    if not found:
-        raise ValueError(f'set_focal_impl found no FocalModulation inside {type(model).__name__}.')
-    return model
 
 
 class Mlp(nn.Module):

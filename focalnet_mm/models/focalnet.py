@@ -14,9 +14,9 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..ops.focal_context import log_once, requested_impl
+from ..ops.focal_context import check_impl, log_once, requested_impl
 from .archs import ARCHS, resolve_arch
-from .focal_modulation import FocalNetBlock
+from .focal_modulation import FocalModulation, FocalNetBlock
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -296,4 +296,20 @@ class FocalNet(BaseModule):
         super().init_weights()
 
 
-__all__ = ['FocalNet', 'ARCHS']
+def set_focal_impl(model: nn.Module, impl: str) -> nn.Module:
+    """Set ``impl`` on every :class:`FocalModulation` inside ``model`` (and on a FocalNet's own
+    ``impl``); returns ``model``."""
+    check_impl(impl, 'set_focal_impl()')
+    found = 0
+    for module in model.modules():
+        if isinstance(module, FocalModulation):
+            module.impl = impl
+            found += 1
+        elif isinstance(module, FocalNet):
+            module.impl = impl  # the backbone's record of its choice
+    if not found:
+        raise ValueError(f'set_focal_impl found no FocalModulation inside {type(model).__name__}.')
+    return model
+
+
+__all__ = ['FocalNet', 'ARCHS', 'set_focal_impl']

@@ -141,9 +141,10 @@ def resolve_impl(impl: str, x: torch.Tensor, training: bool) -> str:
         if rule.impl == 'triton' and (exporting or torch.compiler.is_compiling()):
             rule = AutoRule(rule.device, training, ANY_DTYPE, 'fast', 'export/compile')
         mode = 'training' if training else 'inference'
-        log_once(f'FocalNet impl auto -> {rule.impl!r} for {x.device.type} {dtype} {mode}'
-                 + (f' on maps >= {rule.min_positions} positions' if rule.min_positions else '')
-                 + f' ({rule.basis})')
+        if not torch.compiler.is_compiling():  # logged by the eager runs; no graph break
+            log_once(f'FocalNet impl auto -> {rule.impl!r} for {x.device.type} {dtype} {mode}'
+                     + (f' on maps >= {rule.min_positions} positions' if rule.min_positions
+                        else '') + f' ({rule.basis})')
         return rule.impl
     if impl == 'triton':
         if exporting or torch.compiler.is_compiling():
