@@ -63,7 +63,7 @@ AUTO_TABLE: Tuple[AutoRule, ...] = (
              min_positions=CPU_FAST_MIN_POSITIONS),
     AutoRule('cpu', True, ANY_DTYPE, 'reference',
              'measured: channels-last backward 1.5-5x slower below 20x20 in fp32; in bf16 '
-             'over 10x slower at 2x96x32x32 (context chain, docs/benchmarks.md)'),
+             '3.5x slower at 2x96x32x32 (context chain, docs/benchmarks.md)'),
     # CUDA rows: inference fp16 measured on one H200 (224x224, batch 128: fast 6326 img/s,
     # triton 5685, reference 5197); everything else is a GUESS awaiting
     # tools/analysis_tools/gpu_check.sh steps (a) and (c) (docs/benchmarks.md "GPU").
