@@ -97,7 +97,8 @@ else
         tests/test_ops_focal_context.py -k "fast_matches or dispatch or gpu"
     run "(c) backbone train (tiny)" 90 "$PYTHON" $B/benchmark_backbone.py --device cpu \
         --batch 1 --size 64 64 "${TINY[@]}" --focal-windows 3 --mode train --dtype fp32 \
-        --repeats 1 --iters 1 --warmup 1 --out "$OUT/c_backbone_train.json"
+        --models focalnet timm_focalnet --repeats 1 --iters 1 --warmup 1 \
+        --out "$OUT/c_backbone_train.json"
     run "(d) Mask R-CNN step (tiny)" 150 "$PYTHON" $B/benchmark_train_step.py --device cpu \
         --batch 1 --size 96 128 --objects 2 --repeats 1 --iters 1 --warmup 1 \
         --out "$OUT/d_maskrcnn_fp32.json"
