@@ -99,8 +99,8 @@ else
         --batch 1 --size 64 64 "${TINY[@]}" --focal-windows 3 --mode train --dtype fp32 \
         --models focalnet timm_focalnet --repeats 1 --iters 1 --warmup 1 \
         --out "$OUT/c_backbone_train.json"
-    run "(d) Mask R-CNN step (tiny)" 150 "$PYTHON" $B/benchmark_train_step.py --device cpu \
-        --batch 1 --size 96 128 --objects 2 --repeats 1 --iters 1 --warmup 1 \
+    run "(d) Mask R-CNN step (tiny)" 150 "$PYTHON" $B/benchmark_train_step.py \
+        configs/maskrcnn_focalnet_t_3x.py --device cpu --batch 1 --size 96 128 --objects 2 --repeats 1 --iters 1 --warmup 1 \
         --out "$OUT/d_maskrcnn_fp32.json"
     run "(e) inference (tiny, eager)" 90 "$PYTHON" $B/benchmark_backbone.py --device cpu \
         --batch 2 --size 32 32 "${TINY[@]}" --focal-windows 3 --mode infer --dtype fp32 \
