@@ -14,7 +14,7 @@
 # (e) 224^2 inference, batch 128, fp16, eager and torch.compile           -> e_infer224.json
 # plus env.txt (device, versions) and log.txt (every step's output, tables, failures).
 # A failing or timed-out step is recorded in log.txt and the next step runs. The CPU limits are
-# generous (a shared 2-core machine); on an idle one the CPU run takes about 2 minutes.
+# generous: on a shared 2-core machine at load ~10 the CPU run took 307 s.
 set -uo pipefail
 OUT=${1:?usage: gpu_check.sh OUT_DIR [--device cpu]}
 DEVICE=cuda
