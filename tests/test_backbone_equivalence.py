@@ -204,7 +204,7 @@ def test_detection_kernels_match_timm(levels, impl):
 
     Also run through the channels-last 'fast' path (the CUDA default), pinned per module.
     """
-    from focalnet_mm.ops import set_focal_impl
+    from focalnet_mm.models import set_focal_impl
     ours = randomize_(FocalNet('tiny_srf', focal_windows=9, focal_levels=levels,
                                drop_path_rate=0.).eval(), seed=levels)
     set_focal_impl(ours, impl)

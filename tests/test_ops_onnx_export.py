@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from focalnet_mm.models import FocalNet
-from focalnet_mm.ops import set_focal_impl
+from focalnet_mm.models import set_focal_impl
 
 onnx = pytest.importorskip('onnx')
 

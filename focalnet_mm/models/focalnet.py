@@ -16,7 +16,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import compat
 from ..archs import ARCHS, resolve_arch
-from .focal_modulation import FocalNetBlock
+from ..ops.focal_context import check_impl, log_once, requested_impl
+from .focal_modulation import FocalModulation, FocalNetBlock
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -107,6 +108,10 @@ class FocalNet(BaseModule):
             only LayerNorms (no running statistics), so this matters for BatchNorm layers only.
         with_cp: activation checkpointing per block (non-reentrant, so a frozen stem still lets
             gradients reach the blocks).
+        impl: focal-context implementation of every block: 'auto' (per device, dtype, training
+            or inference, from ``focalnet_mm.ops.AUTO_TABLE``), 'reference', 'fast' or 'triton'.
+            None (default): the ``FOCALNET_IMPL`` environment variable if set, else 'auto'; the
+            environment is read here, once, and the choice is logged once.
         pretrained: shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: mmengine init config; ``Pretrained`` is loaded by :mod:`focalnet_mm.weights`
             (``checkpoint`` may be ``focalnet://<preset>``; an optional ``weights_dir`` names an
@@ -136,6 +141,7 @@ class FocalNet(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 impl: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  **official_aliases):
@@ -178,6 +184,10 @@ class FocalNet(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.impl, why = requested_impl(impl)
+        log_once(f'FocalNet impl {self.impl!r} (from {why})'
+                 + ('; auto picks per device, dtype and training/inference, each pick logged once'
+                    if self.impl == 'auto' else ''))
         self.num_features = [cfg['embed_dim'] * 2**i for i in range(num_stages)]
         self.focal_levels, self.focal_windows = levels, windows
 
@@ -197,7 +207,7 @@ class FocalNet(BaseModule):
                 use_layerscale=cfg['use_layerscale'], layerscale_value=layerscale_value,
                 use_postln=cfg['use_postln'],
                 use_postln_in_modulation=cfg['use_postln_in_modulation'],
-                normalize_modulator=cfg['normalize_modulator']))
+                normalize_modulator=cfg['normalize_modulator'], impl=self.impl))
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
         self._freeze_stages()
@@ -291,4 +301,20 @@ class FocalNet(BaseModule):
         super().init_weights()
 
 
-__all__ = ['FocalNet', 'ARCHS']
+def set_focal_impl(model: nn.Module, impl: str) -> nn.Module:
+    """Set ``impl`` on every :class:`FocalModulation` inside ``model`` (and on a FocalNet's own
+    ``impl``); returns ``model``."""
+    check_impl(impl, 'set_focal_impl()')
+    found = 0
+    for module in model.modules():
+        if isinstance(module, FocalModulation):
+            module.impl = impl
+            found += 1
+        elif isinstance(module, FocalNet):
+            module.impl = impl  # the backbone's record of its choice
+    if not found:
+        raise ValueError(f'set_focal_impl found no FocalModulation inside {type(model).__name__}.')
+    return model
+
+
+__all__ = ['FocalNet', 'ARCHS', 'set_focal_impl']

@@ -1,19 +1,24 @@
 """Triton kernels for FocalNet's context aggregation on (B, H, W, C) memory.
 
 Forward, per level l (one kernel):   pre = dwconv_l(src); post = GELU(pre); acc += scale*g_l*post.
-Only ``pre`` of each level is saved (``post`` is recomputed from it in backward: one GELU per
-element instead of a second full-size activation kept alive).
+``pre`` of each level is saved; ``post`` is recomputed from it in backward.
 Backward, per level, last to first:
-  * ``_gate_gelu_bwd``: grad_post = scale*g_l*G + grad_next; grad_pre = grad_post * GELU'(pre);
-    grad_g_l = scale * sum_c G * post  (fused; partial channel sums by atomics),
-  * input gradient: the same depthwise kernel run on grad_pre with the kernel flipped,
-  * weight gradient: cuDNN/oneDNN through ``aten.convolution_backward`` (a reduction over every
-    pixel, which atomics in Triton would serialise).
-Channels are the fastest axis in every tile, so all loads and stores are coalesced. Math is
-fp32 in registers whatever the storage dtype. Runs under ``TRITON_INTERPRET=1`` on CPU tensors
-(tests/test_ops_focal_context.py checks it against the reference there).
+  * ``_gate_gelu_bwd_kernel``: grad_post = scale*g_l*G + grad_next; grad_pre = grad_post*GELU'(pre);
+    grad_g_l = scale * sum_c G * post, each program summing all channels of its pixels in a loop
+    (no atomics: the result does not depend on scheduling);
+  * input gradient: the forward kernel on grad_pre with the kernel rotated 180 degrees;
+  * weight gradient: ``_dw_weight_grad_kernel`` writes one partial (K, K, C) sum per group of
+    rows, and ``torch.sum`` over the groups finishes it: a fixed two-stage reduction, no atomics,
+    bitwise reproducible for a given shape.
+
+Compile cost is bounded by design (docs/benchmarks.md, sm_90 compile report): the kh taps are a
+runtime loop and only the kw taps of one row are unrolled, so a kernel holds at most K tile loads
+at once; tile sizes depend on (C, K) only and H, W and strides are not specialised on, so a new
+input shape (multi-scale training) reuses the compiled kernels instead of compiling new ones.
+Channels are the fastest axis of every tile, so loads and stores are coalesced; math is fp32 in
+registers whatever the storage dtype. Runs under ``TRITON_INTERPRET=1`` on CPU tensors.
 """
-from typing import List
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +27,9 @@ import triton.language as tl
 
 _RSQRT2 = 0.7071067811865476
 _RSQRT_2PI = 0.3989422804014327
+#: target number of row groups of the weight-gradient's first stage (its partial buffer is
+#: groups x K x K x C fp32; more groups = more parallel programs, a larger second stage)
+_WGRAD_GROUPS = 64
 
 
 @triton.jit
@@ -29,14 +37,14 @@ def _gelu(x):
     return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=('H', 'W', 'g_sb', 'g_sh', 'g_sw'))
 def _dwconv_nhwc_kernel(src_ptr, w_ptr, pre_ptr, acc_ptr, gate_ptr, post_ptr,
                         H, W, C, g_sb, g_sh, g_sw, scale,
                         K: tl.constexpr, EPILOGUE: tl.constexpr, FIRST: tl.constexpr,
                         STORE_POST: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
     """One (b, h) row, BLOCK_W columns, BLOCK_C channels; 'same' zero padding, stride 1.
 
-    EPILOGUE: also write pre, apply GELU, gate and accumulate into acc (else write pre only).
+    EPILOGUE: also apply GELU, gate and accumulate into acc (else write pre only).
     """
     pid_bh = tl.program_id(0)
     b = pid_bh // H
@@ -47,7 +55,8 @@ def _dwconv_nhwc_kernel(src_ptr, w_ptr, pre_ptr, acc_ptr, gate_ptr, post_ptr,
     chan_ok = chans < C
     pad = K // 2
     res = tl.zeros((BLOCK_W, BLOCK_C), dtype=tl.float32)
-    for kh in tl.static_range(K):
+    # runtime loop over kernel rows (not unrolled), unrolled over the K taps of one row
+    for kh in tl.range(0, K, loop_unroll_factor=1):
         row = h + kh - pad
         row_ok = (row >= 0) & (row < H)
         row_base = (b * H + row) * W
@@ -72,45 +81,105 @@ def _dwconv_nhwc_kernel(src_ptr, w_ptr, pre_ptr, acc_ptr, gate_ptr, post_ptr,
         tl.store(acc_ptr + out_offs, contrib.to(acc_ptr.dtype.element_ty), mask=out_mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=('P', 'HW', 'g_sp', 'gg_sp'))
 def _gate_gelu_bwd_kernel(grad_acc_ptr, pre_ptr, gate_ptr, grad_next_ptr, grad_next_bc_ptr,
                           grad_pre_ptr, grad_gate_ptr, P, HW, C, g_sp, gg_sp, scale,
                           HAS_NEXT: tl.constexpr, HAS_NEXT_BC: tl.constexpr,
                           BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """BLOCK_P pixels x BLOCK_C channels of one level's elementwise backward."""
+    """BLOCK_P pixels x all channels (in BLOCK_C chunks) of one level's elementwise backward."""
     pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     pix_ok = pix < P
-    mask = pix_ok[:, None] & (chans < C)[None, :]
-    offs = pix[:, None] * C + chans[None, :]
-    grad_acc = tl.load(grad_acc_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    pre = tl.load(pre_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     gate = tl.load(gate_ptr + pix * g_sp, mask=pix_ok, other=0.0).to(tl.float32)
-    cdf = 0.5 * (1.0 + tl.math.erf(pre * 0.7071067811865476))
-    post = pre * cdf
-    grad_post = grad_acc * (gate * scale)[:, None]
-    if HAS_NEXT:
-        grad_post += tl.load(grad_next_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    if HAS_NEXT_BC:
-        bc_offs = (pix // HW)[:, None] * C + chans[None, :]
-        grad_post += tl.load(grad_next_bc_ptr + bc_offs, mask=mask, other=0.0)
-    dgelu = cdf + pre * tl.exp(-0.5 * pre * pre) * 0.3989422804014327
-    tl.store(grad_pre_ptr + offs, (grad_post * dgelu).to(grad_pre_ptr.dtype.element_ty), mask=mask)
-    partial = tl.sum(grad_acc * post, axis=1) * scale
-    tl.atomic_add(grad_gate_ptr + pix * gg_sp, partial, mask=pix_ok)
+    gate_sum = tl.zeros((BLOCK_P, ), dtype=tl.float32)
+    for c0 in tl.range(0, C, BLOCK_C, loop_unroll_factor=1):
+        chans = c0 + tl.arange(0, BLOCK_C)
+        mask = pix_ok[:, None] & (chans < C)[None, :]
+        offs = pix[:, None] * C + chans[None, :]
+        grad_acc = tl.load(grad_acc_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        pre = tl.load(pre_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        cdf = 0.5 * (1.0 + tl.math.erf(pre * 0.7071067811865476))
+        post = pre * cdf
+        grad_post = grad_acc * (gate * scale)[:, None]
+        if HAS_NEXT:
+            grad_post += tl.load(grad_next_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if HAS_NEXT_BC:
+            bc_offs = (pix // HW)[:, None] * C + chans[None, :]
+            grad_post += tl.load(grad_next_bc_ptr + bc_offs, mask=mask, other=0.0)
+        dgelu = cdf + pre * tl.exp(-0.5 * pre * pre) * 0.3989422804014327
+        tl.store(grad_pre_ptr + offs, (grad_post * dgelu).to(grad_pre_ptr.dtype.element_ty),
+                 mask=mask)
+        gate_sum += tl.sum(grad_acc * post, axis=1)
+    tl.store(grad_gate_ptr + pix * gg_sp, gate_sum * scale, mask=pix_ok)
 
 
-def _blocks(C: int, interpreted: bool):
-    block_c = min(triton.next_power_of_2(C), 64 if interpreted else 128)
-    block_w = 8 if interpreted else max(1, 2048 // block_c)
+@triton.jit(do_not_specialize=('H', 'W', 'n_rows', 'rows_per_group'))
+def _dw_weight_grad_kernel(grad_ptr, src_ptr, part_ptr, H, W, C, n_rows, rows_per_group,
+                           K: tl.constexpr, KP: tl.constexpr, GELU_SRC: tl.constexpr,
+                           BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
+    """First stage of the weight gradient: one group of (b, h) rows, one kernel row kh, all K
+    kw taps (padded to KP), BLOCK_C channels; writes part[group, kh, kw, c].
+
+    GELU_SRC: the convolution's input is GELU(src) (src holds the previous level's ``pre``).
+    """
+    group = tl.program_id(0)
+    kh = tl.program_id(1)
+    chans = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    chan_ok = chans < C
+    kws = tl.arange(0, KP)
+    pad = K // 2
+    acc = tl.zeros((KP, BLOCK_W, BLOCK_C), dtype=tl.float32)
+    for r in tl.range(0, rows_per_group, loop_unroll_factor=1):
+        bh = group * rows_per_group + r
+        b = bh // H
+        h = bh % H
+        src_row = h + kh - pad
+        row_ok = (bh < n_rows) & (src_row >= 0) & (src_row < H)
+        for w0 in tl.range(0, W, BLOCK_W, loop_unroll_factor=1):
+            cols = w0 + tl.arange(0, BLOCK_W)
+            g_mask = (cols < W)[:, None] & chan_ok[None, :] & row_ok
+            g = tl.load(grad_ptr + (bh * W + cols)[:, None] * C + chans[None, :], mask=g_mask,
+                        other=0.0).to(tl.float32)
+            src_cols = cols[None, :] + kws[:, None] - pad  # (KP, BLOCK_W)
+            s_ok = (src_cols >= 0) & (src_cols < W) & (kws < K)[:, None] & row_ok
+            s_offs = ((b * H + src_row) * W + src_cols)[:, :, None] * C + chans[None, None, :]
+            s = tl.load(src_ptr + s_offs, mask=s_ok[:, :, None] & chan_ok[None, None, :],
+                        other=0.0).to(tl.float32)
+            if GELU_SRC:
+                s = _gelu(s)
+            acc += g[None, :, :] * s
+    part = tl.sum(acc, axis=1)  # (KP, BLOCK_C)
+    offs = ((group * K + kh) * K + kws)[:, None] * C + chans[None, :]
+    tl.store(part_ptr + offs, part, mask=(kws < K)[:, None] & chan_ok[None, :])
+
+
+# ------------------------------------------------------------------------------ tile choices
+def conv_tiles(C: int, K: int) -> Tuple[int, int]:
+    """(BLOCK_W, BLOCK_C) of the depthwise kernel, from (C, K) only (never from H or W).
+
+    Large kernels get smaller tiles so the K loads of one kernel row fit in registers.
+    """
+    block_c = min(triton.next_power_of_2(C), 128 if K <= 5 else 64)
+    block_w = max(1, (2048 if K <= 5 else 512) // block_c)
     return block_w, block_c
 
 
+def gate_tiles(C: int) -> Tuple[int, int]:
+    """(BLOCK_P, BLOCK_C) of the gate/GELU backward kernel."""
+    return 16, min(triton.next_power_of_2(C), 64)
+
+
+def wgrad_tiles(C: int, K: int) -> Tuple[int, int, int]:
+    """(KP, BLOCK_W, BLOCK_C) of the weight-gradient kernel: KP x BLOCK_W x BLOCK_C = 2048."""
+    kp = triton.next_power_of_2(K)
+    block_c = min(triton.next_power_of_2(C), 32)
+    return kp, max(1, 2048 // (kp * block_c)), block_c
+
+
+# ------------------------------------------------------------------------------ launches
 def _dwconv(src, weight_kkc, K, pre, acc=None, gate=None, scale=1.0, first=True, post=None):
     """Launch the depthwise kernel on (B, H, W, C) contiguous ``src``."""
     B, H, W, C = src.shape
-    block_w, block_c = _blocks(C, src.device.type != 'cuda')
-    block_w = min(block_w, triton.next_power_of_2(W))
+    block_w, block_c = conv_tiles(C, K)
     grid = (B * H, triton.cdiv(W, block_w), triton.cdiv(C, block_c))
     epilogue = acc is not None
     g_strides = gate.stride()[:3] if epilogue else (0, 0, 0)
@@ -118,8 +187,23 @@ def _dwconv(src, weight_kkc, K, pre, acc=None, gate=None, scale=1.0, first=True,
         src, weight_kkc, pre, acc if epilogue else pre, gate if epilogue else pre,
         post if post is not None else pre, H, W, C, *g_strides, scale,
         K=K, EPILOGUE=epilogue, FIRST=first, STORE_POST=post is not None,
-        BLOCK_W=block_w, BLOCK_C=block_c, num_warps=4)
+        BLOCK_W=block_w, BLOCK_C=block_c, num_warps=4, num_stages=1)
     return pre
+
+
+def _weight_grad(grad_pre: torch.Tensor, src: torch.Tensor, K: int, gelu_src: bool,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """(C, 1, K, K) gradient of a depthwise kernel: per-group partials, then a sum over groups."""
+    B, H, W, C = src.shape
+    n_rows = B * H
+    rows_per_group = triton.cdiv(n_rows, _WGRAD_GROUPS)
+    groups = triton.cdiv(n_rows, rows_per_group)
+    kp, block_w, block_c = wgrad_tiles(C, K)
+    part = torch.empty((groups, K, K, C), dtype=torch.float32, device=src.device)
+    _dw_weight_grad_kernel[(groups, K, triton.cdiv(C, block_c))](
+        grad_pre, src, part, H, W, C, n_rows, rows_per_group, K=K, KP=kp, GELU_SRC=gelu_src,
+        BLOCK_W=block_w, BLOCK_C=block_c, num_warps=4, num_stages=1)
+    return part.sum(0).permute(2, 0, 1)[:, None].to(dtype).contiguous()
 
 
 def _kkc(weight: torch.Tensor, flip: bool = False) -> torch.Tensor:
@@ -134,17 +218,15 @@ class _FocalContext(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, src, gates, scale, *weights):
-        B, H, W, C = src.shape
         levels = len(weights)
         acc = torch.empty_like(src)
         pres = []
         x = src
         for level, weight in enumerate(weights):
-            K = weight.shape[-1]
             pre = torch.empty_like(src)
             post = torch.empty_like(src)
-            _dwconv(x, _kkc(weight), K, pre, acc=acc, gate=gates[..., level], scale=scale,
-                    first=level == 0, post=post)
+            _dwconv(x, _kkc(weight), weight.shape[-1], pre, acc=acc, gate=gates[..., level],
+                    scale=scale, first=level == 0, post=post)
             pres.append(pre)
             x = post
         mean = x.float().mean((1, 2))  # (B, C) of the last level's GELU output
@@ -163,8 +245,7 @@ class _FocalContext(torch.autograd.Function):
         scale = ctx.scale
         grad_acc = grad_acc.contiguous()
         B, H, W, C = src.shape
-        interpreted = src.device.type != 'cuda'
-        grad_gates = torch.zeros(gates.shape, dtype=torch.float32, device=src.device)
+        grad_gates = torch.empty(gates.shape, dtype=torch.float32, device=src.device)
         # global level: acc += scale * GELU(mean_hw(post_L)) * g_L
         glob = F.gelu(mean)
         g_last = gates[..., levels].float()
@@ -176,26 +257,24 @@ class _FocalContext(torch.autograd.Function):
         grad_weights = [None] * levels
         grad_next = None
         P = B * H * W
-        block_p = 8 if interpreted else 32
-        block_c = min(triton.next_power_of_2(C), 64 if interpreted else 128)
+        block_p, block_c = gate_tiles(C)
         for level in reversed(range(levels)):
             pre, weight = pres[level], weights[level]
             K = weight.shape[-1]
             grad_pre = torch.empty_like(pre)
             gate = gates[..., level]
-            grid = (triton.cdiv(P, block_p), triton.cdiv(C, block_c))
             last = level == levels - 1
-            _gate_gelu_bwd_kernel[grid](
+            _gate_gelu_bwd_kernel[(triton.cdiv(P, block_p), )](
                 grad_acc, pre, gate, grad_next if grad_next is not None else pre,
                 grad_next_bc if last else mean, grad_pre, grad_gates[..., level], P, H * W, C,
                 gate.stride(2), grad_gates.stride(2), scale,
                 HAS_NEXT=grad_next is not None, HAS_NEXT_BC=last,
-                BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4)
-            level_src = src if level == 0 else F.gelu(pres[level - 1])
-            nchw = lambda t: t.permute(0, 3, 1, 2)  # noqa: E731
-            grad_weights[level] = torch.ops.aten.convolution_backward(
-                nchw(grad_pre), nchw(level_src), weight, None, [1, 1], [K // 2, K // 2], [1, 1],
-                False, [0, 0], C, [False, True, False])[1]
+                BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4, num_stages=1)
+            if ctx.needs_input_grad[3 + level]:
+                # level l convolves GELU(pre_{l-1}); level 0 convolves src
+                level_src = src if level == 0 else pres[level - 1]
+                grad_weights[level] = _weight_grad(grad_pre, level_src, K, level > 0,
+                                                   weight.dtype)
             if level > 0 or ctx.needs_input_grad[0]:
                 grad_next = _dwconv(grad_pre, _kkc(weight, flip=True), K, torch.empty_like(pre))
             else:
@@ -218,4 +297,4 @@ def focal_context_triton(src: torch.Tensor, gates: torch.Tensor, weights: List[t
     return _FocalContext.apply(src, gates, float(scale), *weights)
 
 
-__all__ = ['focal_context_triton']
+__all__ = ['focal_context_triton', 'conv_tiles', 'gate_tiles', 'wgrad_tiles']

@@ -39,7 +39,8 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 import focalnet_mm  # noqa: E402  (compat fixes before mmdet is imported)
 from focalnet_mm.models import FocalNet  # noqa: E402
-from focalnet_mm.ops import IMPLS, set_focal_impl, triton_available  # noqa: E402
+from focalnet_mm.models import set_focal_impl  # noqa: E402
+from focalnet_mm.ops import CHOICES, triton_available  # noqa: E402
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 MODELS = ('focalnet', 'timm_focalnet', 'swin', 'convnext')
@@ -50,7 +51,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS,
                    help='rows to time; "focalnet" is ours, one row per --impls entry')
-    p.add_argument('--impls', nargs='+', choices=IMPLS + ('auto', ), default=None,
+    p.add_argument('--impls', nargs='+', choices=CHOICES, default=None,
                    help='our implementations (default: reference fast, plus auto on CPU and '
                         'triton on CUDA; auto picks per layer and map size)')
     p.add_argument('--arch', default='tiny_lrf', help='FocalNet preset for ours and timm')

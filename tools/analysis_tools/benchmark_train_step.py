@@ -29,7 +29,7 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before configs are built)
 from focalnet_mm.cli import load_script  # noqa: E402
-from focalnet_mm.ops import IMPLS, set_impl  # noqa: E402
+from focalnet_mm.ops import CHOICES  # noqa: E402
 
 DEFAULT_CONFIGS = ('configs/maskrcnn_focalnet_t_3x.py',
                    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py')
@@ -49,8 +49,9 @@ def parse_args(argv=None):
     p.add_argument('--size', type=int, nargs=2, default=(800, 1344), metavar=('H', 'W'))
     p.add_argument('--objects', type=int, default=8, help='synthetic objects per image (det)')
     p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper)')
-    p.add_argument('--impl', choices=IMPLS + ('auto', ), default='auto',
-                   help='FocalNet focal-modulation implementation')
+    p.add_argument('--impl', choices=CHOICES, default=None,
+                   help='FocalNet backbones: model.backbone.impl (default: the config\'s, else '
+                        'FOCALNET_IMPL, else auto)')
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--iters', type=int, default=10)
     p.add_argument('--warmup', type=int, default=3)
@@ -153,6 +154,10 @@ def build_in_scope(cfg, config, scope, args, device):
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS
+    backbone = cfg.model.get('backbone')
+    if args.impl is not None and backbone is not None and str(backbone.get('type')).endswith(
+            'FocalNet'):
+        backbone['impl'] = args.impl
     model = MODELS.build(cfg.model)  # init_cfg is not applied: nothing is downloaded
     model = revert_sync_batchnorm(model).to(device).train()  # one process: SyncBN -> BN
     optim_cfg = cfg.optim_wrapper.copy()
@@ -182,7 +187,6 @@ def main(argv=None):
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    set_impl(None if args.impl == 'auto' else args.impl)
     torch.manual_seed(args.seed)
     rows = [build(config, args, device) for config in args.configs]
     results = {name: dict(config=config, ms=[], peak_mem_mib=None, losses=None)
@@ -230,7 +234,7 @@ def main(argv=None):
     env = bench.environment(device)
     h, w = args.size
     print(f'\n{env.get("gpu", env["cpu"])} | torch {env["torch"]} | batch {args.batch} x 3 x {h} x '
-          f'{w} | amp={args.amp} | focal impl {args.impl} | {args.repeats} repeats x '
+          f'{w} | amp={args.amp} | focal impl {args.impl or "config/auto"} | {args.repeats} repeats x '
           f'{args.iters} iters\n')
     print(table)
     out = args.out or osp.join('work_dirs', 'benchmarks', f'train_step_{device.type}_{args.batch}x'
