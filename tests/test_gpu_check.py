@@ -3,21 +3,17 @@
 The whole script with ``--device cpu`` takes about 2 minutes (docs/benchmarks.md); here: its
 syntax and argument check, and the Python step it adds (benchmark_focal_context.py) end to end.
 """
-import importlib.util
 import json
 import os.path as osp
 import subprocess
 
 import pytest
+from conftest import load_tool
 
 
 @pytest.fixture
-def chain(repo_root):
-    path = osp.join(repo_root, 'tools', 'analysis_tools', 'benchmark_focal_context.py')
-    spec = importlib.util.spec_from_file_location('benchmark_focal_context', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def chain():
+    return load_tool('tools/analysis_tools/benchmark_focal_context.py')
 
 
 def test_context_chain_rows_time_forward_and_backward_apart(chain, tmp_path, capsys):

@@ -7,7 +7,6 @@ network.
 import glob
 import hashlib
 import http.server
-import importlib.util
 import io
 import logging
 import os
@@ -18,6 +17,8 @@ import threading
 import pytest
 import torch
 from safetensors.torch import save as save_safetensors
+
+from conftest import load_tool
 
 import focalnet_mm  # noqa: F401  (registers focalnet:// with mmengine)
 from focalnet_mm import ARCHS, FocalNet
@@ -226,7 +227,7 @@ def test_two_hub_files_named_model_safetensors_do_not_overwrite_each_other(serve
 
 def test_download_tool_fills_a_folder_and_the_offline_folder_wins_without_any_request(
         server, net, monkeypatch, tmp_path, capsys, repo_root):
-    download_weights = load_tool(repo_root, 'download_weights.py')
+    download_weights = load_tool('tools/download_weights.py')
     url = server.add('/release/focalnet_tiny_lrf.pth', official_bytes(net))
     monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official'), ))
     folder = tmp_path / 'offline'
@@ -355,16 +356,9 @@ def test_docs_and_metafile_link_no_dead_storage(repo_root):
 
 
 # --------------------------------------------------------------------------- tools
-def load_tool(repo_root, *path):
-    spec = importlib.util.spec_from_file_location(path[-1][:-3],
-                                                  osp.join(repo_root, 'tools', *path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_converter_takes_short_names(net, tmp_path, monkeypatch, repo_root):
-    tool = load_tool(repo_root, 'model_converters', 'focalnet2mm.py')
+    tool = load_tool('tools/model_converters/focalnet2mm.py')
     (tmp_path / 'focalnet_tiny_lrf.pth').write_bytes(official_bytes(net))
     monkeypatch.setenv(S.OFFLINE_ENV, str(tmp_path))
     out, _ = tool.convert(tool.parse_args(['focalnet://tiny_lrf', str(tmp_path / 'o.pth'),
@@ -376,7 +370,7 @@ def test_converter_takes_short_names(net, tmp_path, monkeypatch, repo_root):
 def test_infer_weights_takes_short_names(tmp_path, monkeypatch, repo_root):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope, MODELS
-    infer = load_tool(repo_root, 'infer.py')
+    infer = load_tool('tools/infer.py')
     config = osp.join(repo_root, 'configs', 'cls', 'focalnet_t_srf_in1k.py')
     cfg = Config.fromfile(config)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
