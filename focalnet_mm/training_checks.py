@@ -207,7 +207,8 @@ def warn_about_run(runner) -> List[str]:
     scales = list(training_scales(getattr(pipeline, 'transforms', [])))
     sizes = image_sizes(dataset) if scales else []
     if sizes:
-        size = (int(statistics.median(w for w, _ in sizes)), int(statistics.median(h for _, h in sizes)))
+        # the typical image as (long, short) sides: portrait and landscape alike
+        size = (int(statistics.median(max(s) for s in sizes)), int(statistics.median(min(s) for s in sizes)))
         scale, keep_ratio = max(scales, key=lambda s: upscaling(s[0], s[1], size))
         factor = upscaling(scale, keep_ratio, size)
         if factor >= SCALE_WARN_FACTOR:

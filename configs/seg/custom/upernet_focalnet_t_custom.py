@@ -52,6 +52,7 @@ dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, im
 train_dataloader = dict(
     batch_size=2,
     sampler=dict(type='DefaultSampler', shuffle=True),  # epochs instead of the recipe's iterations
+    drop_last=True,  # a last batch of one image would fail in the pyramid pooling's BatchNorm
     dataset=dict(**dataset, pipeline=train_pipeline,
                  data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train')))
 val_dataloader = dict(
