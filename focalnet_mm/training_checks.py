@@ -7,7 +7,9 @@ in a run of 30, 512-pixel images blown up to 1333 pixels. Two entry points for t
 - :func:`check_num_classes` (config only, before the model is built) refuses a head whose
   ``num_classes`` is not the number of classes of the dataset it is trained or validated on;
 - :func:`warn_about_run` (on the built Runner: needs the dataset's length and image sizes) warns
-  when the warm-up outlasts the run or the training scale is far above the images' own size.
+  when the warm-up outlasts the run or the training scale is far above the images' own size, and
+  refuses a warm-up that rounds to no iteration at all (mmengine would fail on "end should be
+  larger than begin" without saying which setting).
 """
 import importlib
 import math
@@ -112,8 +114,10 @@ def warmup_iterations(schedulers, epoch_length: int) -> Optional[Tuple[str, int]
         begin, end = scheduler.get('begin', 0), scheduler.get('end', math.inf)
         if not math.isfinite(end) or end > 1e8:  # mmengine's INF: until the end of the run
             continue
-        by_epoch = scheduler.get('by_epoch', True)  # mmengine's default
-        return kind, int((end - begin) * (epoch_length if by_epoch else 1))
+        if not scheduler.get('by_epoch', True):  # mmengine's default is True
+            return kind, int(end - begin)
+        # mmengine's convert_to_iter_based rounds both ends down to whole iterations
+        return kind, int(end * epoch_length) - int(begin * epoch_length)
     return None
 
 
@@ -182,7 +186,8 @@ def upscaling(scale: Tuple[int, int], keep_ratio: bool, size: Tuple[int, int]) -
 
 
 def warn_about_run(runner) -> List[str]:
-    """Log (one line each) and return the warnings about a built Runner's training run.
+    """Log (one line each) and return the warnings about a built Runner's training run; raise a
+    one-line ValueError for a warm-up of no iteration.
 
     Builds the train loop (and so the dataset) the way ``runner.train()`` would; train() then
     uses the same loop.
@@ -193,7 +198,12 @@ def warn_about_run(runner) -> List[str]:
     warnings = []
     epoch_length = len(loop.dataloader)
     run = loop.max_iters
-    warmup = warmup_iterations(runner.cfg.get('param_scheduler'), epoch_length)
+    schedulers = runner.cfg.get('param_scheduler')
+    warmup = warmup_iterations(schedulers, epoch_length)
+    if warmup is not None and warmup[1] <= 0:
+        raise ValueError(
+            f'the {warmup[0]} warm-up rounds to 0 iterations ({epoch_length} iterations per epoch): '
+            f'make it longer than 1 iteration, e.g. more epochs (max_epochs) or a smaller batch')
     if warmup is not None and warmup[1] >= run:
         epochs = getattr(loop, 'max_epochs', None)
         shape = f' ({epochs} epochs x {epoch_length} iterations)' if epochs else ''

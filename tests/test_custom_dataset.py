@@ -9,6 +9,7 @@ import os
 import os.path as osp
 import pickle
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from mmengine.config import Config
 from PIL import Image
 
 from focalnet_mm.training_checks import (check_num_classes, head_num_classes, training_scales,
-                                         upscaling, warmup_iterations)
+                                         upscaling, warmup_iterations, warn_about_run)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_TEMPLATE = osp.join(REPO, 'configs', 'det', 'custom', 'maskrcnn_focalnet_t_custom.py')
@@ -137,7 +138,7 @@ def seg_config(tmp_path, root, **values):
     values = dict(dict(data_root=str(root) + '/', classes=SEG_CLASSES,
                        palette=[(128, 64, 128), (0, 0, 142), (70, 70, 70), (70, 130, 180)],
                        reduce_zero_label=True, img_suffix='.png', seg_map_suffix='.png',
-                       image_scale=(240, 180), crop_size=(64, 64), max_epochs=4), **values)
+                       image_scale=(240, 180), crop_size=(64, 64), max_epochs=5), **values)
     return edit_template(SEG_TEMPLATE, tmp_path / 'upernet_focalnet_t_mine.py', **values)
 
 
@@ -221,7 +222,6 @@ def test_warnings_for_long_warmup_and_oversized_scale(tmp_path, coco_mini):
     """The issue's run: the 500-iteration warm-up of the recipe in a run of a few iterations, and
     images blown up far beyond their own size (coco_mini: 640 px at most)."""
     from focalnet_mm.cli import build_runner_from_cfg
-    from focalnet_mm.training_checks import warn_about_run
     make_det_set(coco_mini, tmp_path / 'data')
     config = det_config(tmp_path, tmp_path / 'data', image_scale=(2666, 1600), max_epochs=1)
     cfg = train_tool.make_config(train_tool.parse_args(
@@ -236,6 +236,34 @@ def test_warnings_for_long_warmup_and_oversized_scale(tmp_path, coco_mini):
     # median image of the 5: 640x427 (long x short) -> scale (2666, 1600): min(2666/640, 1600/427)
     assert 'resizes to (2666, 1600) but the images are about 640x427 (median of 5)' in warnings[1]
     assert '3.7x enlarged' in warnings[1] and 'image_scale' in warnings[1]
+
+
+class Batches(list):
+    dataset = None  # no dataset: no scale check
+
+
+def test_warmup_checks_on_a_run(tmp_path):
+    """The warm-up against the run as the Runner will count it (no model needed)."""
+    warned = []
+
+    def runner(schedulers, epoch_length, max_epochs):
+        loop = SimpleNamespace(dataloader=Batches(range(epoch_length)), max_epochs=max_epochs,
+                               max_iters=epoch_length * max_epochs)
+        return SimpleNamespace(train_loop=loop, cfg=Config(dict(param_scheduler=schedulers)),
+                               logger=SimpleNamespace(warning=warned.append))
+
+    template = Config.fromfile(SEG_TEMPLATE)  # 50 epochs, warm-up over the first 5
+    assert warn_about_run(runner(template.param_scheduler, 2, 50)) == []
+    short = edit_template(SEG_TEMPLATE, tmp_path / 'short.py', max_epochs=4)
+    with pytest.raises(ValueError, match=r'^the LinearLR warm-up rounds to 0 iterations \(2 iterations '
+                                         r'per epoch\): make it longer'):
+        warn_about_run(runner(Config.fromfile(short).param_scheduler, 2, 4))  # int(0.4 * 2) = 0
+    # the issue's run: the COCO recipe's 500-iteration warm-up in one epoch of 30 iterations
+    recipe = [dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500)]
+    [warning] = warn_about_run(runner(recipe, 30, 1))
+    assert warning.startswith('the LinearLR warm-up lasts 500 iterations but the whole run has 30 '
+                              '(1 epochs x 30 iterations): the learning rate never reaches')
+    assert warned == [warning] and '\n' not in warning
 
 
 def test_scale_and_warmup_arithmetic():
@@ -328,14 +356,14 @@ def test_custom_segmentation_set_train_test_infer_browse(tmp_path, camvid_mini):
     work_dir = str(tmp_path / 'work')
     runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_SEG +
                              ['visualizer.name=custom_seg_train'])
-    assert runner.epoch == 4 and runner.iter == 8  # 4 frames, batch 2
+    assert runner.epoch == 5 and runner.iter == 10  # 4 frames, batch 2; warm-up int(0.5 * 2) = 1
     log = read_log(work_dir)
     assert 'warm-up lasts' not in log and 'enlarged' not in log
-    assert len(re.findall(r'Epoch\(val\) \[\d\]\[5/5\]\s+aAcc', log)) == 4
+    assert len(re.findall(r'Epoch\(val\) \[\d\]\[5/5\]\s+aAcc', log)) == 5
     assert len(glob.glob(osp.join(work_dir, 'best_mIoU_epoch_*.pth'))) == 1
 
     dump = str(tmp_path / 'results.pkl')
-    metrics = test_tool.main([config, osp.join(work_dir, 'epoch_4.pth'), '--work-dir', work_dir,
+    metrics = test_tool.main([config, osp.join(work_dir, 'epoch_5.pth'), '--work-dir', work_dir,
                               '--out', dump, '--cfg-options'] + TINY_SEG +
                              ['visualizer.name=custom_seg_test'])
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
@@ -352,7 +380,7 @@ def test_custom_segmentation_set_train_test_infer_browse(tmp_path, camvid_mini):
     infer_config.write_text(f'_base_ = {config!r}\n' + tiny_as_config(TINY_SEG))
     image = str(tmp_path / 'data' / 'img_dir' / 'val' / osp.basename(frames[0]))
     [prediction] = infer_tool.main([image, str(infer_config), '--weights',
-                                    osp.join(work_dir, 'epoch_4.pth'), '--device', 'cpu',
+                                    osp.join(work_dir, 'epoch_5.pth'), '--device', 'cpu',
                                     '--out-dir', str(tmp_path / 'infer')])
     assert prediction['sem_seg_shape'] == [180, 240] and max(prediction['classes_present']) < 4
     assert len(glob.glob(str(tmp_path / 'infer' / 'vis' / '*'))) == 1

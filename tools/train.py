@@ -72,7 +72,10 @@ def main(argv=None):
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     runner = build_runner_from_cfg(cfg)
-    warn_about_run(runner)  # warm-up longer than the run, training scale far above the images
+    try:
+        warn_about_run(runner)  # warm-up longer than the run, training scale far above the images
+    except ValueError as e:
+        sys.exit(f'error: {e}')
     if runner.distributed:
         import torch.distributed as dist
         runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')

@@ -10,8 +10,10 @@ _base_ = '../maskrcnn_focalnet_t_lrf_3x.py'
 # ---------------------------------------------------------------- edit these
 data_root = 'data/my_coco/'
 classes = ('cat', 'dog')  # the category names of your JSON, in the order the heads will use
-train_ann_file, train_img_dir = 'annotations/train.json', 'train/'  # relative to data_root
-val_ann_file, val_img_dir = 'annotations/val.json', 'val/'
+train_ann_file = 'annotations/train.json'  # this and the next three: relative to data_root
+train_img_dir = 'train/'
+val_ann_file = 'annotations/val.json'
+val_img_dir = 'val/'
 image_scale = (640, 480)  # (long, short) side limits, ratio kept: about your images' own size
 max_epochs = 12
 # -----------------------------------------------------------------------------
