@@ -8,8 +8,8 @@ in a run of 30, 512-pixel images blown up to 1333 pixels. Two entry points for t
   ``num_classes`` is not the number of classes of the dataset it is trained or validated on;
 - :func:`warn_about_run` (on the built Runner: needs the dataset's length and image sizes) warns
   when the warm-up outlasts the run or the training scale is far above the images' own size, and
-  refuses a warm-up that rounds to no iteration at all (mmengine would fail on "end should be
-  larger than begin" without saying which setting).
+  refuses a warm-up that rounds to fewer than 2 iterations (mmengine fails on 0 without naming
+  the setting, and at 1 keeps the learning rate at its warm-up start for the whole run).
 """
 import importlib
 import math
@@ -187,7 +187,7 @@ def upscaling(scale: Tuple[int, int], keep_ratio: bool, size: Tuple[int, int]) -
 
 def warn_about_run(runner) -> List[str]:
     """Log (one line each) and return the warnings about a built Runner's training run; raise a
-    one-line ValueError for a warm-up of no iteration.
+    one-line ValueError for a warm-up that mmengine cannot run (fewer than 2 iterations).
 
     Builds the train loop (and so the dataset) the way ``runner.train()`` would; train() then
     uses the same loop.
@@ -200,10 +200,13 @@ def warn_about_run(runner) -> List[str]:
     run = loop.max_iters
     schedulers = runner.cfg.get('param_scheduler')
     warmup = warmup_iterations(schedulers, epoch_length)
-    if warmup is not None and warmup[1] <= 0:
+    if warmup is not None and warmup[1] < 2:
+        # mmengine: 0 iterations fails ("end should be larger than begin"); 1 leaves the LR at
+        # start_factor times its value for the whole run (its warm-up ends one step early)
         raise ValueError(
-            f'the {warmup[0]} warm-up rounds to 0 iterations ({epoch_length} iterations per epoch): '
-            f'make it longer than 1 iteration, e.g. more epochs (max_epochs) or a smaller batch')
+            f'the {warmup[0]} warm-up spans {warmup[1]} iteration(s) ({epoch_length} per epoch), '
+            f'which mmengine cannot run (at 1 the learning rate stays at start_factor x its value '
+            f'for the whole run): make it at least 2 iterations, e.g. more epochs (max_epochs)')
     if warmup is not None and warmup[1] >= run:
         epochs = getattr(loop, 'max_epochs', None)
         shape = f' ({epochs} epochs x {epoch_length} iterations)' if epochs else ''

@@ -87,8 +87,8 @@ def edit_template(template, out_path, **values):
 
 
 def make_det_set(coco_mini, root):
-    """coco_mini as a 4-class COCO-format set with new names and ids (train = val = 6 images; 5 of
-    them hold these classes)."""
+    """coco_mini as a 4-class COCO-format set with new names and ids (val: its 6 images, 5 of
+    them hold these classes; train: the same twice)."""
     with open(osp.join(coco_mini, 'annotations.json')) as f:
         coco = json.load(f)
     old_ids = {c['name']: c['id'] for c in coco['categories']}
@@ -97,10 +97,15 @@ def make_det_set(coco_mini, root):
     annotations = [dict(a, category_id=new_id[a['category_id']]) for a in coco['annotations']
                    if a['category_id'] in new_id]
     os.makedirs(root / 'annotations')
-    for split in ('train', 'val'):
+    for split, copies in (('train', 2), ('val', 1)):
         os.symlink(osp.join(coco_mini, 'images'), root / split)
+        # the train split lists every image twice (new ids): 10 iterations an epoch at batch 1
+        images = [dict(image, id=image['id'] + copy * 10 ** 7) for copy in range(copies)
+                  for image in coco['images']]
+        objects = [dict(a, id=a['id'] + copy * 10 ** 7, image_id=a['image_id'] + copy * 10 ** 7)
+                   for copy in range(copies) for a in annotations]
         with open(root / 'annotations' / f'{split}.json', 'w') as f:
-            json.dump(dict(images=coco['images'], annotations=annotations, categories=categories), f)
+            json.dump(dict(images=images, annotations=objects, categories=categories), f)
     return len(annotations)
 
 
@@ -112,7 +117,7 @@ def det_config(tmp_path, root, **values):
 
 def make_seg_set(camvid_mini, root):
     """camvid_mini at 1/4 size in mmseg's img_dir/ann_dir layout, labels 0 (unlabelled) + 4 classes;
-    train: the first 4 frames (two batches of 2), val: all 5."""
+    train: the first 4 frames and their mirror images, val: the last 2 frames."""
     with open(osp.join(camvid_mini, 'codes.txt')) as f:
         codes = [line.strip() for line in f if line.strip()]
     lut = np.zeros(256, np.uint8)
@@ -120,17 +125,23 @@ def make_seg_set(camvid_mini, root):
         for member in members:
             lut[codes.index(member)] = value
     frames = sorted(glob.glob(osp.join(camvid_mini, 'images', '*.png')))
-    for split, chosen in (('train', frames[:4]), ('val', frames)):
+    for split, chosen in (('train', frames[:4]), ('val', frames[3:])):
         os.makedirs(root / 'img_dir' / split)
         os.makedirs(root / 'ann_dir' / split)
         for path in chosen:
             name = osp.basename(path)
             image = Image.open(path).convert('RGB')
             size = (image.width // 4, image.height // 4)
-            image.resize(size, Image.BILINEAR).save(root / 'img_dir' / split / name)
-            label = np.array(Image.open(osp.join(camvid_mini, 'labels', name[:-4] + '_P.png'))
-                             .resize(size, Image.NEAREST))
-            Image.fromarray(lut[label]).save(root / 'ann_dir' / split / name)
+            image = image.resize(size, Image.BILINEAR)
+            label = Image.fromarray(lut[np.array(Image.open(
+                osp.join(camvid_mini, 'labels', name[:-4] + '_P.png')).resize(size, Image.NEAREST))])
+            pairs = [(name, image, label)]
+            if split == 'train':  # and mirrored: 8 frames, 4 iterations an epoch at batch 2
+                pairs.append(('m' + name, image.transpose(Image.FLIP_LEFT_RIGHT),
+                              label.transpose(Image.FLIP_LEFT_RIGHT)))
+            for out_name, out_image, out_label in pairs:
+                out_image.save(root / 'img_dir' / split / out_name)
+                out_label.save(root / 'ann_dir' / split / out_name)
     return frames
 
 
@@ -230,11 +241,11 @@ def test_warnings_for_long_warmup_and_oversized_scale(tmp_path, coco_mini):
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500)]
     warnings = warn_about_run(build_runner_from_cfg(cfg))
     assert len(warnings) == 2, warnings
-    # 5 images hold the 4 categories (one image has none: filtered out), batch 1, 1 epoch
+    # 2 x 5 images hold the 4 categories (one image has none: filtered out), batch 1, 1 epoch
     assert warnings[0].startswith('the LinearLR warm-up lasts 500 iterations but the whole run has '
-                                  '5 (1 epochs x 5 iterations)')
+                                  '10 (1 epochs x 10 iterations)')
     # median image of the 5: 640x427 (long x short) -> scale (2666, 1600): min(2666/640, 1600/427)
-    assert 'resizes to (2666, 1600) but the images are about 640x427 (median of 5)' in warnings[1]
+    assert 'resizes to (2666, 1600) but the images are about 640x427 (median of 10)' in warnings[1]
     assert '3.7x enlarged' in warnings[1] and 'image_scale' in warnings[1]
 
 
@@ -254,10 +265,12 @@ def test_warmup_checks_on_a_run(tmp_path):
 
     template = Config.fromfile(SEG_TEMPLATE)  # 50 epochs, warm-up over the first 5
     assert warn_about_run(runner(template.param_scheduler, 2, 50)) == []
-    short = edit_template(SEG_TEMPLATE, tmp_path / 'short.py', max_epochs=4)
-    with pytest.raises(ValueError, match=r'^the LinearLR warm-up rounds to 0 iterations \(2 iterations '
-                                         r'per epoch\): make it longer'):
-        warn_about_run(runner(Config.fromfile(short).param_scheduler, 2, 4))  # int(0.4 * 2) = 0
+    for max_epochs, iterations in ((4, 0), (5, 1)):  # int(0.1 * max_epochs * 2)
+        short = Config.fromfile(edit_template(SEG_TEMPLATE, tmp_path / 'short.py', max_epochs=max_epochs))
+        with pytest.raises(ValueError, match=rf'^the LinearLR warm-up spans {iterations} iteration\(s\) '
+                                             r'\(2 per epoch\).* make it at least 2 iterations'):
+            warn_about_run(runner(short.param_scheduler, 2, max_epochs))
+    assert warn_about_run(runner(short.param_scheduler, 4, 5)) == []  # 2 iterations
     # the issue's run: the COCO recipe's 500-iteration warm-up in one epoch of 30 iterations
     recipe = [dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500)]
     [warning] = warn_about_run(runner(recipe, 30, 1))
@@ -299,9 +312,13 @@ def test_custom_detection_set_train_test_infer_browse(tmp_path, coco_mini):
     work_dir = str(tmp_path / 'work')
     runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET +
                              ['visualizer.name=custom_det_train'])
-    assert runner.epoch == 2 and runner.iter == 10  # 5 images with objects, batch 1
+    # 2 x 5 images with objects, batch 1, 2 epochs; warm-up int(0.2 * 10) = 2 iterations
+    assert runner.epoch == 2 and runner.iter == 20
     log = read_log(work_dir)
     assert 'warm-up lasts' not in log and 'enlarged' not in log  # the template fits the run
+    # the warm-up ended within the first epoch: the LR reached its set value (AdamW 1e-4)
+    lrs = [float(v) for v in re.findall(r'Epoch\(train\)\s+\[1\]\[\s*\d+/10\]\s+base_lr: \S+\s+lr: (\S+)', log)]
+    assert len(lrs) == 10 and lrs[0] < 1e-6 and max(lrs) == pytest.approx(1e-4)
     # validated every epoch, per-class AP named by the custom classes, best epoch kept
     assert len(re.findall(r'Epoch\(val\) \[\d\]\[3/3\] .*coco/bbox_mAP: ', log)) == 2
     assert all(name in log for name in DET_CLASSES)
@@ -356,10 +373,13 @@ def test_custom_segmentation_set_train_test_infer_browse(tmp_path, camvid_mini):
     work_dir = str(tmp_path / 'work')
     runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_SEG +
                              ['visualizer.name=custom_seg_train'])
-    assert runner.epoch == 5 and runner.iter == 10  # 4 frames, batch 2; warm-up int(0.5 * 2) = 1
+    assert runner.epoch == 5 and runner.iter == 20  # 8 frames, batch 2; warm-up int(0.5 * 4) = 2
     log = read_log(work_dir)
     assert 'warm-up lasts' not in log and 'enlarged' not in log
-    assert len(re.findall(r'Epoch\(val\) \[\d\]\[5/5\]\s+aAcc', log)) == 5
+    assert len(re.findall(r'Epoch\(val\) \[\d\]\[2/2\]\s+aAcc', log)) == 5
+    # the warm-up ended: the LR reached its set value (AdamW 6e-5) before the poly decay took it
+    lrs = [float(v) for v in re.findall(r'Epoch\(train\) \[\d\]\[\d/4\]\s+base_lr: \S+ lr: (\S+)', log)]
+    assert len(lrs) == 20 and max(lrs) > 5e-5
     assert len(glob.glob(osp.join(work_dir, 'best_mIoU_epoch_*.pth'))) == 1
 
     dump = str(tmp_path / 'results.pkl')
@@ -378,7 +398,7 @@ def test_custom_segmentation_set_train_test_infer_browse(tmp_path, camvid_mini):
 
     infer_config = tmp_path / 'infer.py'
     infer_config.write_text(f'_base_ = {config!r}\n' + tiny_as_config(TINY_SEG))
-    image = str(tmp_path / 'data' / 'img_dir' / 'val' / osp.basename(frames[0]))
+    image = str(tmp_path / 'data' / 'img_dir' / 'val' / osp.basename(frames[-1]))
     [prediction] = infer_tool.main([image, str(infer_config), '--weights',
                                     osp.join(work_dir, 'epoch_5.pth'), '--device', 'cpu',
                                     '--out-dir', str(tmp_path / 'infer')])
@@ -386,5 +406,5 @@ def test_custom_segmentation_set_train_test_infer_browse(tmp_path, camvid_mini):
     assert len(glob.glob(str(tmp_path / 'infer' / 'vis' / '*'))) == 1
 
     written = browse_tool.main([config, '--out', str(tmp_path / 'browse'), '--max', '0'])
-    assert len(written) == 4 and all(w.endswith('.png') for w in written)
+    assert len(written) == 8 and all(w.endswith('.png') for w in written)
     assert np.array(Image.open(written[0])).shape[:2] == (64, 64)  # training crops

@@ -35,7 +35,7 @@ model = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=reduce_zero_label),
+    dict(type='LoadAnnotations'),  # reduce_zero_label comes from the dataset (mmseg's way)
     dict(type='RandomResize', scale=image_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
@@ -45,7 +45,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=image_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=reduce_zero_label),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
 dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix=img_suffix,
