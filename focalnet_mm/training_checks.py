@@ -101,8 +101,9 @@ def check_num_classes(cfg: Config, loaders: Sequence[str] = ('train_dataloader',
 
 
 # --------------------------------------------------------------------------- run warnings
-def warmup_iterations(schedulers, epoch_length: int) -> Optional[Tuple[str, int]]:
-    """(type, length in iterations) of the first warm-up scheduler, None if there is none."""
+def warmup_iterations(schedulers, epoch_length: int) -> Optional[Tuple[str, int, int, str]]:
+    """(type, length in iterations, length in scheduler steps, step unit) of the first warm-up
+    scheduler, None if there is none."""
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
     for scheduler in schedulers or []:
@@ -115,9 +116,12 @@ def warmup_iterations(schedulers, epoch_length: int) -> Optional[Tuple[str, int]
         if not math.isfinite(end) or end > 1e8:  # mmengine's INF: until the end of the run
             continue
         if not scheduler.get('by_epoch', True):  # mmengine's default is True
-            return kind, int(end - begin)
+            return kind, int(end - begin), int(end - begin), 'iteration'
+        if not scheduler.get('convert_to_iter_based', False):  # steps once per epoch
+            return kind, int((end - begin) * epoch_length), int(end - begin), 'epoch'
         # mmengine's convert_to_iter_based rounds both ends down to whole iterations
-        return kind, int(end * epoch_length) - int(begin * epoch_length)
+        iterations = int(end * epoch_length) - int(begin * epoch_length)
+        return kind, iterations, iterations, 'iteration'
     return None
 
 
@@ -200,13 +204,14 @@ def warn_about_run(runner) -> List[str]:
     run = loop.max_iters
     schedulers = runner.cfg.get('param_scheduler')
     warmup = warmup_iterations(schedulers, epoch_length)
-    if warmup is not None and warmup[1] < 2:
-        # mmengine: 0 iterations fails ("end should be larger than begin"); 1 leaves the LR at
+    if warmup is not None and warmup[2] < 2:
+        # mmengine: 0 steps fails ("end should be larger than begin"); 1 leaves the LR at
         # start_factor times its value for the whole run (its warm-up ends one step early)
+        kind, _, steps, unit = warmup
         raise ValueError(
-            f'the {warmup[0]} warm-up spans {warmup[1]} iteration(s) ({epoch_length} per epoch), '
+            f'the {kind} warm-up spans {steps} {unit}(s) ({epoch_length} iterations per epoch), '
             f'which mmengine cannot run (at 1 the learning rate stays at start_factor x its value '
-            f'for the whole run): make it at least 2 iterations, e.g. more epochs (max_epochs)')
+            f'for the whole run): make it at least 2 {unit}s, e.g. more epochs (max_epochs)')
     if warmup is not None and warmup[1] >= run:
         epochs = getattr(loop, 'max_epochs', None)
         shape = f' ({epochs} epochs x {epoch_length} iterations)' if epochs else ''

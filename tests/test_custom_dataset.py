@@ -181,7 +181,7 @@ def test_template_derives_heads_and_schedule_from_its_edit_block(tmp_path, templ
     warmup, decay = cfg.param_scheduler
     assert warmup.type == 'LinearLR' and warmup.by_epoch and warmup.convert_to_iter_based
     assert warmup.end == pytest.approx(2.4)
-    assert warmup_iterations(cfg.param_scheduler, epoch_length=50) == ('LinearLR', 120)
+    assert warmup_iterations(cfg.param_scheduler, epoch_length=50) == ('LinearLR', 120, 120, 'iteration')
     assert decay.end == 24
     if decay.type == 'MultiStepLR':  # at 3/4 and 11/12 of the run, as the 3x recipe's 27/33 of 36
         assert decay.milestones == [18, 22]
@@ -268,7 +268,7 @@ def test_warmup_checks_on_a_run(tmp_path):
     for max_epochs, iterations in ((4, 0), (5, 1)):  # int(0.1 * max_epochs * 2)
         short = Config.fromfile(edit_template(SEG_TEMPLATE, tmp_path / 'short.py', max_epochs=max_epochs))
         with pytest.raises(ValueError, match=rf'^the LinearLR warm-up spans {iterations} iteration\(s\) '
-                                             r'\(2 per epoch\).* make it at least 2 iterations'):
+                                             r'\(2 iterations per epoch\).* make it at least 2 iterations'):
             warn_about_run(runner(short.param_scheduler, 2, max_epochs))
     assert warn_about_run(runner(short.param_scheduler, 4, 5)) == []  # 2 iterations
     # the run: the COCO recipe's 500-iteration warm-up in one epoch of 30 iterations
@@ -291,8 +291,10 @@ def test_scale_and_warmup_arithmetic():
     assert upscaling((1333, 800), True, (640, 480)) == pytest.approx(800 / 480)
     assert upscaling((1333, 800), True, (512, 384)) == pytest.approx(800 / 384)
     assert upscaling((1024, 1024), False, (512, 512)) == pytest.approx(2.0)
-    # by_epoch defaults to True in mmengine; a linear decay is no warm-up
-    assert warmup_iterations([dict(type='LinearLR', end=2)], 30) == ('LinearLR', 60)
+    # by_epoch defaults to True in mmengine (one step per epoch); a linear decay is no warm-up
+    assert warmup_iterations([dict(type='LinearLR', end=2)], 30) == ('LinearLR', 60, 2, 'epoch')
+    assert warmup_iterations([dict(type='LinearLR', end=0.5, convert_to_iter_based=True)], 30) == (
+        'LinearLR', 15, 15, 'iteration')
     assert warmup_iterations([dict(type='LinearLR', start_factor=1.0, end_factor=0.1, end=9,
                                    by_epoch=False)], 30) is None
 
