@@ -59,11 +59,12 @@ def dataset_classes(dataset: dict, scope: Optional[str]) -> Optional[Tuple[str, 
     dataset_type = dataset.get('type')
     if not isinstance(dataset_type, str) or not scope:
         return None
-    try:
+    try:  # the library's datasets, imported directly: Registry.get would also set up a logger
+        importlib.import_module(f'{scope}.datasets')
         registry = importlib.import_module(f'{scope}.registry').DATASETS
     except ImportError:
         return None
-    dataset_cls = registry.get(dataset_type)
+    dataset_cls = registry.module_dict.get(dataset_type.split('.')[-1])
     classes = getattr(dataset_cls, 'METAINFO', {}).get('classes')
     return tuple(classes) if classes else None
 
