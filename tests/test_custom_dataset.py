@@ -410,3 +410,19 @@ def test_custom_segmentation_set_train_test_infer_browse(tmp_path, camvid_mini):
     written = browse_tool.main([config, '--out', str(tmp_path / 'browse'), '--max', '0'])
     assert len(written) == 8 and all(w.endswith('.png') for w in written)
     assert np.array(Image.open(written[0])).shape[:2] == (64, 64)  # training crops
+
+
+def test_browse_classification_set(tmp_path):
+    """browse_dataset.py serves mmpretrain configs too: the image with its label written on it."""
+    spec = importlib.util.spec_from_file_location(
+        'custom_make_demo_imagenet', osp.join(REPO, 'tools', 'data', 'make_demo_imagenet.py'))
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    root = str(tmp_path / 'imagenet')
+    make.write_dataset(root, classes=2, train_per_class=2, val_per_class=1, size=64, seed=0)
+    config = osp.join(REPO, 'configs', 'cls', 'focalnet_p4_e64_tinyimagenet_64x64.py')
+    written = browse_tool.main([config, '--out', str(tmp_path / 'browse'), '--max', '2',
+                                '--cfg-options', f'train_dataloader.dataset.data_root={root}'])
+    assert len(written) == 2
+    painted = np.array(Image.open(written[0]).convert('RGB'))
+    assert painted.shape[2] == 3 and painted.std() > 0
