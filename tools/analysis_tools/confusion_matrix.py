@@ -97,8 +97,14 @@ def main(argv=None):
     import matplotlib.pyplot as plt
     import numpy as np
     with np.errstate(invalid='ignore', divide='ignore'):  # classes absent from the set
-        tool.plot_confusion_matrix(matrix, labels, save_dir=args.save_dir, show=args.show,
+        tool.plot_confusion_matrix(matrix, labels, save_dir=None, show=args.show,
                                    color_theme=args.color_theme)
+    # mmdet sizes the figure at 0.5 inch per class: too small for the labels below ~12 classes
+    figure = plt.gcf()
+    width, height = figure.get_size_inches()
+    figure.set_size_inches(max(width, 7.0), max(height, 6.0))
+    figure.tight_layout()
+    figure.savefig(osp.join(args.save_dir, 'confusion_matrix.png'), format='png')
     plt.close('all')
     print('\n' + format_matrix(matrix, labels))
     print(f'{osp.join(args.save_dir, "confusion_matrix.png")} written')
