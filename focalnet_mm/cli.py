@@ -114,6 +114,8 @@ def setup_cpu_distributed(cfg: Config) -> None:
     group is started with gloo first (the Runner then skips its own start) and the DDP wrapper is
     told to keep the CPU model. GPU runs are untouched.
     """
+    from datetime import timedelta
+
     import torch
     import torch.distributed as torch_dist
 
@@ -122,9 +124,12 @@ def setup_cpu_distributed(cfg: Config) -> None:
     if cfg.launcher != 'pytorch':
         raise ValueError(f'--launcher {cfg.launcher} needs GPUs; on CPU start processes with '
                          'torchrun, e.g. bash tools/dist_train.sh CONFIG 2 (--launcher pytorch).')
-    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend='gloo')
+        timeout = dist_cfg.get('timeout')  # seconds, as mmengine reads it
+        torch_dist.init_process_group(
+            backend='gloo', **({} if timeout is None else dict(timeout=timedelta(seconds=timeout))))
     if cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = dict(
             type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,

@@ -1,7 +1,8 @@
 """The one place where focalnet-mm adds itself to OpenMMLab registries.
 
 ``FocalNet`` goes into the MODELS registry of every installed library (mmdet, mmseg, mmpretrain);
-the training-time visualization hook into mmengine's HOOKS and theirs. A library that is not
+the training-time visualization hook and the preemption-safe checkpoint hook into mmengine's HOOKS
+and theirs, the resumable epoch loop into LOOPS. A library that is not
 installed is skipped; one that is installed but fails to import is an error worth seeing.
 """
 import importlib
@@ -10,6 +11,7 @@ from typing import List
 
 from mmengine import registry as mmengine_registry
 
+from .engine import ResumableEpochBasedTrainLoop, SafeCheckpointHook
 from .models import FocalNet
 from .visualization.hook import FocalModulationVisHook
 
@@ -37,3 +39,5 @@ def register(module, name: str, registry: str, include_mmengine: bool = False) -
 REGISTERED_IN = register(FocalNet, 'FocalNet', 'MODELS')
 HOOK_REGISTERED_IN = register(FocalModulationVisHook, 'FocalModulationVisHook', 'HOOKS',
                               include_mmengine=True)
+register(SafeCheckpointHook, 'SafeCheckpointHook', 'HOOKS', include_mmengine=True)
+register(ResumableEpochBasedTrainLoop, 'ResumableEpochBasedTrainLoop', 'LOOPS', include_mmengine=True)

@@ -180,7 +180,7 @@ def test_finetune_config_starts_from_official_weights():
     cfg = load('focalnet_t_srf_in1k_finetune.py')
     init = cfg.model.backbone.init_cfg
     assert init.type == 'Pretrained'
-    assert init.checkpoint.endswith('/classification/focalnet_tiny_srf.pth')
+    assert init.checkpoint == 'focalnet://tiny_srf'
     assert cfg.train_dataloader.dataset.type == cfg.val_dataloader.dataset.type == 'CustomDataset'
     base = load('focalnet_t_srf_in1k.py')
     for key in ('optim_wrapper', 'param_scheduler', 'train_cfg'):

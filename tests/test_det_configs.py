@@ -22,8 +22,7 @@ DET_DIR = osp.join(REPO, 'configs', 'det')
 NAME = re.compile(
     r'^(maskrcnn|cascade_maskrcnn|atss|sparsercnn)_focalnet_([tsb])_(srf|lrf)_(1x|3x)$')
 SIZES = dict(t='tiny', s='small', b='base')
-IMAGENET_URL = ('https://projects4jw.blob.core.windows.net/focalnet/release/classification/'
-                'focalnet_{size}_{rf}.pth')
+IMAGENET_URL = 'focalnet://{size}_{rf}'  # short name: live sources in focalnet_mm/weights/sources.py
 
 EXPECTED = sorted(
     [f'maskrcnn_focalnet_{s}_{rf}_{sched}' for s in 'tsb' for rf in ('srf', 'lrf')

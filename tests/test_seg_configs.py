@@ -20,8 +20,7 @@ from focalnet_mm.cli import DatasetNotFoundError, LAYOUT_HINTS, check_datasets
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG_DIR = osp.join(REPO, 'configs', 'seg')
-IMAGENET_URL = ('https://projects4jw.blob.core.windows.net/focalnet/release/classification/'
-                'focalnet_{size}_{rf}.pth')
+IMAGENET_URL = 'focalnet://{size}_{rf}'  # short name: live sources in focalnet_mm/weights/sources.py
 
 # config -> (official size name, embed_dim, depths, focal levels, published #Params (M),
 #            published mIoU single-scale / multi-scale); the official config of each is

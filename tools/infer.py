@@ -6,7 +6,7 @@ DetInferencer, MMSegInferencer, ImageClassificationInferencer):
     python tools/infer.py demo.jpg configs/maskrcnn_focalnet_t_3x.py --weights epoch_36.pth
     python tools/infer.py images/ configs/seg/upernet_focalnet_t_lrf_512x512_160k_ade20k.py \\
         --weights focalnet_tiny_lrf_upernet_160k.pth --device cuda
-    python tools/infer.py demo.jpg configs/cls/focalnet_t_srf_in1k.py --weights focalnet_tiny_srf.pth
+    python tools/infer.py demo.jpg configs/cls/focalnet_t_srf_in1k.py --weights focalnet://tiny_srf
 
 WEIGHTS is a whole-model checkpoint (tools/train.py's, or a released detector/segmentor) or a
 FocalNet file in the official / timm / HF format (classification files bring their head).

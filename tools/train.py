@@ -13,6 +13,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.cli import (DatasetNotFoundError, build_runner_from_cfg, check_datasets,  # noqa: E402
                              finish_distributed, prepare_config)
+from focalnet_mm.engine import lost_rank_message, make_training_safe  # noqa: E402
 from focalnet_mm.training_checks import check_num_classes, warn_about_run  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
@@ -52,12 +53,9 @@ def make_config(args):
             raise ValueError(f'{args.config} has no auto_scale_lr.base_batch_size; add '
                              'auto_scale_lr = dict(enable=False, base_batch_size=16) to it.')
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file')
-        cfg.resume, cfg.load_from = True, args.resume
+    # atomic checkpoints, a checkpoint on SIGTERM/SIGUSR1, mid-epoch resume, a dist timeout;
+    # --resume checks the checkpoint and skips a damaged newest one (README "Training and testing")
+    make_training_safe(cfg, args.resume)
     loaders = ('train_dataloader', ) + (('val_dataloader', ) if cfg.get('val_cfg') else ())
     check_datasets(cfg, loaders)
     check_num_classes(cfg, loaders)  # heads sized for the classes they are trained on
@@ -79,7 +77,13 @@ def main(argv=None):
     if runner.distributed:
         import torch.distributed as dist
         runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')
-    runner.train()
+    try:
+        runner.train()
+    except Exception as e:  # a dead rank makes the others fail: name it in one line
+        message = lost_rank_message(e, cfg.env_cfg.dist_cfg.get('timeout'))
+        if message is None:
+            raise
+        sys.exit(f'error: {message}')
     return runner
 
 

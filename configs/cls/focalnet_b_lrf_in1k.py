@@ -4,7 +4,7 @@
 #   python tools/test.py configs/cls/focalnet_b_lrf_in1k.py focalnet_base_lrf.pth
 _base_ = './focalnet_t_srf_in1k.py'
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_base_lrf.pth
+# Released weights: focalnet://base_lrf; sources: focalnet_mm/weights/sources.py
 model = dict(
     backbone=dict(arch='base_lrf', drop_path_rate=0.5),
     head=dict(in_channels=1024))

@@ -11,7 +11,7 @@ _base_ = './focalnet_t_srf_in1k.py'
 
 num_classes = 21842
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_huge_lrf_224.pth
+# Released weights: focalnet://huge_fl3; sources: focalnet_mm/weights/sources.py
 model = dict(
     backbone=dict(arch='huge_fl3', drop_path_rate=0.5),  # drop_path as configs/focalnet_huge_fl3.yaml
     head=dict(num_classes=num_classes, in_channels=2816))

@@ -3,5 +3,5 @@
 #   python tools/test.py configs/cls/focalnet_h_fl4_in22k.py focalnet_huge_lrf_224_fl4.pth
 _base_ = './focalnet_h_fl3_in22k.py'
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_huge_lrf_224_fl4.pth
+# Released weights: focalnet://huge_fl4; sources: focalnet_mm/weights/sources.py
 model = dict(backbone=dict(arch='huge_fl4'))

@@ -8,7 +8,7 @@ _base_ = './focalnet_h_fl3_in22k.py'
 
 img_size = 384
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_large_lrf_384.pth
+# Released weights: focalnet://large_fl3; sources: focalnet_mm/weights/sources.py
 model = dict(backbone=dict(arch='large_fl3'), head=dict(in_channels=1536))
 
 bgr_mean = [103.53, 116.28, 123.675]

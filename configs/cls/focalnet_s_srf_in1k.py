@@ -4,5 +4,5 @@
 #   python tools/test.py configs/cls/focalnet_s_srf_in1k.py focalnet_small_srf.pth
 _base_ = './focalnet_t_srf_in1k.py'
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_small_srf.pth
+# Released weights: focalnet://small_srf; sources: focalnet_mm/weights/sources.py
 model = dict(backbone=dict(arch='small_srf', drop_path_rate=0.3))

@@ -5,7 +5,8 @@
 #   python tools/test.py configs/cls/focalnet_t_iso_in1k.py focalnet_tiny_iso_16.pth
 _base_ = './focalnet_t_srf_in1k.py'
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_iso_16.pth
+# Released weights: focalnet://tiny_iso is NOT obtainable (only ever on the dead official storage,
+# microsoft/FocalNet#43); pass a local copy of the official file if you have one.
 model = dict(
     backbone=dict(arch='tiny_iso', drop_path_rate=0.2, out_indices=(0, )),  # the only stage
     head=dict(in_channels=192))

@@ -4,5 +4,5 @@
 #   python tools/test.py configs/cls/focalnet_t_lrf_in1k.py focalnet_tiny_lrf.pth
 _base_ = './focalnet_t_srf_in1k.py'
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_lrf.pth
+# Released weights: focalnet://tiny_lrf; sources: focalnet_mm/weights/sources.py
 model = dict(backbone=dict(arch='tiny_lrf', drop_path_rate=0.2))

@@ -19,7 +19,7 @@ _base_ = [
 
 custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_srf.pth
+# Released weights: focalnet://tiny_srf; sources: focalnet_mm/weights/sources.py
 model = dict(
     type='ImageClassifier',
     # out_indices = the last stage only: its norm{last} is the official final `norm`

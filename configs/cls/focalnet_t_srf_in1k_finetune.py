@@ -15,7 +15,7 @@
 # (or write those values into a copy of this file).
 _base_ = './focalnet_t_srf_in1k.py'
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_srf.pth'  # noqa: E501
+pretrained = 'focalnet://tiny_srf'
 num_classes = 1000
 
 model = dict(

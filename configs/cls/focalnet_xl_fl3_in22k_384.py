@@ -4,5 +4,5 @@
 #   python tools/test.py configs/cls/focalnet_xl_fl3_in22k_384.py focalnet_xlarge_lrf_384.pth
 _base_ = './focalnet_l_fl3_in22k_384.py'
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_xlarge_lrf_384.pth
+# Released weights: focalnet://xlarge_fl3; sources: focalnet_mm/weights/sources.py
 model = dict(backbone=dict(arch='xlarge_fl3'), head=dict(in_channels=2048))

@@ -4,5 +4,5 @@
 #   python tools/test.py configs/cls/focalnet_xl_fl4_in22k_384.py focalnet_xlarge_lrf_384_fl4.pth
 _base_ = './focalnet_l_fl3_in22k_384.py'
 
-# Released file: https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_xlarge_lrf_384_fl4.pth
+# Released weights: focalnet://xlarge_fl4; sources: focalnet_mm/weights/sources.py
 model = dict(backbone=dict(arch='xlarge_fl4'), head=dict(in_channels=2048))

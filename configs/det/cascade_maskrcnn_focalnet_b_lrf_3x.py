@@ -3,7 +3,7 @@
 # FocalNet-B and the official B 3x drop_path 0.5 (Mask R-CNN B 3x).
 _base_ = './cascade_maskrcnn_focalnet_s_lrf_3x.py'
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_base_lrf.pth'  # noqa: E501
+pretrained = 'focalnet://base_lrf'
 model = dict(
     backbone=dict(arch='base_lrf', init_cfg=dict(checkpoint=pretrained)),  # drop_path 0.5 as S
     neck=dict(in_channels=[128, 256, 512, 1024]))

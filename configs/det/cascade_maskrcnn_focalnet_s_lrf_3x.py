@@ -4,6 +4,6 @@
 # the official configs use for S at 3x (Mask R-CNN S 3x: 0.5).
 _base_ = './cascade_maskrcnn_focalnet_t_lrf_3x.py'
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_small_lrf.pth'  # noqa: E501
+pretrained = 'focalnet://small_lrf'
 model = dict(
     backbone=dict(arch='small_lrf', drop_path_rate=0.5, init_cfg=dict(checkpoint=pretrained)))

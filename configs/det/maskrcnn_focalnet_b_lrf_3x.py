@@ -2,7 +2,7 @@
 # Official: mask_rcnn_focalnet_base_patch4_mstrain_480-800_adamw_3x_coco_lrf.py
 _base_ = './maskrcnn_focalnet_s_lrf_3x.py'
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_base_lrf.pth'  # noqa: E501
+pretrained = 'focalnet://base_lrf'
 model = dict(
     backbone=dict(arch='base_lrf', init_cfg=dict(checkpoint=pretrained)),  # drop_path 0.5 as S
     neck=dict(in_channels=[128, 256, 512, 1024]))

@@ -2,7 +2,7 @@
 # Official: mask_rcnn_focalnet_base_patch4_mstrain_480-800_adamw_3x_coco_srf.py
 _base_ = './maskrcnn_focalnet_b_lrf_3x.py'
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_base_srf.pth'  # noqa: E501
+pretrained = 'focalnet://base_srf'
 model = dict(
     backbone=dict(
         arch='base_srf', focal_levels=[2, 2, 2, 2], init_cfg=dict(checkpoint=pretrained)))

@@ -2,7 +2,7 @@
 # Official: mask_rcnn_focalnet_small_patch4_mstrain_480-800_adamw_1x_coco_lrf.py
 _base_ = './maskrcnn_focalnet_t_lrf_1x.py'
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_small_lrf.pth'  # noqa: E501
+pretrained = 'focalnet://small_lrf'
 model = dict(
     backbone=dict(
         arch='small_lrf', drop_path_rate=0.2, init_cfg=dict(checkpoint=pretrained)))

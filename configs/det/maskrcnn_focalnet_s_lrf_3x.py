@@ -2,7 +2,7 @@
 # Official: mask_rcnn_focalnet_small_patch4_mstrain_480-800_adamw_3x_coco_lrf.py
 _base_ = './maskrcnn_focalnet_t_lrf_3x.py'
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_small_lrf.pth'  # noqa: E501
+pretrained = 'focalnet://small_lrf'
 model = dict(
     backbone=dict(
         arch='small_lrf', drop_path_rate=0.5, init_cfg=dict(checkpoint=pretrained)))

@@ -17,7 +17,7 @@ _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 
 custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_lrf.pth'  # noqa: E501
+pretrained = 'focalnet://tiny_lrf'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -2,7 +2,7 @@
 # Official: mask_rcnn_focalnet_tiny_patch4_mstrain_480-800_adamw_1x_coco_srf.py
 _base_ = './maskrcnn_focalnet_t_lrf_1x.py'
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_srf.pth'  # noqa: E501
+pretrained = 'focalnet://tiny_srf'
 model = dict(
     backbone=dict(
         arch='tiny_srf', focal_levels=[2, 2, 2, 2], init_cfg=dict(checkpoint=pretrained)))

@@ -10,7 +10,7 @@ _base_ = 'mmdet::sparse_rcnn/sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3
 
 custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_lrf.pth'  # noqa: E501
+pretrained = 'focalnet://tiny_lrf'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -2,7 +2,7 @@
 # Official: sparse_rcnn_focalnet_tiny_fpn_300_proposals_crop_mstrain_480-800_3x_coco_srf.py
 _base_ = './sparsercnn_focalnet_t_lrf_3x.py'
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_srf.pth'  # noqa: E501
+pretrained = 'focalnet://tiny_srf'
 model = dict(
     backbone=dict(
         arch='tiny_srf', focal_levels=[2, 2, 2, 2], init_cfg=dict(checkpoint=pretrained)))

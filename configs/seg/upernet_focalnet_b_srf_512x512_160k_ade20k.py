@@ -5,6 +5,6 @@ _base_ = './upernet_focalnet_t_srf_512x512_160k_ade20k.py'
 model = dict(
     backbone=dict(
         arch='base_srf',
-        init_cfg=dict(checkpoint='https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_base_srf.pth')),  # noqa: E501
+        init_cfg=dict(checkpoint='focalnet://base_srf')),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))

@@ -5,4 +5,4 @@ _base_ = './upernet_focalnet_t_srf_512x512_160k_ade20k.py'
 model = dict(
     backbone=dict(
         arch='small_srf',
-        init_cfg=dict(checkpoint='https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_small_srf.pth')))  # noqa: E501
+        init_cfg=dict(checkpoint='focalnet://small_srf')))

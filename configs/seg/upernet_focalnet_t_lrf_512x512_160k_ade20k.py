@@ -6,4 +6,4 @@ model = dict(
     backbone=dict(
         arch='tiny_lrf',
         focal_levels=[3, 3, 3, 3],
-        init_cfg=dict(checkpoint='https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_lrf.pth')))  # noqa: E501
+        init_cfg=dict(checkpoint='focalnet://tiny_lrf')))

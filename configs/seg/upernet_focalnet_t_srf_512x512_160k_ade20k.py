@@ -10,7 +10,7 @@ _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k
 
 custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
 
-pretrained = 'https://projects4jw.blob.core.windows.net/focalnet/release/classification/focalnet_tiny_srf.pth'  # noqa: E501
+pretrained = 'focalnet://tiny_srf'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -107,7 +107,9 @@ class FocalNet(BaseModule):
         with_cp: activation checkpointing per block (non-reentrant, so a frozen stem still lets
             gradients reach the blocks).
         pretrained: shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
-        init_cfg: mmengine init config; ``Pretrained`` is loaded by :mod:`focalnet_mm.weights`.
+        init_cfg: mmengine init config; ``Pretrained`` is loaded by :mod:`focalnet_mm.weights`
+            (``checkpoint`` may be ``focalnet://<preset>``; an optional ``weights_dir`` names an
+            offline folder searched before any download).
         **official_aliases: the official config spellings ``in_chans``, ``use_checkpoint`` and
             ``patch_norm=True`` are accepted (conflicting double spellings are an error).
     """
@@ -271,7 +273,8 @@ class FocalNet(BaseModule):
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
             from ..weights import load_pretrained
             load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
-                            map_location=self.init_cfg.get('map_location', 'cpu'))
+                            map_location=self.init_cfg.get('map_location', 'cpu'),
+                            weights_dir=self.init_cfg.get('weights_dir'))
             self._freeze_stages()
             self._is_init = True
             return

@@ -1,6 +1,7 @@
 """Pretrained FocalNet weights: every checkpoint format -> the official layout -> a backbone.
 
-io.py reads files safely; formats.py converts layouts and describes a file; adapt.py fits tensors
+sources.py knows where each preset's weights can be downloaded (``focalnet://<preset>``: offline
+folder, cache, sources in order); io.py reads files safely; formats.py converts layouts and describes a file; adapt.py fits tensors
 to a model and refuses mismatches; loading.py loads with strict key accounting and reports.
 
 Loading is a pipeline of pure functions on state dicts, each testable alone:
@@ -21,9 +22,12 @@ Loading is a pipeline of pure functions on state dicts, each testable alone:
 mmdet / mmseg / mmpretrain models, used by the tools) run the pipeline, load with strict
 semantics and log a short :class:`LoadReport` through mmengine's logger.
 """
+from .sources import (  # noqa: F401  (registers focalnet:// with mmengine's CheckpointLoader)
+    SCHEME, OFFLINE_ENV, CACHE_ENV, Source, WEIGHT_SOURCES, UNOBTAINABLE, WeightsUnavailableError,
+    WeightsHashError, is_short_name, parse_short_name, fetch_weights, download_all)
 from .io import (  # noqa: F401
     UnsafeCheckpointError, CONVERTER, is_url, download_checkpoint, resolve_checkpoint_file,
-    read_checkpoint, read_sidecar_config)
+    local_checkpoint_file, read_checkpoint, read_sidecar_config)
 from .formats import (  # noqa: F401
     WRAPPER_KEYS, ConvertedCheckpoint, unwrap_checkpoint, select_prefix, detect_format,
     timm_to_official, hf_to_official, to_official, convert_checkpoint, describe_state_dict,
@@ -43,5 +47,7 @@ __all__ = [
     'describe_state_dict', 'match_presets', 'declared_flags', 'check_compatible',
     'pad_or_crop_kernel', 'resize_focal_kernels', 'expand_focal_levels', 'backbone_spec',
     'split_classifier', 'adapt_to_backbone', 'load_pretrained', 'load_model_weights',
-    'is_mmengine_model_checkpoint', 'whole_model_mismatch', 'check_whole_model_checkpoint'
+    'is_mmengine_model_checkpoint', 'whole_model_mismatch', 'check_whole_model_checkpoint',
+    'Source', 'WEIGHT_SOURCES', 'UNOBTAINABLE', 'WeightsUnavailableError', 'WeightsHashError',
+    'is_short_name', 'parse_short_name', 'fetch_weights', 'download_all', 'local_checkpoint_file'
 ]

@@ -9,6 +9,7 @@ from typing import Optional
 
 import torch
 
+from .sources import fetch_weights, file_name, is_short_name
 
 HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 CONVERTER = 'tools/model_converters/focalnet2mm.py'
@@ -23,11 +24,22 @@ def is_url(path) -> bool:
     return isinstance(path, str) and path.startswith(('http://', 'https://'))
 
 
+def local_checkpoint_file(path, weights_dir: Optional[str] = None) -> str:
+    """A local file for ``path``: ``focalnet://<preset>`` and URLs are fetched (cached) first."""
+    path = str(path)
+    if is_short_name(path):
+        path = fetch_weights(path, weights_dir=weights_dir)
+    elif is_url(path):
+        path = download_checkpoint(path)
+    return resolve_checkpoint_file(path)
+
+
 def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
     """Download ``url`` once into torch.hub's checkpoint cache (rank 0 first); returns the path.
 
     The file is read afterwards by the same safe reader as a local file. A sha256 prefix in the
-    file name (OpenMMLab ``name-<8 hex>.pth``) is verified, as torch.hub does.
+    file name (OpenMMLab ``name-<8 hex>.pth``) is verified, as torch.hub does. Hub files with a
+    generic name (``model.safetensors``) are cached under a name derived from the whole URL.
     """
     from mmengine.dist import barrier, get_dist_info
     from torch.hub import HASH_REGEX, download_url_to_file, get_dir
@@ -35,7 +47,7 @@ def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
     model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
     os.makedirs(model_dir, exist_ok=True)
     filename = osp.basename(url.split('?')[0])
-    path = osp.join(model_dir, filename)
+    path = osp.join(model_dir, file_name(url) if filename in HF_WEIGHT_FILES else filename)
     rank, world_size = get_dist_info()
     if rank == 0 and not osp.exists(path):
         match = HASH_REGEX.search(filename)
@@ -60,18 +72,17 @@ def resolve_checkpoint_file(path: str) -> str:
     return path
 
 
-def read_checkpoint(path, map_location='cpu'):
+def read_checkpoint(path, map_location='cpu', weights_dir: Optional[str] = None):
     """Read a checkpoint without running any code from it.
 
     ``.safetensors`` files hold tensors only. Everything else goes through
     ``torch.load(weights_only=True)``, which accepts tensors, containers, the types mmengine
     writes (see ``focalnet_mm.compat``) and ``argparse.Namespace`` (DETR/DINO ``args``). A file
     that needs any other pickled object is refused with :class:`UnsafeCheckpointError`.
+    ``focalnet://<preset>`` short names resolve through ``sources.fetch_weights`` (offline
+    folder ``weights_dir`` / ``$FOCALNET_WEIGHTS_DIR``, cache, then the sources in order).
     """
-    path = str(path)
-    if is_url(path):
-        path = download_checkpoint(path)
-    path = resolve_checkpoint_file(path)
+    path = local_checkpoint_file(path, weights_dir)
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         device = map_location if isinstance(map_location, str) else 'cpu'
@@ -91,7 +102,7 @@ def read_checkpoint(path, map_location='cpu'):
 
 def read_sidecar_config(path) -> Optional[dict]:
     """The HF transformers ``config.json`` next to (or inside) ``path``, if it is a FocalNet one."""
-    if not isinstance(path, (str, os.PathLike)) or is_url(str(path)):
+    if not isinstance(path, (str, os.PathLike)) or is_url(str(path)) or is_short_name(str(path)):
         return None
     path = str(path)
     folder = path if osp.isdir(path) else osp.dirname(path)

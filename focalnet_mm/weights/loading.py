@@ -154,10 +154,10 @@ def _log(report: LoadReport, logger):
     print_log(str(report), logger=logger or 'current', level=level)
 
 
-def _read_and_convert(checkpoint, prefix, map_location):
+def _read_and_convert(checkpoint, prefix, map_location, weights_dir=None):
     if isinstance(checkpoint, (str, os.PathLike)):
         source = str(checkpoint)
-        obj = read_checkpoint(source, map_location=map_location)
+        obj = read_checkpoint(source, map_location=map_location, weights_dir=weights_dir)
         hf_config = read_sidecar_config(source)
     else:
         source, obj, hf_config = '<in-memory checkpoint>', checkpoint, None
@@ -172,18 +172,19 @@ def _load_strict(module: nn.Module, state_dict, expected_missing):
 
 
 def load_pretrained(backbone, checkpoint, prefix: Optional[str] = None, map_location='cpu',
-                    logger=None) -> LoadReport:
+                    logger=None, weights_dir: Optional[str] = None) -> LoadReport:
     """Load any supported FocalNet checkpoint into a FocalNet backbone and log the report.
 
     Args:
         backbone: a :class:`focalnet_mm.FocalNet`.
-        checkpoint: path, URL, HF model folder, or an already-read checkpoint dict.
+        checkpoint: path, URL, ``focalnet://<preset>``, HF model folder, or a read checkpoint.
         prefix: keep only keys under this prefix (mmengine ``Pretrained(prefix=...)``); by default
             ``backbone.0.body.`` / ``backbone.`` are recognised and ``module.`` is stripped.
         map_location: device for the tensors read.
         logger: mmengine logger or its name; default the current MMLogger.
+        weights_dir: offline folder searched first for ``focalnet://`` names.
     """
-    source, converted = _read_and_convert(checkpoint, prefix, map_location)
+    source, converted = _read_and_convert(checkpoint, prefix, map_location, weights_dir)
     state_dict, report = adapt_to_backbone(converted, backbone, LoadReport(source=source))
     _load_strict(backbone, state_dict, report.missing_expected)
     _log(report, logger)

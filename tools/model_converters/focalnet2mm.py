@@ -5,6 +5,7 @@ file for focalnet-mm (mmdet / mmseg / mmpretrain), named ``<out>-<sha256[:8]>.pt
 Examples::
 
     # timm or HF weights -> official layout (``model`` wrapper), loadable by init_cfg Pretrained
+    python tools/model_converters/focalnet2mm.py focalnet://huge_fl3 focalnet_huge_fl3.pth
     python tools/model_converters/focalnet2mm.py model.safetensors focalnet_tiny_srf.pth --verify
     python tools/model_converters/focalnet2mm.py hf_focalnet_tiny/ focalnet_tiny_srf.pth --verify
     # mmdet-style: ``state_dict`` with ``backbone.`` keys (classifier norm/head dropped)
@@ -46,7 +47,7 @@ def parse_args(argv=None):
         description='Convert a FocalNet checkpoint (timm .pth/.safetensors, HF transformers '
         'pytorch_model.bin/model.safetensors or folder, official classification/detection, '
         'FocalNet-DINO, mmengine) into a clean official-layout file with a sha256-suffixed name.')
-    parser.add_argument('src', help='source checkpoint: file, HF model folder or http(s) URL')
+    parser.add_argument('src', help='source checkpoint: file, HF model folder, http(s) URL or focalnet://<preset>')
     parser.add_argument('dst', help='output file; written as <dst without .pth>-<sha256[:8]>.pth')
     parser.add_argument('--src-prefix', default=None,
                         help='take only source keys under this prefix (default: auto-detect '
@@ -95,7 +96,7 @@ def plain(obj):
 def read_source(src, trust_pickle=False):
     if not trust_pickle:
         return W.read_checkpoint(src)
-    path = W.resolve_checkpoint_file(W.download_checkpoint(src) if W.is_url(src) else src)
+    path = W.local_checkpoint_file(src)  # focalnet://<preset>, URL or path
     if path.endswith('.safetensors'):
         return W.read_checkpoint(path)
     print_log(f'--trust-pickle: fully unpickling {path}; this can run code from the file.',

@@ -1,0 +1,364 @@
+"""Issue 19: a killed or preempted training run keeps its progress.
+
+Atomic checkpoints (a kill during the write leaves the previous checkpoint and last_checkpoint
+intact), --resume that skips a damaged newest checkpoint, a checkpoint + exit 0 on SIGTERM in the
+middle of an epoch with a resume that reaches the same weights as an uninterrupted run, and a
+2-process run whose surviving rank names the rank that died.
+
+The end-to-end runs train a tiny FocalNet classifier (the 64x64 config with a 1-1-1-1 block
+arch) on 16 generated 32x32 images, with a deterministic pipeline so that weights can be compared
+exactly; a shuffled sampler and per-iteration plus per-epoch LR schedules make the data order and
+the scheduler state matter.
+"""
+import importlib.util
+import os
+import os.path as osp
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import focalnet_mm  # noqa: F401  (registers the hook and the loop)
+from focalnet_mm.engine import checkpoint_problem, find_resumable_checkpoint, make_training_safe
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ITERS_PER_EPOCH = 8  # 16 images, batch 2, one process
+
+
+def load_train_tool():
+    spec = importlib.util.spec_from_file_location('preemption_train_tool', osp.join(REPO, 'tools', 'train.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_config(path, data_root, max_epochs=3):
+    path.write_text(f'''
+_base_ = {osp.join(REPO, 'configs', 'cls', 'focalnet_p4_e64_tinyimagenet_64x64.py')!r}
+model = dict(
+    backbone=dict(arch=dict(patch_size=4, embed_dim=16, depths=(1, 1, 1, 1), focal_levels=2,
+                            focal_windows=3), drop_path_rate=0.0),
+    head=dict(num_classes=4, in_channels=128),
+    train_cfg=None)  # no Mixup/CutMix: a deterministic run
+data_preprocessor = dict(num_classes=4)
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={str(data_root)!r},
+                 pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')]))
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
+    dict(type='MultiStepLR', by_epoch=True, milestones=[2], gamma=0.1),
+]
+train_cfg = dict(max_epochs={max_epochs})
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+randomness = dict(seed=0)
+''')
+    return str(path)
+
+
+def train_tool_env():
+    return dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
+                CUDA_VISIBLE_DEVICES='')
+
+
+def state_dict(path):
+    return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+
+
+def assert_same_weights(actual, expected):
+    assert actual.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(actual[name], value, rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    """16 generated 32x32 images of 4 classes and the tiny config that trains on them."""
+    root = tmp_path_factory.mktemp('preemption')
+    spec = importlib.util.spec_from_file_location('preemption_make_imagenet',
+                                                  osp.join(REPO, 'tools', 'data', 'make_demo_imagenet.py'))
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    make.write_dataset(str(root / 'data'), classes=4, train_per_class=4, val_per_class=1, size=32)
+    return dict(root=root, config=tiny_config(root / 'tiny.py', root / 'data'))
+
+
+@pytest.fixture(scope='module')
+def reference(tiny_data):
+    """An uninterrupted 3-epoch run (epoch_1..3.pth) and its final weights."""
+    work_dir = tiny_data['root'] / 'reference'
+    load_train_tool().main([tiny_data['config'], '--work-dir', str(work_dir)])
+    return dict(tiny_data, work_dir=work_dir, weights=state_dict(work_dir / 'epoch_3.pth'))
+
+
+# ----------------------------------------------------------------------------- fast unit tests
+class _Toy(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, inputs, mode='tensor'):
+        return dict(loss=(self.linear(inputs) - inputs.sum(1, keepdim=True)).pow(2).mean())
+
+
+class _SignalAt(Hook):
+    """Sends ``signum`` to this process after iteration ``at`` (0-based), as a scheduler would."""
+    priority = 'HIGHEST'
+
+    def __init__(self, at, signum):
+        self.at, self.signum = at, signum
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+def toy_runner(work_dir, name, max_keep_ckpts=-1, resume=False, hooks=()):
+    """4 iterations per epoch, a shuffled sampler, 3 epochs."""
+    torch.manual_seed(0)
+    data = [dict(inputs=x) for x in torch.randn(8, 2, generator=torch.Generator().manual_seed(0))]
+    return Runner(model=_Toy(), work_dir=str(work_dir), experiment_name=name,
+                  train_dataloader=dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=True),
+                                        batch_size=2, collate_fn=dict(type='default_collate')),
+                  optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+                  train_cfg=dict(type='ResumableEpochBasedTrainLoop', max_epochs=3),
+                  default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook', interval=1,
+                                                     max_keep_ckpts=max_keep_ckpts)),
+                  custom_hooks=list(hooks), randomness=dict(seed=0), resume=resume,
+                  default_scope='mmengine')
+
+
+def test_a_kill_during_the_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """max_keep_ckpts=1: the old checkpoint goes only once the new one is complete."""
+    from focalnet_mm.engine import checkpoint as checkpoint_module
+
+    runner = toy_runner(tmp_path, 'atomic_toy', max_keep_ckpts=1)
+    real_write, calls = checkpoint_module.atomic_write, []
+
+    def killed_in_the_third_checkpoint(data, path):
+        calls.append(path)
+        if len(calls) == 5:  # epoch_1, last_checkpoint, epoch_2, last_checkpoint, epoch_3
+            real_write(data[:len(data) // 2], path + '.partial')  # what a kill leaves behind
+            raise KeyboardInterrupt
+        real_write(data, path)
+
+    monkeypatch.setattr(checkpoint_module, 'atomic_write', killed_in_the_third_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        runner.train()
+    assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == ['epoch_2.pth']
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'epoch_2.pth')
+    assert checkpoint_problem(str(tmp_path / 'epoch_2.pth')) is None
+    assert find_resumable_checkpoint(str(tmp_path))[0] == str(tmp_path / 'epoch_2.pth')
+
+
+def test_sigusr1_after_the_last_batch_of_an_epoch_resumes_with_that_epochs_end(tmp_path):
+    """The stop checkpoint holds the epoch's last iteration; the resumed run first saves the
+    epoch's checkpoint, then trains on, to the same weights as an uninterrupted run."""
+    handler = signal.getsignal(signal.SIGUSR1)
+    reference = toy_runner(tmp_path / 'reference', 'usr1_reference')
+    reference.train()
+    stopped = toy_runner(tmp_path / 'run', 'usr1_stopped', hooks=[_SignalAt(7, signal.SIGUSR1)])
+    stopped.train()  # returns normally
+    assert stopped.iter == 8 and stopped.epoch == 1  # epoch 2 trained, its end not run
+    assert sorted(p for p in os.listdir(tmp_path / 'run') if p.endswith('.pth')) == ['epoch_1.pth', 'iter_8.pth']
+    assert (tmp_path / 'run' / 'stopped_by_signal').read_text() == f'{tmp_path}/run/iter_8.pth\n'
+    assert signal.getsignal(signal.SIGUSR1) == handler  # restored after training
+
+    resumed = toy_runner(tmp_path / 'run', 'usr1_resumed', resume=True)
+    resumed.train()
+    files = sorted(os.listdir(tmp_path / 'run'))
+    assert [p for p in files if p.endswith('.pth')] == ['epoch_1.pth', 'epoch_2.pth', 'epoch_3.pth']
+    assert 'stopped_by_signal' not in files  # the new run cleared the stop marker
+    for name, value in reference.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_resume_checks_the_file_and_names_what_it_skips(tmp_path):
+    good, cut = tmp_path / 'epoch_1.pth', tmp_path / 'epoch_2.pth'
+    torch.save({'state_dict': {'w': torch.arange(10000.)}, 'meta': {'epoch': 1}}, good)
+    torch.save({'state_dict': {'w': torch.arange(10000.)}, 'meta': {'epoch': 2}}, cut)
+    cut.write_bytes(cut.read_bytes()[:cut.stat().st_size // 2])
+    os.utime(good, (1, 1))  # older than the cut one
+    (tmp_path / 'last_checkpoint').write_text(str(cut))
+    assert checkpoint_problem(str(good)) is None
+    assert checkpoint_problem(str(cut)).startswith('truncated or damaged: ')
+    path, skipped = find_resumable_checkpoint(str(tmp_path))
+    assert path == str(good) and [p for p, _ in skipped] == [str(cut)]
+
+    cfg = Config(dict(work_dir=str(tmp_path), train_cfg=dict(by_epoch=True, max_epochs=3)))
+    make_training_safe(cfg, 'auto')
+    assert cfg.resume is True and cfg.load_from == str(good)
+    with pytest.raises(ValueError, match=rf'--resume {cut} cannot be read back \(truncated or damaged: .*\); '
+                       rf'the newest readable one next to it is {good}'):
+        make_training_safe(Config(dict(work_dir=str(tmp_path))), str(cut))
+
+    good.write_bytes(b'')  # none readable: one line naming every file tried
+    with pytest.raises(FileNotFoundError, match=rf'no readable checkpoint in {tmp_path}: tried '
+                       rf'{cut} \(.*\); {good} \(.*\)'):
+        make_training_safe(Config(dict(work_dir=str(tmp_path))), 'auto')
+    empty = tmp_path / 'fresh'
+    cfg = Config(dict(work_dir=str(empty)))
+    make_training_safe(cfg, 'auto')  # nothing there yet: a fresh start
+    assert cfg.resume is True and cfg.load_from is None
+
+
+@pytest.mark.parametrize('config, loop', [
+    ('configs/maskrcnn_focalnet_t_3x.py', 'ResumableEpochBasedTrainLoop'),
+    ('configs/seg/upernet_focalnet_t_srf_512x512_160k_ade20k.py', 'IterBasedTrainLoop'),
+    ('configs/cls/focalnet_t_srf_in1k.py', 'ResumableEpochBasedTrainLoop'),
+])
+def test_every_config_trains_with_the_safe_hook_and_a_timeout(config, loop):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    keep = cfg.default_hooks.checkpoint.get('max_keep_ckpts')
+    make_training_safe(cfg)
+    assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert cfg.default_hooks.checkpoint.get('max_keep_ckpts') == keep  # arguments untouched
+    assert cfg.train_cfg.type == loop
+    assert cfg.env_cfg.dist_cfg.timeout == 900
+    assert not cfg.get('resume')
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_a_checkpoint_cut_in_half_falls_back_to_the_previous_one(reference, tmp_path, capfd):
+    work_dir = tmp_path / 'work'
+    shutil.copytree(reference['work_dir'], work_dir)
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_3.pth'))
+    newest = work_dir / 'epoch_3.pth'
+    newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 2])  # a kill during a plain write
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('cut_in_half_test')  # the process' current logger, as in a fresh CLI run
+    capfd.readouterr()
+    runner = load_train_tool().main([reference['config'], '--work-dir', str(work_dir), '--resume'])
+    out = capfd.readouterr()
+    log = out.out + out.err
+    assert len(re.findall(rf'--resume: skipping {newest}, which cannot be read back', log)) == 1, log[-3000:]
+    assert 'resumed epoch: 2, iter: 16' in log
+    assert_same_weights(runner.model.state_dict(), reference['weights'])
+    assert checkpoint_problem(str(newest)) is None  # written again, completely
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_that_iteration_exits_0_and_resumes_to_the_same_weights(reference, tmp_path):
+    work_dir = tmp_path / 'work'
+    proc = subprocess.Popen([sys.executable, 'tools/train.py', reference['config'], '--work-dir',
+                             str(work_dir)], cwd=REPO, env=train_tool_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if re.search(r'Epoch\(train\)\s+\[2\]\[2/8\]', line):
+                proc.send_signal(signal.SIGTERM)  # what a scheduler sends when it preempts
+        assert proc.wait(timeout=120) == 0, ''.join(lines)[-3000:]
+    finally:
+        proc.kill()
+    log = ''.join(lines)
+    stop = re.search(r'SIGTERM received: stopped after epoch 2, iteration (\d)/8 and saved (\S+iter_(\d+)\.pth)\. '
+                     r'Continue with: python tools/train.py \S+ --work-dir \S+ --resume', log)
+    assert stop, log[-3000:]
+    done_in_epoch, saved, done = int(stop[1]), stop[2], int(stop[3])
+    assert 2 <= done_in_epoch < ITERS_PER_EPOCH and done == ITERS_PER_EPOCH + done_in_epoch
+    meta = torch.load(saved, map_location='cpu', weights_only=True)['meta']
+    assert (meta['epoch'], meta['iter']) == (1, done)  # in epoch 2 (index 1), after `done` iterations
+    assert not (work_dir / 'epoch_2.pth').exists() and 'Traceback' not in log
+    assert (work_dir / 'last_checkpoint').read_text() == saved
+
+    runner = load_train_tool().main([reference['config'], '--work-dir', str(work_dir), '--resume'])
+    assert_same_weights(runner.model.state_dict(), reference['weights'])
+    assert not osp.exists(saved)  # superseded by epoch_2.pth, then removed
+    assert (work_dir / 'epoch_3.pth').is_file()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_killed_rank_is_named_by_the_survivor_and_the_last_checkpoint_resumes(tiny_data, tmp_path):
+    work_dir, timeout = tmp_path / 'work', 60
+    config = tiny_config(tmp_path / 'long.py', tiny_data['root'] / 'data', max_epochs=100)
+    port = free_port()
+    ranks = []
+    for rank in range(2):  # what torchrun/srun start: one process per rank
+        env = dict(train_tool_env(), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), WORLD_SIZE='2',
+                   RANK=str(rank), LOCAL_RANK=str(rank))
+        ranks.append(subprocess.Popen(
+            [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir), '--launcher',
+             'pytorch', '--cfg-options', f'env_cfg.dist_cfg.timeout={timeout}'],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.time() + 240
+        while not (work_dir / 'last_checkpoint').exists():  # epoch 1 is saved: kill rank 1
+            assert time.time() < deadline and ranks[0].poll() is None, ranks[0].communicate()[1][-3000:]
+            time.sleep(0.05)
+        ranks[1].kill()
+        killed_at = time.time()
+        _, err = ranks[0].communicate(timeout=timeout + 30)
+        survivor_seconds = time.time() - killed_at
+    finally:
+        for proc in ranks:
+            proc.kill()
+    assert ranks[0].returncode != 0
+    last = err.strip().splitlines()[-1]
+    assert re.match(r'error: rank 0 of 2: rank 1 stopped responding; training stopped \(timeout 60 s\)\. '
+                    r'Cause: .+\. Continue from the last complete checkpoint with --resume\.$', last), err[-3000:]
+    assert survivor_seconds < timeout, survivor_seconds
+    print(f'survivor exited {survivor_seconds:.1f}s after the kill: {last}')
+
+    latest, skipped = find_resumable_checkpoint(str(work_dir))
+    assert skipped == [] and re.search(r'epoch_\d+\.pth$', latest)
+    epoch = torch.load(latest, map_location='cpu', weights_only=True)['meta']['epoch']
+    runner = load_train_tool().main([config, '--work-dir', str(work_dir), '--resume',
+                                     '--cfg-options', f'train_cfg.max_epochs={epoch + 1}'])
+    assert runner.train_loop.epoch == epoch + 1
+    assert (work_dir / f'epoch_{epoch + 1}.pth').is_file()
+
+
+def test_slurm_train_requests_the_signal_and_requeue_and_resumes_a_requeued_job(tmp_path):
+    """tools/slurm_train.sh with stand-ins for sbatch/srun/scontrol that record their arguments."""
+    stubs, calls = tmp_path / 'bin', tmp_path / 'calls'
+    stubs.mkdir()
+    for name in ('sbatch', 'srun', 'scontrol'):
+        (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+        (stubs / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('SLURM_', 'FOCALNET_SLURM'))}
+    env.update(PATH=f'{stubs}:{os.environ["PATH"]}', GPUS='2')
+    work_dir = tmp_path / 'work'
+
+    def run(**extra):
+        calls.write_text('')
+        proc = subprocess.run(['bash', 'tools/slurm_train.sh', 'gpu', 'focalnet', 'CONFIG.py',
+                               str(work_dir), '--amp'], cwd=REPO, env=dict(env, **extra),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return calls.read_text().splitlines()
+
+    (sbatch, ) = run()  # from a login node: a requeueable batch job warned before its time limit
+    assert sbatch.startswith('sbatch -p gpu --job-name=focalnet --gres=gpu:2 --ntasks=2 ')
+    assert ' --requeue --signal=USR1@180 ' in sbatch and f'--output={work_dir}/slurm-%j.out' in sbatch
+    assert sbatch.endswith(f'tools/slurm_train.sh gpu focalnet CONFIG.py {work_dir} --amp')
+
+    batch = dict(SLURM_JOB_ID='42', FOCALNET_SLURM_BATCH='1')
+    (srun, ) = run(**batch)  # the first run of the job
+    assert srun.endswith(f'tools/train.py CONFIG.py --work-dir={work_dir} --launcher=slurm --amp')
+    (work_dir / 'stopped_by_signal').write_text(f'{work_dir}/iter_7.pth\n')
+    srun, requeue = run(**batch, SLURM_RESTART_COUNT='1')  # requeued, and stopped again
+    assert srun.endswith('--launcher=slurm --amp --resume')
+    assert requeue == 'scontrol requeue 42'

@@ -1,0 +1,401 @@
+"""``focalnet://<preset>`` short names: sources in order, cache, offline folder, hash, failures.
+
+A local HTTP server on 127.0.0.1 serves synthetic checkpoints in the official, timm (safetensors)
+and HF transformers layouts; the sources table is pointed at it with monkeypatch, never at the
+network.
+"""
+import glob
+import hashlib
+import http.server
+import importlib.util
+import io
+import logging
+import os
+import os.path as osp
+import re
+import threading
+
+import pytest
+import torch
+from safetensors.torch import save as save_safetensors
+
+import focalnet_mm  # noqa: F401  (registers focalnet:// with mmengine)
+from focalnet_mm import ARCHS, FocalNet
+from focalnet_mm.weights import sources as S
+from focalnet_mm.weights import timm_to_official
+
+timm = pytest.importorskip('timm')
+from timm.models.focalnet import FocalNet as TimmFocalNet  # noqa: E402
+
+TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=3, focal_windows=3)
+
+
+# --------------------------------------------------------------------------- fixtures
+class Server:
+    """127.0.0.1 server: ``routes`` maps a path to (status, body); ``requests`` lists paths."""
+
+    def __init__(self):
+        self.routes, self.requests = {}, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                server.requests.append(self.path)
+                status, body = server.routes.get(self.path, (404, b'not found'))
+                self.send_response(status)
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.base = f'http://127.0.0.1:{self.httpd.server_address[1]}'
+        threading.Thread(target=self.httpd.serve_forever, kwargs=dict(poll_interval=0.05),
+                         daemon=True).start()
+
+    def add(self, path, body, status=200):
+        self.routes[path] = (status, body)
+        return self.base + path
+
+    def count(self, path):
+        return self.requests.count(path)
+
+
+@pytest.fixture
+def server(monkeypatch):
+    for var in ('http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
+    srv = Server()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """A fresh cache per test; no offline folder from the environment."""
+    monkeypatch.setenv(S.CACHE_ENV, str(tmp_path / 'cache'))
+    monkeypatch.delenv(S.OFFLINE_ENV, raising=False)
+
+
+@pytest.fixture(scope='module')
+def net():
+    torch.manual_seed(0)
+    return TimmFocalNet(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=(3, ) * 4,
+                        focal_windows=(3, ) * 4, num_classes=10).eval()
+
+
+def official_bytes(net):
+    buffer = io.BytesIO()
+    torch.save({'model': timm_to_official(net.state_dict())}, buffer)
+    return buffer.getvalue()
+
+
+def timm_bytes(net, scale=1.0):
+    return save_safetensors({k: (v * scale).contiguous() for k, v in net.state_dict().items()})
+
+
+def hf_bytes():
+    transformers = pytest.importorskip('transformers')
+    config = transformers.FocalNetConfig(embed_dim=16, depths=[1, 1, 2, 1], focal_levels=[3] * 4,
+                                         focal_windows=[3] * 4, num_labels=10)
+    hf = transformers.FocalNetForImageClassification(config)
+    buffer = io.BytesIO()
+    torch.save(hf.state_dict(), buffer)
+    return buffer.getvalue(), hf
+
+
+def hub_path(repo, file='model.safetensors'):
+    return f'/{repo}/resolve/main/{file}'
+
+
+def build(checkpoint='focalnet://tiny_lrf', **init):
+    model = FocalNet(arch=TINY, drop_path_rate=0.,
+                     init_cfg=dict(type='Pretrained', checkpoint=checkpoint, **init))
+    model.init_weights()
+    return model
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- the table
+def test_table_covers_every_preset_with_live_https_sources():
+    assert set(S.WEIGHT_SOURCES) == set(ARCHS)
+    paths = []
+    for preset, sources in S.WEIGHT_SOURCES.items():
+        assert sources or preset in S.UNOBTAINABLE, preset
+        for source in sources:
+            assert source.url.startswith('https://') and S.DEAD_HOST not in source.url
+            assert source.format in ('official', 'timm', 'hf')
+            assert source.sha256 is None or re.fullmatch(r'[0-9a-f]{64}', source.sha256)
+            paths.append(S.relative_path(preset, source))
+    assert len(paths) == len(set(paths))  # no two sources share a cache file
+    # the official file first wherever the GitHub release has it
+    assert S.WEIGHT_SOURCES['tiny_lrf'][0].url.endswith('/v1.0.0/focalnet_tiny_lrf.pth')
+
+
+def test_mmengine_scheme_is_registered_and_unknown_preset_names_the_choices():
+    from mmengine.runner import CheckpointLoader
+    assert CheckpointLoader._get_checkpoint_loader('focalnet://tiny_lrf') is S.load_from_focalnet
+    with pytest.raises(ValueError, match=r"Unknown FocalNet weights 'focalnet://tiny'.*tiny_lrf"):
+        S.fetch_weights('focalnet://tiny')
+
+
+# --------------------------------------------------------------------------- acceptance
+def test_409_falls_through_to_next_source_and_loads(server, net, monkeypatch, caplog):
+    dead = server.add('/focalnet/release/focalnet_tiny_lrf.pth', b'PublicAccessNotPermitted', 409)
+    hub = server.add(hub_path('timm/focalnet_tiny_lrf.ms_in1k'), timm_bytes(net))
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(dead, 'official'),
+                                                       S.Source(hub, 'timm')))
+    model = build()
+    # the timm file went through the format converter: the stem is timm's
+    assert torch.equal(model.patch_embed.proj.weight, net.stem.proj.weight)
+    assert server.requests == ['/focalnet/release/focalnet_tiny_lrf.pth',
+                               hub_path('timm/focalnet_tiny_lrf.ms_in1k')]
+
+
+def test_one_log_line_names_the_source_used(server, net, monkeypatch):
+    from mmengine.logging import MMLogger
+    hub = server.add(hub_path('timm/x'), timm_bytes(net))
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(hub, 'timm'), ))
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger, handler = MMLogger.get_current_instance(), Collect()
+    logger.addHandler(handler)
+    try:
+        S.fetch_weights('focalnet://tiny_lrf', progress=False)
+    finally:
+        logger.removeHandler(handler)
+    used = [r for r in records if r.startswith('focalnet://tiny_lrf: using')]
+    assert len(used) == 1 and hub in used[0] and '\n' not in used[0]
+
+
+def test_hash_mismatch_is_refused_and_the_file_removed(server, net, monkeypatch):
+    body = official_bytes(net)
+    url = server.add('/release/focalnet_tiny_lrf.pth', body)
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official', '0' * 64), ))
+    with pytest.raises(S.WeightsHashError) as error:
+        build()
+    message = str(error.value)
+    assert '\n' not in message and '0' * 64 in message and sha(body) in message
+    assert 'file removed' in message
+    assert not glob.glob(osp.join(S.cache_root(), '**', '*.pth'), recursive=True)
+    # the right digest passes
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official', sha(body)), ))
+    assert torch.equal(build().patch_embed.proj.weight, net.stem.proj.weight)
+
+
+def test_second_build_does_not_download_again(server, net, monkeypatch):
+    from mmengine.runner import load_checkpoint
+    url = server.add('/release/focalnet_tiny_lrf.pth', official_bytes(net))
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official'), ))
+    first = build()  # init_cfg Pretrained
+    second = FocalNet(arch=TINY, pretrained='focalnet://tiny_lrf')  # pretrained=
+    second.init_weights()
+    third = FocalNet(arch=TINY)  # mmengine's load_checkpoint, as load_from does
+    load_checkpoint(third, 'focalnet://tiny_lrf', map_location='cpu')
+    assert server.count('/release/focalnet_tiny_lrf.pth') == 1
+    for model in (second, third):
+        assert torch.equal(model.layers[2].blocks[1].modulation.f.weight,
+                           first.layers[2].blocks[1].modulation.f.weight)
+
+
+def test_two_hub_files_named_model_safetensors_do_not_overwrite_each_other(server, net,
+                                                                            monkeypatch):
+    a = server.add(hub_path('timm/focalnet_tiny_srf.ms_in1k'), timm_bytes(net, 1.0))
+    b = server.add(hub_path('timm/focalnet_tiny_lrf.ms_in1k'), timm_bytes(net, 2.0))
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_srf', (S.Source(a, 'timm'), ))
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(b, 'timm'), ))
+    path_a = S.fetch_weights('focalnet://tiny_srf', progress=False)
+    path_b = S.fetch_weights('focalnet://tiny_lrf', progress=False)
+    assert path_a != path_b and osp.basename(path_a).endswith('model.safetensors')
+    assert open(path_a, 'rb').read() == server.routes[hub_path('timm/focalnet_tiny_srf.ms_in1k')][1]
+    assert open(path_b, 'rb').read() == server.routes[hub_path('timm/focalnet_tiny_lrf.ms_in1k')][1]
+    # same preset, two repos, one file name: still two files
+    assert S.file_name(a) != S.file_name(b)
+
+
+def test_download_tool_fills_a_folder_and_the_offline_folder_wins_without_any_request(
+        server, net, monkeypatch, tmp_path, capsys, repo_root):
+    download_weights = load_tool(repo_root, 'download_weights.py')
+    url = server.add('/release/focalnet_tiny_lrf.pth', official_bytes(net))
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official'), ))
+    folder = tmp_path / 'offline'
+    argv = ['focalnet://tiny_lrf', '--dir', str(folder), '--no-progress']
+    assert download_weights.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f'export {S.OFFLINE_ENV}={folder}' in out and 'fetched focalnet://tiny_lrf' in out
+    assert server.count('/release/focalnet_tiny_lrf.pth') == 1
+    # another machine: empty cache, the folder in the environment, no request at all
+    monkeypatch.setenv(S.CACHE_ENV, str(tmp_path / 'other_cache'))
+    monkeypatch.setenv(S.OFFLINE_ENV, str(folder))
+    server.requests.clear()
+    assert torch.equal(build().patch_embed.proj.weight, net.stem.proj.weight)
+    # the official file dropped in as it is named upstream; and the config option weights_dir
+    monkeypatch.delenv(S.OFFLINE_ENV)
+    plain = tmp_path / 'plain'
+    plain.mkdir()
+    (plain / 'focalnet_tiny_lrf.pth').write_bytes(official_bytes(net))
+    assert torch.equal(build(weights_dir=str(plain)).patch_embed.proj.weight, net.stem.proj.weight)
+    assert server.requests == []
+
+
+def test_all_sources_failed_names_every_url_and_how_to_pass_a_file(server, monkeypatch):
+    a = server.add('/release/focalnet_tiny_lrf.pth', b'PublicAccessNotPermitted', 409)
+    b = server.base + hub_path('timm/focalnet_tiny_lrf.ms_in1k')  # 404
+    closed = 'http://127.0.0.1:9/nothing.bin'  # discard port: connection refused
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', tuple(
+        S.Source(u, f) for u, f in ((a, 'official'), (b, 'timm'), (closed, 'hf'))))
+    with pytest.raises(S.WeightsUnavailableError) as error:
+        build()  # never random weights
+    message = str(error.value)
+    assert '\n' not in message
+    assert f'{a} (HTTP 409' in message and f'{b} (HTTP 404' in message and f'{closed} (' in message
+    assert 'checkpoint=/path/to/file' in message and S.OFFLINE_ENV in message
+    assert 'tools/download_weights.py tiny_lrf' in message
+
+
+def test_unobtainable_preset_says_why_in_one_line_and_takes_a_local_copy(tmp_path, monkeypatch):
+    with pytest.raises(S.WeightsUnavailableError, match=r'focalnet://tiny_iso: .*#43') as error:
+        S.fetch_weights('focalnet://tiny_iso')
+    assert '\n' not in str(error.value) and 'focalnet_tiny_iso_16.pth' in str(error.value)
+    (tmp_path / 'focalnet_tiny_iso_16.pth').write_bytes(b'x')  # an old copy of the official file
+    monkeypatch.setenv(S.OFFLINE_ENV, str(tmp_path))
+    assert S.fetch_weights('focalnet://tiny_iso') == str(tmp_path / 'focalnet_tiny_iso_16.pth')
+
+
+def test_hf_layout_source_loads(server, monkeypatch):
+    body, hf = hf_bytes()
+    url = server.add(hub_path('microsoft/focalnet-tiny-lrf', 'pytorch_model.bin'), body)
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'hf'), ))
+    model = build()
+    assert torch.equal(model.patch_embed.proj.weight,
+                       hf.focalnet.embeddings.patch_embeddings.projection.weight)
+
+
+def test_mmengine_load_checkpoint_reads_short_names_in_official_layout(server, net, monkeypatch):
+    from mmengine.runner import CheckpointLoader
+    url = server.add(hub_path('timm/focalnet_tiny_lrf.ms_in1k'), timm_bytes(net))
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'timm'), ))
+    state = CheckpointLoader.load_checkpoint('focalnet://tiny_lrf', map_location='cpu')
+    assert torch.equal(state['patch_embed.proj.weight'], net.stem.proj.weight)
+    assert 'layers.0.downsample.proj.weight' in state  # timm's layers.1.downsample, renamed
+
+
+def test_only_local_rank_0_downloads_the_others_wait_then_read(server, net, monkeypatch):
+    import mmengine.dist as dist
+    url = server.add('/release/focalnet_tiny_lrf.pth', official_bytes(net))
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official'), ))
+    target = osp.join(S.cache_root(), S.relative_path('tiny_lrf', S.WEIGHT_SOURCES['tiny_lrf'][0]))
+    waited = []
+
+    def barrier():  # rank 0 downloads while rank 1 waits here
+        waited.append(True)
+        os.makedirs(osp.dirname(target), exist_ok=True)
+        with open(target, 'wb') as f:
+            f.write(official_bytes(net))
+
+    monkeypatch.setattr(dist, 'get_dist_info', lambda: (1, 2))
+    monkeypatch.setattr(dist, 'get_local_rank', lambda: 1)
+    monkeypatch.setattr(dist, 'barrier', barrier)
+    assert S.fetch_weights('focalnet://tiny_lrf') == target
+    assert waited == [True] and server.requests == []
+    # a rank that finds the file locally still passes its one barrier (no rank waits in vain)
+    monkeypatch.setattr(dist, 'barrier', lambda: waited.append('cached'))
+    monkeypatch.setattr(dist, 'get_dist_info', lambda: (0, 2))
+    monkeypatch.setattr(dist, 'get_local_rank', lambda: 0)
+    assert S.fetch_weights('focalnet://tiny_lrf') == target
+    assert waited == [True, 'cached'] and server.requests == []
+
+
+# --------------------------------------------------------------------------- configs & docs
+def test_no_config_checkpoint_points_at_the_dead_storage(repo_root):
+    from mmengine.config import Config
+    files = sorted(glob.glob(osp.join(repo_root, 'configs', '**', '*.py'), recursive=True))
+    assert len(files) >= 40
+    for path in files:
+        assert S.DEAD_HOST not in open(path).read(), path
+    named = re.compile(r"focalnet://(\w+)")
+    for path in files:  # every short name used is a preset with a source
+        for preset in named.findall(open(path).read()):
+            assert preset in S.WEIGHT_SOURCES, (path, preset)
+
+    def checkpoints(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ('checkpoint', 'pretrained', 'load_from') and isinstance(value, str):
+                    yield value
+                yield from checkpoints(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                yield from checkpoints(value)
+
+    # the merged configs (mmdet / mmseg / mmpretrain bases included) of the FocalNet families
+    for name in ('det/maskrcnn_focalnet_t_lrf_3x.py', 'cls/focalnet_t_srf_in1k_finetune.py',
+                 'seg/upernet_focalnet_t_lrf_512x512_160k_ade20k.py'):
+        cfg = Config.fromfile(osp.join(repo_root, 'configs', name))
+        found = list(checkpoints(cfg.to_dict()))
+        assert found and all(S.DEAD_HOST not in c for c in found), found
+        assert any(c.startswith(S.SCHEME) for c in found), found
+
+
+def test_docs_and_metafile_link_no_dead_storage(repo_root):
+    for name in ('README.md', 'metafile.yml', *glob.glob(osp.join(repo_root, 'docs', '*.md'))):
+        text = open(osp.join(repo_root, name)).read()
+        assert S.DEAD_HOST + '/focalnet/release' not in text, name
+
+
+# --------------------------------------------------------------------------- tools
+def load_tool(repo_root, *path):
+    spec = importlib.util.spec_from_file_location(path[-1][:-3],
+                                                  osp.join(repo_root, 'tools', *path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_converter_takes_short_names(net, tmp_path, monkeypatch, repo_root):
+    tool = load_tool(repo_root, 'model_converters', 'focalnet2mm.py')
+    (tmp_path / 'focalnet_tiny_lrf.pth').write_bytes(official_bytes(net))
+    monkeypatch.setenv(S.OFFLINE_ENV, str(tmp_path))
+    out, _ = tool.convert(tool.parse_args(['focalnet://tiny_lrf', str(tmp_path / 'o.pth'),
+                                           '--no-hash']))
+    written = torch.load(out, weights_only=True)['model']
+    assert torch.equal(written['patch_embed.proj.weight'], net.stem.proj.weight)
+
+
+def test_infer_weights_takes_short_names(tmp_path, monkeypatch, repo_root):
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope, MODELS
+    infer = load_tool(repo_root, 'infer.py')
+    config = osp.join(repo_root, 'configs', 'cls', 'focalnet_t_srf_in1k.py')
+    cfg = Config.fromfile(config)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        classifier = MODELS.build(cfg.model)
+    state = {k: v for k, v in classifier.backbone.state_dict().items()
+             if not k.startswith('norm3.')}
+    state.update({'norm.weight': torch.rand(768), 'norm.bias': torch.rand(768),
+                  'head.weight': torch.randn(1000, 768), 'head.bias': torch.randn(1000)})
+    torch.save({'model': state}, tmp_path / 'focalnet_tiny_srf.pth')  # the official file's name
+    monkeypatch.setenv(S.OFFLINE_ENV, str(tmp_path))
+    scope, inferencer = infer.build_inferencer(config, 'focalnet://tiny_srf', 'cpu')
+    assert scope == 'mmpretrain'
+    assert torch.equal(inferencer.model.head.fc.weight, state['head.weight'])
+
+
+def test_plain_hub_urls_named_model_safetensors_do_not_collide(server, net, tmp_path):
+    from focalnet_mm.weights import download_checkpoint
+    a = server.add(hub_path('timm/a'), timm_bytes(net, 1.0))
+    b = server.add(hub_path('timm/b'), timm_bytes(net, 2.0))
+    path_a, path_b = (download_checkpoint(u, model_dir=str(tmp_path)) for u in (a, b))
+    assert path_a != path_b
+    assert open(path_b, 'rb').read() == server.routes[hub_path('timm/b')][1]
