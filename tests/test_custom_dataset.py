@@ -77,8 +77,8 @@ def edit_template(template, out_path, **values):
     """What the docs tell a user to do: copy the template, change the values of its edit block
     (the copy lives in tmp_path, so its relative _base_ becomes absolute)."""
     text = open(template).read()
-    text = re.sub(r"^_base_ = '(.*)'$", lambda m: f"_base_ = {osp.abspath(osp.join(osp.dirname(template), m[1]))!r}",
-                  text, flags=re.M)
+    base = lambda m: f"_base_ = {osp.abspath(osp.join(osp.dirname(template), m[1]))!r}"  # noqa: E731
+    text = re.sub(r"^_base_ = '(.*)'$", base, text, flags=re.M)
     for name, value in values.items():
         text, count = re.subn(rf'^{name} = .*$', f'{name} = {value!r}', text, flags=re.M)
         assert count == 1, f'{template} has no single "{name} = ..." line to edit'
@@ -319,7 +319,8 @@ def test_custom_detection_set_train_test_infer_browse(tmp_path, coco_mini):
     log = read_log(work_dir)
     assert 'warm-up lasts' not in log and 'enlarged' not in log  # the template fits the run
     # the warm-up ended within the first epoch: the LR reached its set value (AdamW 1e-4)
-    lrs = [float(v) for v in re.findall(r'Epoch\(train\)\s+\[1\]\[\s*\d+/10\]\s+base_lr: \S+\s+lr: (\S+)', log)]
+    lrs = [float(v) for v in
+           re.findall(r'Epoch\(train\)\s+\[1\]\[\s*\d+/10\]\s+base_lr: \S+\s+lr: (\S+)', log)]
     assert len(lrs) == 10 and lrs[0] < 1e-6 and max(lrs) == pytest.approx(1e-4)
     # validated every epoch, per-class AP named by the custom classes, best epoch kept
     assert len(re.findall(r'Epoch\(val\) \[\d\]\[3/3\] .*coco/bbox_mAP: ', log)) == 2
