@@ -32,15 +32,15 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
-def _datasets(dataset: dict) -> Iterator[dict]:
+def leaf_datasets(dataset: dict) -> Iterator[dict]:
     """Leaf dataset dicts of a possibly wrapped (Repeat/Concat/ClassBalanced) dataset config."""
     if not isinstance(dataset, dict):
         return
     if 'dataset' in dataset:
-        yield from _datasets(dataset['dataset'])
+        yield from leaf_datasets(dataset['dataset'])
     elif 'datasets' in dataset:
         for d in dataset['datasets']:
-            yield from _datasets(d)
+            yield from leaf_datasets(d)
     else:
         yield dataset
 
@@ -69,7 +69,7 @@ def missing_data(cfg: Config, loaders: Tuple[str, ...]) -> List[Tuple[str, str]]
         loader_cfg = cfg.get(loader)
         if not loader_cfg or not isinstance(loader_cfg, dict):
             continue
-        for dataset in _datasets(loader_cfg.get('dataset')):
+        for dataset in leaf_datasets(loader_cfg.get('dataset')):
             for path in _required_paths(dataset):
                 if '://' not in path and not osp.exists(path):
                     missing.append((loader, path))

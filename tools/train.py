@@ -14,6 +14,7 @@ import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anyth
 from focalnet_mm.cli import (DatasetNotFoundError, build_runner_from_cfg, check_datasets,  # noqa: E402
                              finish_distributed, prepare_config)
 from focalnet_mm.engine import lost_rank_message, make_training_safe  # noqa: E402
+from focalnet_mm.training_checks import check_num_classes, warn_about_run  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 
@@ -57,6 +58,7 @@ def make_config(args):
     make_training_safe(cfg, args.resume)
     loaders = ('train_dataloader', ) + (('val_dataloader', ) if cfg.get('val_cfg') else ())
     check_datasets(cfg, loaders)
+    check_num_classes(cfg, loaders)  # heads sized for the classes they are trained on
     return cfg
 
 
@@ -68,6 +70,10 @@ def main(argv=None):
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     runner = build_runner_from_cfg(cfg)
+    try:
+        warn_about_run(runner)  # warm-up longer than the run, training scale far above the images
+    except ValueError as e:
+        sys.exit(f'error: {e}')
     if runner.distributed:
         import torch.distributed as dist
         runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')
