@@ -84,6 +84,7 @@ def test_cli_flags_reach_the_config(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match='no CUDA GPU: drop --amp'):
             train.make_config(train.parse_args([osp.join(REPO_ROOT, MAIN_CONFIG), '--amp', *options]))
         monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)  # what it sets on a GPU
+        monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0')  # mmengine's logger asks for the device id
     cfg = train.make_config(train.parse_args([osp.join(REPO_ROOT, MAIN_CONFIG), '--amp', '--auto-scale-lr',
                                               '--resume', *options]))
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
