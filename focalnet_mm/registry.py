@@ -1,7 +1,8 @@
 """The one place where focalnet-mm adds itself to OpenMMLab registries.
 
 ``FocalNet`` goes into the MODELS registry of every installed library (mmdet, mmseg, mmpretrain);
-the training-time visualization hook into mmengine's HOOKS and theirs. A library that is not
+the training-time visualization hook into mmengine's HOOKS and theirs, and the FSDP optimizer
+wrapper into OPTIM_WRAPPERS. A library that is not
 installed is skipped; one that is installed but fails to import is an error worth seeing.
 """
 import importlib
@@ -11,6 +12,7 @@ from typing import List
 from mmengine import registry as mmengine_registry
 
 from .models import FocalNet
+from .optim import FSDPOptimWrapper
 from .visualization.hook import FocalModulationVisHook
 
 #: library -> module holding its registries
@@ -37,3 +39,5 @@ def register(module, name: str, registry: str, include_mmengine: bool = False) -
 REGISTERED_IN = register(FocalNet, 'FocalNet', 'MODELS')
 HOOK_REGISTERED_IN = register(FocalModulationVisHook, 'FocalModulationVisHook', 'HOOKS',
                               include_mmengine=True)
+OPTIM_WRAPPER_REGISTERED_IN = register(FSDPOptimWrapper, 'FSDPOptimWrapper', 'OPTIM_WRAPPERS',
+                                       include_mmengine=True)

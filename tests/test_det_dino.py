@@ -1,0 +1,368 @@
+"""FocalNet-L/XL/H DINO: configs against the FocalNet-DINO / detrex recipes, the FocalNet-DINO ->
+mmdet converter on checkpoints with the exact FocalNet-DINO layout, a train and a test run of the
+L config at small size on coco_mini, the FSDP option on two CPU processes, per-stage with_cp.
+
+The synthetic checkpoints follow IDEA-Research DINO's module tree as FocalNet-DINO builds it
+(models/dino/dino.py, deformable_transformer.py, backbone.py; FocalNet-DINO's focal.py for
+``backbone.0.*``), written out below from that code, not from mmdet's model.
+"""
+import copy
+import glob
+import importlib.util
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+from collections import OrderedDict
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+import focalnet_mm  # noqa: F401
+from focalnet_mm import FocalNet
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DET_DIR = osp.join(REPO, 'configs', 'det')
+
+
+def load_tool(relative_path, name):
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CONVERTER = load_tool('tools/model_converters/focalnet_dino2mm.py', 'focalnet_dino2mm')
+
+
+def config(name):
+    return Config.fromfile(osp.join(DET_DIR, f'{name}.py'))
+
+
+# ------------------------------------------------------------------------------ the recipes
+# name -> (FocalNet-DINO / detrex backbone, levels, windows, normalize_modulator, out_indices,
+#          neck channels, feature levels, epochs, LR step epoch, drop_path, published box AP)
+RECIPES = {
+    'dino_focalnet_l_fl3_4scale_12e': ('large_fl3', 3, 5, False, (1, 2, 3), [384, 768, 1536], 4,
+                                       12, 11, 0.2, 57.5),
+    'dino_focalnet_l_fl3_4scale_36e': ('large_fl3', 3, 5, False, (1, 2, 3), [384, 768, 1536], 4,
+                                       36, 30, 0.2, 58.3),
+    'dino_focalnet_l_fl4_4scale_12e': ('large_fl4', 4, 3, True, (1, 2, 3), [384, 768, 1536], 4,
+                                       12, 11, 0.2, 58.0),
+    'dino_focalnet_l_fl4_5scale_12e': ('large_fl4', 4, 3, True, (0, 1, 2, 3),
+                                       [192, 384, 768, 1536], 5, 12, 11, 0.2, 58.5),
+    'dino_focalnet_l_fl4_5scale_36e': ('large_fl4', 4, 3, True, (0, 1, 2, 3),
+                                       [192, 384, 768, 1536], 5, 36, 30, 0.4, None),
+    'dino_focalnet_l_fl4_5scale_o365_coco': ('large_fl4', 4, 3, True, (0, 1, 2, 3),
+                                             [192, 384, 768, 1536], 5, 12, 11, 0.2, 63.5),
+    'dino_focalnet_xl_fl4_5scale_12e': ('xlarge_fl4', 4, 3, True, (0, 1, 2, 3),
+                                        [256, 512, 1024, 2048], 5, 12, 11, 0.2, None),
+    'dino_focalnet_h_fl4_5scale_12e': ('huge_fl4', 4, 3, False, (0, 1, 2, 3),
+                                       [352, 704, 1408, 2816], 5, 12, 11, 0.2, None),
+    'dino_focalnet_h_fl4_5scale_12e_fsdp': ('huge_fl4', 4, 3, False, (0, 1, 2, 3),
+                                            [352, 704, 1408, 2816], 5, 12, 11, 0.2, None),
+}
+DINO_CONFIGS = sorted(osp.splitext(osp.basename(p))[0]
+                      for p in glob.glob(osp.join(DET_DIR, 'dino_*.py')))
+#: the architectures (12e/36e and the o365/FSDP variants share them)
+ARCHITECTURES = ['dino_focalnet_l_fl3_4scale_12e', 'dino_focalnet_l_fl4_4scale_12e',
+                 'dino_focalnet_l_fl4_5scale_12e', 'dino_focalnet_xl_fl4_5scale_12e',
+                 'dino_focalnet_h_fl4_5scale_12e']
+#: parameters of the whole detector, counted on these configs. No count was published for
+#: FocalNet DINO; the backbone part is checked against timm's independent FocalNet below.
+PARAMS = {
+    'dino_focalnet_l_fl3_4scale_12e': 228_352_428,
+    'dino_focalnet_l_fl4_4scale_12e': 228_532_932,
+    'dino_focalnet_l_fl4_5scale_12e': 228_879_556,
+    'dino_focalnet_xl_fl4_5scale_12e': 388_835_396,
+    'dino_focalnet_h_fl4_5scale_12e': 713_161_732,
+}
+
+
+def test_every_dino_config_has_a_recipe_row():
+    assert DINO_CONFIGS == sorted(RECIPES)
+
+
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_recipe_field_by_field(name):
+    arch, levels, window, normalize, out_indices, channels, num_levels, epochs, step, drop_path, \
+        box_ap = RECIPES[name]
+    cfg = config(name)
+    assert cfg.custom_imports == dict(imports=['focalnet_mm'], allow_failed_imports=False)
+    assert cfg.model.type == 'DINO' and cfg.model.num_queries == 900
+    b = cfg.model.backbone
+    assert (b.type, b.arch, b.focal_levels, b.focal_windows) == (
+        'FocalNet', arch, [levels] * 4, [window] * 4)
+    assert b.get('normalize_modulator', arch == 'large_fl4') == normalize
+    assert tuple(b.out_indices) == out_indices and b.drop_path_rate == drop_path
+    size = arch.split('_')[0]
+    if name.endswith('o365_coco'):
+        assert b.init_cfg is None  # the whole model comes from the converted checkpoint
+        assert cfg.model.test_cfg.max_per_img == 600  # detrex's o365 evaluation: top-600, 1200/1999
+        assert cfg.test_dataloader.dataset.pipeline[1].scale == (1999, 1200)
+    else:
+        assert b.init_cfg == dict(type='Pretrained', checkpoint=f'focalnet://{arch}')
+    neck = cfg.model.neck
+    assert (neck.type, neck.in_channels, neck.num_outs, neck.kernel_size, neck.out_channels) == (
+        'ChannelMapper', channels, num_levels, 1, 256)
+    assert neck.bias is True and neck.norm_cfg == dict(type='GN', num_groups=32)
+    assert cfg.model.get('num_feature_levels', 4) == num_levels
+    assert cfg.model.encoder.layer_cfg.self_attn_cfg.num_levels == num_levels
+    assert cfg.model.decoder.layer_cfg.cross_attn_cfg.num_levels == num_levels
+    # detrex optimizer: AdamW 1e-4, betas (0.9, 0.999), wd 1e-4, backbone x0.1, clip 0.1
+    optim = cfg.optim_wrapper
+    assert optim.optimizer == dict(type='AdamW', lr=1e-4, weight_decay=1e-4)
+    assert optim.clip_grad == dict(max_norm=0.1, norm_type=2)
+    assert optim.type == ('FSDPOptimWrapper' if name.endswith('fsdp') else 'OptimWrapper')
+    # schedule: x0.1 once, after `step` of `epochs` epochs (detrex default_coco_scheduler)
+    assert cfg.train_cfg.max_epochs == epochs
+    assert [dict(s) for s in cfg.param_scheduler] == [dict(
+        type='MultiStepLR', begin=0, end=epochs, by_epoch=True, milestones=[step], gamma=0.1)] or \
+        [{k: v for k, v in s.items() if k != '_scope_'} for s in cfg.param_scheduler] == [dict(
+            type='MultiStepLR', begin=0, end=epochs, by_epoch=True, milestones=[step], gamma=0.1)]
+    assert cfg.train_dataloader.batch_size == 2 and cfg.auto_scale_lr.base_batch_size == 16
+    # the published number sits in the header; unofficial models say so
+    with open(osp.join(DET_DIR, f'{name}.py')) as f:
+        header = ''.join(line for line in f if line.startswith('#'))
+    if box_ap is not None:
+        assert f'{box_ap} box AP' in header
+    if size in ('xlarge', 'huge'):
+        assert 'NOT OFFICIAL' in header
+    if name.endswith('fsdp'):
+        assert cfg.runner_type == 'FlexibleRunner' and cfg.strategy.type == 'FSDPStrategy'
+
+
+_MODELS = {}
+
+
+def meta_model(name):
+    if name not in _MODELS:
+        _MODELS[name] = CONVERTER.build_meta_model(osp.join(DET_DIR, f'{name}.py'))
+    return _MODELS[name]
+
+
+@pytest.mark.parametrize('name', ['dino_focalnet_l_fl3_4scale_12e', 'dino_focalnet_h_fl4_5scale_12e'])
+def test_optimizer_groups_follow_detrex(name):
+    """Backbone lr x0.1; no weight decay on any norm layer (detrex weight_decay_norm=0), backbone
+    LayerNorms included; weight decay 1e-4 elsewhere."""
+    cfg, _ = meta_model(name)
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    torch.manual_seed(0)
+    with torch.device('meta'):
+        model = MODELS.build(copy.deepcopy(cfg.model))
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    groups = {id(p): g for g in wrapper.optimizer.param_groups for p in g['params']}
+    norm_types = (torch.nn.LayerNorm, torch.nn.GroupNorm)
+    norm_params = {id(p) for m in model.modules() if isinstance(m, norm_types)
+                   for p in m.parameters(recurse=False)}
+    assert len(groups) == sum(1 for _ in model.parameters())
+    for pname, p in model.named_parameters():
+        g = groups[id(p)]
+        backbone = pname.startswith('backbone.')
+        assert g['lr'] == pytest.approx(1e-5 if backbone else 1e-4), pname
+        assert g['weight_decay'] == pytest.approx(0.0 if id(p) in norm_params else 1e-4), pname
+
+
+# ------------------------------------------------------------------------------ parameters
+def num_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize('name', ARCHITECTURES)
+def test_param_count_and_backbone_equals_timm(name):
+    """Whole detector: our count (no published one); backbone: timm's FocalNet of the same preset
+    (an independent implementation) minus its classifier norm/head plus our output norms."""
+    import timm
+    cfg, model = meta_model(name)
+    assert num_params(model) == PARAMS[name]
+    arch = cfg.model.backbone.arch
+    with torch.device('meta'):
+        reference = timm.create_model(f'focalnet_{arch}', pretrained=False, num_classes=0)
+    final_norm = sum(p.numel() for p in reference.norm.parameters())
+    out_norms = sum(2 * model.backbone.num_features[i] for i in model.backbone.out_indices)
+    assert num_params(model.backbone) == num_params(reference) - final_norm + out_norms
+
+
+# ------------------------------------------------------------------------------ the converter
+def focalnet_dino_state_dict(backbone_kwargs, return_interm_indices, num_feature_levels,
+                             enc_layers=6, dec_layers=6, num_queries=900, hidden=256, ffn=2048,
+                             heads=8, points=4, num_classes=91, dn_labelbook_size=91, fill=None):
+    """The tensors of a FocalNet-DINO checkpoint ('model'), keys and shapes as its code creates them.
+
+    ``fill(index, shape)`` makes each tensor; the default is a constant per key, expanded (no
+    memory), so real-size L/XL/H layouts cost nothing.
+    """
+    fill = fill or (lambda i, shape: torch.full((), float(i)).expand(shape))
+    shapes = OrderedDict()
+    # backbone.0 = FocalNet (Joiner[0]); the official key layout plus norm{i} per returned stage
+    with torch.device('meta'):
+        focal = FocalNet(**backbone_kwargs, out_indices=tuple(return_interm_indices))
+    for k, v in focal.state_dict().items():
+        shapes['backbone.0.' + k] = tuple(v.shape)
+    channels = [focal.num_features[i] for i in return_interm_indices]
+    # transformer (DeformableTransformer, two_stage_type 'standard', embed_init_tgt)
+    shapes['transformer.level_embed'] = (num_feature_levels, hidden)
+    msda = lambda p: {f'{p}.sampling_offsets.weight': (heads * num_feature_levels * points * 2, hidden),  # noqa
+                      f'{p}.sampling_offsets.bias': (heads * num_feature_levels * points * 2, ),
+                      f'{p}.attention_weights.weight': (heads * num_feature_levels * points, hidden),
+                      f'{p}.attention_weights.bias': (heads * num_feature_levels * points, ),
+                      f'{p}.value_proj.weight': (hidden, hidden), f'{p}.value_proj.bias': (hidden, ),
+                      f'{p}.output_proj.weight': (hidden, hidden), f'{p}.output_proj.bias': (hidden, )}
+    linear = lambda p, o, i: {f'{p}.weight': (o, i), f'{p}.bias': (o, )}  # noqa: E731
+    norm = lambda p: {f'{p}.weight': (hidden, ), f'{p}.bias': (hidden, )}  # noqa: E731
+    for i in range(enc_layers):  # DeformableTransformerEncoderLayer
+        p = f'transformer.encoder.layers.{i}'
+        shapes.update(msda(f'{p}.self_attn'))
+        shapes.update(norm(f'{p}.norm1'))
+        shapes.update(linear(f'{p}.linear1', ffn, hidden))
+        shapes.update(linear(f'{p}.linear2', hidden, ffn))
+        shapes.update(norm(f'{p}.norm2'))
+    for i in range(dec_layers):  # DeformableTransformerDecoderLayer
+        p = f'transformer.decoder.layers.{i}'
+        shapes.update(msda(f'{p}.cross_attn'))
+        shapes.update(norm(f'{p}.norm1'))
+        shapes[f'{p}.self_attn.in_proj_weight'] = (3 * hidden, hidden)  # nn.MultiheadAttention
+        shapes[f'{p}.self_attn.in_proj_bias'] = (3 * hidden, )
+        shapes.update(linear(f'{p}.self_attn.out_proj', hidden, hidden))
+        shapes.update(norm(f'{p}.norm2'))
+        shapes.update(linear(f'{p}.linear1', ffn, hidden))
+        shapes.update(linear(f'{p}.linear2', hidden, ffn))
+        shapes.update(norm(f'{p}.norm3'))
+    shapes.update(norm('transformer.decoder.norm'))
+    shapes.update(linear('transformer.decoder.ref_point_head.layers.0', hidden, 2 * hidden))
+    shapes.update(linear('transformer.decoder.ref_point_head.layers.1', hidden, hidden))
+    shapes['transformer.tgt_embed.weight'] = (num_queries, hidden)
+    shapes.update(linear('transformer.enc_output', hidden, hidden))
+    shapes.update(norm('transformer.enc_output_norm'))
+    mlp = lambda p: {**linear(f'{p}.layers.0', hidden, hidden),  # noqa: E731  MLP(h, h, 4, 3)
+                     **linear(f'{p}.layers.1', hidden, hidden), **linear(f'{p}.layers.2', 4, hidden)}
+    shapes.update(mlp('transformer.enc_out_bbox_embed'))
+    shapes.update(linear('transformer.enc_out_class_embed', num_classes, hidden))
+    # DINO: label_enc, input_proj, the shared class/box heads (one ModuleList in two places)
+    shapes['label_enc.weight'] = (dn_labelbook_size + 1, hidden)
+    for lvl in range(num_feature_levels):
+        extra = lvl >= len(channels)
+        cin = channels[-1] if lvl == len(channels) else (hidden if extra else channels[lvl])
+        shapes[f'input_proj.{lvl}.0.weight'] = (hidden, cin) + ((3, 3) if extra else (1, 1))
+        shapes[f'input_proj.{lvl}.0.bias'] = (hidden, )
+        shapes.update(norm(f'input_proj.{lvl}.1'))
+    shared = OrderedDict()
+    shared.update(linear('class_embed.0', num_classes, hidden))
+    shared.update(mlp('bbox_embed.0'))
+    tensors = OrderedDict((k, fill(i, s)) for i, (k, s) in enumerate(shapes.items()))
+    shared_tensors = {k: fill(len(tensors) + i, s) for i, (k, s) in enumerate(shared.items())}
+    for i in range(dec_layers):  # dec_pred_{class,bbox}_embed_share: the same module every layer
+        for k, v in shared_tensors.items():
+            rest = k.split('.', 2)[2]
+            head = k.split('.')[0]
+            tensors[f'{head}.{i}.{rest}'] = v
+            tensors[f'transformer.decoder.{head}.{i}.{rest}'] = v
+    return tensors
+
+
+def dino_checkpoint(name, **kwargs):
+    """A FocalNet-DINO file for config ``name``: 'model' tensors and the DINO 'args' namespace."""
+    import argparse
+    cfg, model = meta_model(name)
+    b = cfg.model.backbone
+    kw = dict(arch=b.arch, focal_levels=b.focal_levels, focal_windows=b.focal_windows)
+    if 'normalize_modulator' in b:
+        kw['normalize_modulator'] = b.normalize_modulator
+    levels = cfg.model.get('num_feature_levels', 4)
+    dino_name = {'large': 'focalnet_L_384_22k', 'xlarge': 'focalnet_XL_384_22k',
+                 'huge': 'focalnet_H_224_22k'}[b.arch.split('_')[0]]
+    dino_name += '_fl4' if b.arch.endswith('fl4') else ''
+    model_sd = focalnet_dino_state_dict(kw, list(b.out_indices), levels, **kwargs)
+    args = argparse.Namespace(backbone=dino_name, num_feature_levels=levels,
+                              return_interm_indices=list(b.out_indices), num_classes=91)
+    return {'model': model_sd, 'args': args, 'epoch': 11}
+
+
+@pytest.mark.parametrize('name', ARCHITECTURES)
+def test_real_size_checkpoint_converts_and_loads_strictly(name):
+    """Every key of the FocalNet-DINO layout is placed or dropped with a reason, every model
+    tensor is produced, and the model of the real config loads it strictly (meta device)."""
+    cfg, model = meta_model(name)
+    checkpoint = dino_checkpoint(name)
+    state_dict, rows, warnings = CONVERTER.convert(checkpoint, model, cfg.model.decoder.num_layers)
+    assert not warnings
+    assert [r[0] for r in rows] and {r[0] for r in rows} == set(checkpoint['model'])
+    assert set(state_dict) == set(model.state_dict())
+    dropped = [r for r in rows if r[2] == '-']
+    # the shared heads' second copies: 6 layers x (class 2 + box MLP 6) tensors
+    assert len(dropped) == 6 * 8 and all('same module as' in r[3] for r in dropped)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def test_keys_land_where_dino_uses_them():
+    """Values follow their meaning: decoder norms by position (DINO: sa->norm2, ca->norm1,
+    ffn->norm3), box MLP layers -> Linear 0/2/4, the proposal head -> the last branch, extra
+    input projection -> ChannelMapper extra conv, classes 91 category ids -> 80 labels."""
+    name = 'dino_focalnet_l_fl3_4scale_12e'
+    cfg, model = meta_model(name)
+    checkpoint = dino_checkpoint(name)
+    src = checkpoint['model']
+    out, _, _ = CONVERTER.convert(checkpoint, model, 6)
+    same = lambda a, b: torch.equal(out[a], src[b])  # noqa: E731
+    assert same('decoder.layers.2.norms.0.weight', 'transformer.decoder.layers.2.norm2.weight')
+    assert same('decoder.layers.2.norms.1.weight', 'transformer.decoder.layers.2.norm1.weight')
+    assert same('decoder.layers.2.norms.2.bias', 'transformer.decoder.layers.2.norm3.bias')
+    assert same('encoder.layers.5.norms.1.bias', 'transformer.encoder.layers.5.norm2.bias')
+    assert same('decoder.layers.0.self_attn.attn.in_proj_weight',
+                'transformer.decoder.layers.0.self_attn.in_proj_weight')
+    assert same('bbox_head.reg_branches.3.4.weight', 'transformer.decoder.bbox_embed.3.layers.2.weight')
+    assert same('bbox_head.reg_branches.6.2.bias', 'transformer.enc_out_bbox_embed.layers.1.bias')
+    assert same('neck.extra_convs.0.conv.weight', 'input_proj.3.0.weight')
+    assert same('neck.convs.2.gn.bias', 'input_proj.2.1.bias')
+    assert same('memory_trans_fc.weight', 'transformer.enc_output.weight')
+    assert same('query_embedding.weight', 'transformer.tgt_embed.weight')
+    assert same('backbone.norm3.weight', 'backbone.0.norm3.weight')
+    # classes: row c of a DINO classifier is COCO category id c
+    ids = torch.arange(91, dtype=torch.float32)[:, None].expand(91, 256)
+    checkpoint['model'] = dict(src, **{f'class_embed.{i}.weight': ids for i in range(6)},
+                               **{f'transformer.decoder.class_embed.{i}.weight': ids for i in range(6)},
+                               **{'label_enc.weight': torch.arange(92.)[:, None].expand(92, 256)})
+    out, _, _ = CONVERTER.convert(checkpoint, model, 6)
+    labels = out['bbox_head.cls_branches.0.weight'][:, 0]
+    assert labels.tolist() == [float(c) for c in CONVERTER.COCO_CATEGORY_IDS]
+    assert labels[0] == 1 and labels[-1] == 90 and len(labels) == 80  # person .. toothbrush
+    assert out['dn_query_generator.label_embedding.weight'][:, 0].tolist() == labels.tolist()
+
+
+def test_refusals_name_the_fix():
+    name = 'dino_focalnet_l_fl4_5scale_12e'
+    cfg, model = meta_model(name)
+    # a fl3 file into the fl4 model: the DINO args name refuses it (normalize_modulator) ...
+    fl3 = dino_checkpoint('dino_focalnet_l_fl3_4scale_12e')
+    with pytest.raises(ValueError, match='normalize_modulator=False'):
+        CONVERTER.convert(fl3, CONVERTER.build_meta_model(
+            osp.join(DET_DIR, 'dino_focalnet_l_fl4_4scale_12e.py'))[1], 6)
+    # ... and without args the tensors do: no level expansion / kernel resizing for a detector
+    del fl3['args']
+    with pytest.raises(ValueError, match=r'focal_levels=\[3, 3, 3, 3\].*fl3 / fl4'):
+        CONVERTER.convert(fl3, CONVERTER.build_meta_model(
+            osp.join(DET_DIR, 'dino_focalnet_l_fl4_4scale_12e.py'))[1], 6)
+    # normalize_modulator is invisible in the tensors; the DINO args name says what it was
+    checkpoint = dino_checkpoint(name)
+    checkpoint['args'].backbone = 'focalnet_L_384_22k'  # trained without normalize_modulator
+    with pytest.raises(ValueError, match='normalize_modulator=False'):
+        CONVERTER.convert(checkpoint, model, 6)
+    # a 4-scale file into a 5-scale model
+    four = dino_checkpoint('dino_focalnet_l_fl4_4scale_12e')
+    with pytest.raises(ValueError, match='4-scale'):
+        CONVERTER.convert(four, model, 6)
+    # unknown DINO options
+    checkpoint = dino_checkpoint(name)
+    checkpoint['model']['transformer.two_stage_wh_embedding.weight'] = torch.zeros(1, 256)
+    with pytest.raises(ValueError, match='no place'):
+        CONVERTER.convert(checkpoint, model, 6)
+    # more queries than the config
+    checkpoint = dino_checkpoint(name, num_queries=300)
+    with pytest.raises(ValueError, match='num_queries=300'):
+        CONVERTER.convert(checkpoint, model, 6)
