@@ -366,3 +366,227 @@ def test_refusals_name_the_fix():
     checkpoint = dino_checkpoint(name, num_queries=300)
     with pytest.raises(ValueError, match='num_queries=300'):
         CONVERTER.convert(checkpoint, model, 6)
+
+
+# ------------------------------------------------------------------------------ runs at small size
+SMALL_BACKBONE = dict(embed_dim=32, depths=(1, 1, 2, 1))  # every flag of the preset kept
+
+
+def write_small_config(tmp_path, coco_mini, base='dino_focalnet_l_fl3_4scale_12e', extra=''):
+    """The L config with a narrow/shallow backbone, 1 encoder/decoder layer, 30 queries, 160 px
+    images, on coco_mini (train = test = its 6 images), iteration-based."""
+    root = tmp_path / 'coco'
+    (root / 'annotations').mkdir(parents=True, exist_ok=True)
+    if not (root / 'images').exists():
+        os.symlink(osp.join(coco_mini, 'annotations.json'), root / 'annotations' / 'mini.json')
+        os.symlink(osp.join(coco_mini, 'images'), root / 'images')
+    with open(osp.join(coco_mini, 'annotations.json')) as f:
+        classes = tuple(c['name'] for c in sorted(json.load(f)['categories'], key=lambda c: c['id']))
+    base_cfg = config(base)
+    channels = [SMALL_BACKBONE['embed_dim'] * 2**i for i in base_cfg.model.backbone.out_indices]
+    path = tmp_path / f'{base}_small.py'
+    path.write_text(f'''
+_base_ = {osp.join(DET_DIR, base + '.py')!r}
+data_root = {str(root) + '/'!r}
+model = dict(
+    num_queries=30,
+    backbone=dict(embed_dim={SMALL_BACKBONE['embed_dim']}, depths={SMALL_BACKBONE['depths']},
+                  init_cfg=None),
+    neck=dict(in_channels={channels}),
+    encoder=dict(num_layers=1, layer_cfg=dict(ffn_cfg=dict(feedforward_channels=64))),
+    decoder=dict(num_layers=1, layer_cfg=dict(ffn_cfg=dict(feedforward_channels=64))),
+    dn_cfg=dict(group_cfg=dict(num_dn_queries=10)))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(160, 160), keep_ratio=True),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(160, 160), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+dataset = dict(data_root=data_root, metainfo=dict(classes={classes!r}), ann_file='annotations/mini.json',
+               data_prefix=dict(img='images/'))
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        sampler=dict(type='InfiniteSampler', shuffle=False),
+                        dataset=dict(**dataset, pipeline=train_pipeline))
+test_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                       dataset=dict(**dataset, pipeline=test_pipeline))
+test_evaluator = dict(ann_file=data_root + 'annotations/mini.json')
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=1)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=1))
+log_processor = dict(by_epoch=False, window_size=1)
+{extra}
+''')
+    return str(path)
+
+
+def small_dino_checkpoint(config_path, seed=0):
+    """Random weights in the FocalNet-DINO layout for the small config's architecture."""
+    import argparse
+    cfg = Config.fromfile(config_path)
+    b, gen = cfg.model.backbone, torch.Generator().manual_seed(seed)
+    kw = dict(arch=b.arch, focal_levels=b.focal_levels, focal_windows=b.focal_windows,
+              embed_dim=b.embed_dim, depths=b.depths)
+    tensors = focalnet_dino_state_dict(
+        kw, list(b.out_indices), cfg.model.get('num_feature_levels', 4), enc_layers=1, dec_layers=1, num_queries=30, ffn=64,
+        fill=lambda i, shape: 0.02 * torch.randn(shape, generator=gen))
+    return {'model': tensors, 'args': argparse.Namespace(backbone='focalnet_L_384_22k')}
+
+
+@pytest.mark.slow
+def test_small_l_config_trains_one_iteration_on_coco_mini(tmp_path, coco_mini):
+    config = write_small_config(tmp_path, coco_mini)
+    train = load_tool('tools/train.py', 'focalnet_train_dino')
+    runner = train.main([config, '--work-dir', str(tmp_path / 'work')])
+    assert runner.iter == 1
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    losses = dict(re.findall(r'\b(loss|loss_cls|loss_bbox|loss_iou|dn_loss_cls|enc_loss_cls): ([\d.]+)', log))
+    assert set(losses) == {'loss', 'loss_cls', 'loss_bbox', 'loss_iou', 'dn_loss_cls', 'enc_loss_cls'}
+    assert all(0 < float(v) < 1e3 for v in losses.values()), losses
+    assert 'grad_norm' in log
+    backbone = runner.model.backbone
+    assert backbone.arch_settings['use_postln'] and backbone.arch_settings['use_conv_embed']
+    assert all(stage.with_cp for stage in backbone.layers)  # the config's activation checkpointing
+
+
+@pytest.mark.slow
+def test_converted_release_layout_evaluates_with_tools_test(tmp_path, coco_mini):
+    """FocalNet-DINO file -> converter CLI (strict load into the config's model) -> tools/test.py
+    gives COCO metrics; the raw file given to tools/test.py is refused with the converter named."""
+    config = write_small_config(tmp_path, coco_mini)
+    src = tmp_path / 'focalnet_dino.pth'
+    torch.save(small_dino_checkpoint(config), src)
+    out = CONVERTER.main([str(src), str(tmp_path / 'converted.pth'), '--config', config,
+                          '--report', str(tmp_path / 'map.tsv')])
+    assert re.search(r'converted-[0-9a-f]{8}\.pth$', out)
+    rows = [line.split('\t') for line in open(tmp_path / 'map.tsv').read().splitlines()[1:]]
+    assert len(rows) == len(torch.load(src, weights_only=False)['model'])
+    assert all(r[2] != '-' or r[3].startswith('dropped: ') for r in rows)
+    test = load_tool('tools/test.py', 'focalnet_test_dino')
+    metrics = test.main([config, out, '--work-dir', str(tmp_path / 'work')])
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50'):
+        assert 0.0 <= metrics[key] <= 1.0, metrics
+    # the converted weights are what the model evaluated with
+    saved = torch.load(out, map_location='cpu', weights_only=False)['state_dict']
+    source = torch.load(src, weights_only=False)['model']
+    torch.testing.assert_close(saved['decoder.layers.0.norms.0.weight'],
+                               source['transformer.decoder.layers.0.norm2.weight'])
+    with pytest.raises(SystemExit, match='focalnet_dino2mm.py'):
+        test.main([config, str(src), '--work-dir', str(tmp_path / 'work2')])
+
+
+@pytest.mark.slow
+def test_fsdp_option_trains_on_two_cpu_processes(tmp_path, coco_mini):
+    """The H FSDP config (at small size): tools/dist_train.sh picks mmengine's FlexibleRunner,
+    FSDPStrategy shards the model over 2 gloo processes, FSDPOptimWrapper clips by the norm of
+    the whole gradient (the same value on both ranks), 2 iterations, a checkpoint per rank."""
+    config = write_small_config(tmp_path, coco_mini, base='dino_focalnet_h_fl4_5scale_12e_fsdp',
+                                extra="""
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2)
+strategy = dict(model_wrapper=dict(auto_wrap_policy=dict(min_num_params=50_000)))
+""")
+    env = dict(os.environ, PORT=str(29600 + os.getpid() % 1000), OMP_NUM_THREADS='1',
+               CUDA_VISIBLE_DEVICES='')
+    proc = subprocess.run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+                           str(tmp_path / 'work')], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env=env)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert 'world size 2 (gloo)' in output, output[-3000:]
+    norms = re.findall(r'Iter\(train\) \[(\d)/2\].*?grad_norm: ([\d.]+)', output)
+    assert [i for i, _ in norms] == ['1', '2'], output[-3000:]
+    assert all(0 < float(n) < 1e4 for _, n in norms)
+    # FSDP's 'local' state dicts: one shard file per rank
+    assert sorted(os.listdir(tmp_path / 'work' / 'iter_2.pth')) == ['rank0.pth', 'rank1.pth']
+
+
+_CLIP_CHECK = '''
+import torch, torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+from focalnet_mm.optim import FSDPOptimWrapper
+dist.init_process_group('gloo')
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+reference = [p.detach().clone() for p in model.parameters()]
+fsdp = FSDP(model, device_id=torch.device('cpu'), use_orig_params=True)
+wrapper = FSDPOptimWrapper(torch.optim.SGD(fsdp.parameters(), lr=1.0), clip_grad=dict(max_norm=0.5))
+x = torch.randn(4, 8, generator=torch.Generator().manual_seed(dist.get_rank()))
+fsdp(x).square().sum().backward()
+wrapper._clip_grad()
+ours = wrapper.message_hub.get_scalar('train/grad_norm').current()
+# a rank may hold parameters without any local shard (grad None): it still joins the collective
+after_sq = sum((p.grad.square().sum() for p in fsdp.parameters() if p.grad is not None),
+               torch.zeros(()))
+dist.all_reduce(after_sq)
+print('RANK', dist.get_rank(), 'norm', ours, 'fsdp', float(fsdp.clip_grad_norm_(1e9)),
+      'clipped', float(after_sq.sqrt()))
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.slow
+def test_fsdp_optim_wrapper_clips_by_the_whole_gradient(tmp_path):
+    """Two gloo processes: FSDPOptimWrapper's norm is FSDP's own clip_grad_norm_ (the norm of
+    the whole gradient) on both ranks, and after clipping the whole gradient has max_norm."""
+    script = tmp_path / 'clip_check.py'
+    script.write_text(_CLIP_CHECK)
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='', PYTHONPATH=REPO)
+    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+                           '--master_port', str(29700 + os.getpid() % 1000), str(script)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    rows = re.findall(r'RANK (\d) norm ([\d.]+) fsdp ([\d.]+) clipped ([\d.]+)', proc.stdout)
+    assert len(rows) == 2, proc.stdout
+    for _, ours, theirs, clipped in rows:
+        # FSDP's norm is measured after our clipping: the whole gradient now has norm max_norm
+        assert float(ours) > 0.5 and float(theirs) == pytest.approx(0.5, rel=1e-4)
+        assert float(clipped) == pytest.approx(0.5, rel=1e-4)
+    assert rows[0][1] == rows[1][1]  # the same norm (hence the same scale) on both ranks
+
+
+def test_sharded_grad_norm_without_distribution_is_torchs_norm():
+    from focalnet_mm.optim import sharded_grad_norm
+    grads = [torch.randn(3, 4), torch.randn(5), torch.zeros(0)]
+    flat = torch.cat([g.flatten() for g in grads])
+    assert sharded_grad_norm(grads).item() == pytest.approx(flat.norm().item(), rel=1e-6)
+    assert sharded_grad_norm(grads, float('inf')).item() == pytest.approx(flat.abs().max().item())
+
+
+# ------------------------------------------------------------------------------ with_cp per stage
+def test_with_cp_per_stage_checkpoints_only_those_stages():
+    """with_cp=(False, False, True, False): blocks of stage 2 run twice (forward + recompute in
+    backward), the others once; same gradients as without checkpointing."""
+    kw = dict(arch='large_fl3', embed_dim=16, depths=(1, 1, 2, 1), drop_path_rate=0.)
+    torch.manual_seed(0)
+    plain = FocalNet(**kw).train()
+    staged = FocalNet(**kw, with_cp=[False, False, True, False]).train()
+    staged.load_state_dict(plain.state_dict())
+    assert [s.with_cp for s in staged.layers] == [False, False, True, False]
+    calls = {}
+    for i, stage in enumerate(staged.layers):
+        for j, block in enumerate(stage.blocks):
+            block.register_forward_pre_hook(
+                lambda m, a, key=(i, j): calls.__setitem__(key, calls.get(key, 0) + 1))
+    image = torch.randn(1, 3, 64, 64)
+    grads = []
+    for model in (plain, staged):
+        model.zero_grad()
+        sum(o.square().mean() for o in model(image)).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    assert calls == {(0, 0): 1, (1, 0): 1, (2, 0): 2, (2, 1): 2, (3, 0): 1}
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize('bad', [(True, False), 'yes', [1, 0, 0, 0]])
+def test_with_cp_refuses_what_is_not_one_bool_per_stage(bad):
+    with pytest.raises(ValueError, match='with_cp=.*give a bool or 4 bools'):
+        FocalNet(arch='tiny_srf', with_cp=bad)
