@@ -590,3 +590,19 @@ def test_with_cp_per_stage_checkpoints_only_those_stages():
 def test_with_cp_refuses_what_is_not_one_bool_per_stage(bad):
     with pytest.raises(ValueError, match='with_cp=.*give a bool or 4 bools'):
         FocalNet(arch='tiny_srf', with_cp=bad)
+
+
+def test_metafile_indexes_every_dino_config():
+    import yaml
+    with open(osp.join(REPO, 'metafile.yml')) as f:
+        index = yaml.safe_load(f)
+    models = {m['Name']: m for m in index['Models'] if m['Name'].startswith('dino_')}
+    assert sorted(models) == DINO_CONFIGS
+    for name, entry in models.items():
+        box_ap = RECIPES[name][-1]
+        assert entry['Config'] == f'configs/det/{name}.py' and entry['In Collection'] == 'DINO FocalNet'
+        assert entry['Metadata']['Epochs'] == config(name).train_cfg.max_epochs
+        arch = next(a for a in ARCHITECTURES if a.split('_')[2:5] == name.split('_')[2:5])
+        assert entry['Metadata']['Parameters'] == f'{PARAMS[arch] / 1e6:.1f}M'
+        got = entry.get('Results', [{}])[0].get('Metrics', {}).get('box AP')
+        assert got == box_ap
