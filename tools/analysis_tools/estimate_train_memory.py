@@ -8,9 +8,11 @@ parameter (divided by the number of GPUs under FSDP, --shards). Activations: the
 keeps for the backward pass of one training step (loss included), counted exactly on the CPU
 (unique storages seen by ``torch.autograd.graph.saved_tensors_hooks``) at small square images,
 fitted as a + b * pixels and extrapolated to ``--batch`` images of ``--target`` size. On CPU
-mmcv's deformable attention runs its PyTorch path, which keeps more (grid-sample inputs per level)
-than the CUDA kernel; the DINO encoder term is therefore an upper bound. Allocator caching and
-workspaces come on top: the printed peak is an estimate, not a measurement.
+mmcv's deformable attention runs its PyTorch path, which keeps every level's grid-sample output
+for backward (several GB per encoder layer at detection size); during the measurement it keeps
+what mmcv's CUDA kernel keeps instead (value, sampling locations, attention weights).
+Allocator caching, workspaces and the CUDA context come on top: the printed peak is an estimate,
+not a measurement.
 """
 import argparse
 import copy
@@ -53,10 +55,26 @@ def saved_bytes(model, inputs, data_samples) -> int:
                 storages[s.data_ptr()] = s.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    from unittest import mock
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), mock.patch(
+            'mmcv.ops.multi_scale_deform_attn.multi_scale_deformable_attn_pytorch',
+            _SavesLikeTheCudaKernel.apply):
         losses = model.loss(inputs, data_samples)
         sum(v.sum() if isinstance(v, torch.Tensor) else sum(v) for v in losses.values())
     return sum(storages.values())
+
+
+class _SavesLikeTheCudaKernel(torch.autograd.Function):
+    """Deformable attention computed by mmcv's PyTorch path, saving for backward exactly the
+    tensors mmcv's CUDA ``MultiScaleDeformableAttnFunction`` saves (memory counting only: no
+    backward is run)."""
+
+    @staticmethod
+    def forward(ctx, value, spatial_shapes, sampling_locations, attention_weights):
+        from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
+        ctx.save_for_backward(value, spatial_shapes, sampling_locations, attention_weights)
+        return multi_scale_deformable_attn_pytorch(value, spatial_shapes, sampling_locations,
+                                                   attention_weights)
 
 
 def make_batch(size, num_classes, seed=0):
