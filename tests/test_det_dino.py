@@ -606,3 +606,32 @@ def test_metafile_indexes_every_dino_config():
         assert entry['Metadata']['Parameters'] == f'{PARAMS[arch] / 1e6:.1f}M'
         got = entry.get('Results', [{}])[0].get('Metrics', {}).get('box AP')
         assert got == box_ap
+
+
+@pytest.mark.slow
+def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini):
+    """tools/analysis_tools/estimate_train_memory.py on the small L config: static memory is 16
+    bytes per parameter, checkpointing the backbone keeps fewer activations, and the deformable
+    attention keeps what the CUDA kernel keeps (less than mmcv's PyTorch path)."""
+    config = write_small_config(tmp_path, coco_mini)
+    tool = load_tool('tools/analysis_tools/estimate_train_memory.py', 'estimate_train_memory')
+    results = tool.main([config, '--sizes', '96', '128', '--target', '256', '256'])
+    (params, static, cp_acts), (_, _, plain_acts) = results['true'], results['false']
+    assert static == 16 * params and 0 < cp_acts < plain_acts
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    model = MODELS.build(cfg.model).train()
+    inputs, samples = tool.make_batch(128, 80)
+    with_kernel = tool.saved_bytes(model, inputs, samples)
+    storages = {}
+    params_ptr = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in params_ptr:
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.loss(inputs, samples)
+    assert with_kernel < sum(storages.values())

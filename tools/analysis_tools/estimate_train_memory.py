@@ -24,6 +24,8 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import focalnet_mm  # noqa: E402,F401
+from mmcv.ops.multi_scale_deform_attn import \
+    multi_scale_deformable_attn_pytorch as _msda_pytorch  # noqa: E402  (before it is patched)
 
 
 def parse_args(argv=None):
@@ -71,10 +73,8 @@ class _SavesLikeTheCudaKernel(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, value, spatial_shapes, sampling_locations, attention_weights):
-        from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
         ctx.save_for_backward(value, spatial_shapes, sampling_locations, attention_weights)
-        return multi_scale_deformable_attn_pytorch(value, spatial_shapes, sampling_locations,
-                                                   attention_weights)
+        return _msda_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
 
 
 def make_batch(size, num_classes, seed=0):
