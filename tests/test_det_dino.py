@@ -622,7 +622,9 @@ def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini):
     cfg.model.backbone.init_cfg = None
     init_default_scope('mmdet')
     from mmdet.registry import MODELS
-    model = MODELS.build(cfg.model).train()
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
     inputs, samples = tool.make_batch(128, 80)
     with_kernel = tool.saved_bytes(model, inputs, samples)
     storages = {}

@@ -107,7 +107,9 @@ def main(argv=None):
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.backbone.with_cp = with_cp == 'true'
         torch.manual_seed(0)
-        model = MODELS.build(model_cfg).train()
+        model = MODELS.build(model_cfg)
+        model.init_weights()  # DINO leaves e.g. level_embed uninitialised until here
+        model.train()
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         points = []
         for size in args.sizes:
