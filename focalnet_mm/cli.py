@@ -140,7 +140,9 @@ def setup_cpu_distributed(cfg: Config) -> None:
         timeout = dist_cfg.get('timeout')  # seconds, as mmengine reads it
         torch_dist.init_process_group(
             backend='gloo', **({} if timeout is None else dict(timeout=timedelta(seconds=timeout))))
-    if cfg.get('model_wrapper_cfg') is None:
+    if cfg.get('strategy'):  # FlexibleRunner: FSDPStrategy passes device_id=LOCAL_RANK (a GPU)
+        cfg.strategy.setdefault('model_wrapper', {}).setdefault('device_id', torch.device('cpu'))
+    elif cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = dict(
             type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
@@ -159,9 +161,15 @@ def finish_distributed() -> None:
 
 
 def build_runner_from_cfg(cfg: Config):
-    """The config's own runner type, else mmengine's Runner (what mmdet's tools do)."""
+    """The config's own runner type, else mmengine's Runner (what mmdet's tools do).
+
+    A config with a ``strategy`` (e.g. ``FSDPStrategy``) gets mmengine's FlexibleRunner: the
+    plain Runner would ignore the strategy without a word.
+    """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
+    if cfg.get('strategy') and 'runner_type' not in cfg:
+        cfg.runner_type = 'FlexibleRunner'
     setup_cpu_distributed(cfg)
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)

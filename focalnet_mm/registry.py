@@ -2,7 +2,8 @@
 
 ``FocalNet`` goes into the MODELS registry of every installed library (mmdet, mmseg, mmpretrain);
 the training-time visualization hook and the preemption-safe checkpoint hook into mmengine's HOOKS
-and theirs, the resumable epoch loop into LOOPS. A library that is not
+and theirs, the resumable epoch loop into LOOPS, the FSDP optimizer wrapper into OPTIM_WRAPPERS.
+A library that is not
 installed is skipped; one that is installed but fails to import is an error worth seeing.
 """
 import importlib
@@ -11,7 +12,7 @@ from typing import List
 
 from mmengine import registry as mmengine_registry
 
-from .engine import ResumableEpochBasedTrainLoop, SafeCheckpointHook
+from .engine import FSDPOptimWrapper, ResumableEpochBasedTrainLoop, SafeCheckpointHook
 from .models import FocalNet
 from .visualization.hook import FocalModulationVisHook
 
@@ -41,3 +42,5 @@ HOOK_REGISTERED_IN = register(FocalModulationVisHook, 'FocalModulationVisHook', 
                               include_mmengine=True)
 register(SafeCheckpointHook, 'SafeCheckpointHook', 'HOOKS', include_mmengine=True)
 register(ResumableEpochBasedTrainLoop, 'ResumableEpochBasedTrainLoop', 'LOOPS', include_mmengine=True)
+OPTIM_WRAPPER_REGISTERED_IN = register(FSDPOptimWrapper, 'FSDPOptimWrapper', 'OPTIM_WRAPPERS',
+                                       include_mmengine=True)

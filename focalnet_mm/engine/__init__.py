@@ -1,11 +1,12 @@
 """Training machinery on top of mmengine: preemption-safe checkpoints, mid-epoch resume, and a
-clear message when a distributed rank dies (see README "Training and testing")."""
+clear message when a distributed rank dies, gradient clipping that means the same under FSDP (see README "Training and testing")."""
 from .checkpoint import (AtomicLocalBackend, NoResumableCheckpointError, SafeCheckpointHook,
                          atomic_write, checkpoint_problem, find_resumable_checkpoint)
 from .distributed import DEFAULT_DIST_TIMEOUT, lost_rank_message
 from .loops import ResumableEpochBasedTrainLoop
+from .optim import FSDPOptimWrapper
 from .training import make_training_safe
 
 __all__ = ['AtomicLocalBackend', 'NoResumableCheckpointError', 'SafeCheckpointHook', 'atomic_write',
            'checkpoint_problem', 'find_resumable_checkpoint', 'DEFAULT_DIST_TIMEOUT',
-           'lost_rank_message', 'ResumableEpochBasedTrainLoop', 'make_training_safe']
+           'lost_rank_message', 'ResumableEpochBasedTrainLoop', 'FSDPOptimWrapper', 'make_training_safe']

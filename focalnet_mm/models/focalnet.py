@@ -106,8 +106,9 @@ class FocalNet(BaseModule):
             ``norm{i}`` (mmdet 3.x Swin semantics), re-applied by ``train()``.
         norm_eval: keep normalization layers in eval mode during training. FocalNet itself has
             only LayerNorms (no running statistics), so this matters for BatchNorm layers only.
-        with_cp: activation checkpointing per block (non-reentrant, so a frozen stem still lets
-            gradients reach the blocks).
+        with_cp: activation checkpointing of every block (non-reentrant, so a frozen stem still
+            lets gradients reach the blocks): a bool for all stages or one bool per stage, e.g.
+            ``(False, False, True, False)`` for the 18-block stage of L/XL/H only.
         impl: focal-context implementation of every block: 'auto' (per device, dtype, training
             or inference, from ``focalnet_mm.ops.AUTO_TABLE``), 'reference', 'fast' or 'triton'.
             None (default): the ``FOCALNET_IMPL`` environment variable if set, else 'auto'; the
@@ -140,7 +141,7 @@ class FocalNet(BaseModule):
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 with_cp: bool = False,
+                 with_cp: Union[bool, Sequence[bool]] = False,
                  impl: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
@@ -183,7 +184,8 @@ class FocalNet(BaseModule):
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.with_cp = with_cp
+        cp_stages = self._per_stage_with_cp(with_cp, num_stages)
+        self.with_cp = with_cp if isinstance(with_cp, bool) else cp_stages  # stages[i].with_cp rules
         self.impl, why = requested_impl(impl)
         log_once(f'FocalNet impl {self.impl!r} (from {why})'
                  + ('; auto picks per device, dtype and training/inference, each pick logged once'
@@ -202,7 +204,7 @@ class FocalNet(BaseModule):
                 dim=self.num_features[i], depth=depth,
                 out_dim=self.num_features[i + 1] if i < num_stages - 1 else None,
                 drop_paths=drop_paths[sum(depths[:i]):sum(depths[:i + 1])],
-                use_conv_embed=cfg['use_conv_embed'], with_cp=with_cp,
+                use_conv_embed=cfg['use_conv_embed'], with_cp=cp_stages[i],
                 mlp_ratio=mlp_ratio, drop=drop_rate, focal_level=levels[i], focal_window=windows[i],
                 use_layerscale=cfg['use_layerscale'], layerscale_value=layerscale_value,
                 use_postln=cfg['use_postln'],
@@ -231,6 +233,16 @@ class FocalNet(BaseModule):
             raise TypeError(f'FocalNet got unexpected keyword(s) {sorted(aliases)}; see '
                             'help(focalnet_mm.FocalNet) for the accepted arguments.')
         return in_channels, with_cp
+
+    @staticmethod
+    def _per_stage_with_cp(with_cp, num_stages) -> Tuple[bool, ...]:
+        if isinstance(with_cp, bool):
+            return (with_cp, ) * num_stages
+        values = tuple(with_cp) if isinstance(with_cp, (list, tuple)) else None
+        if values is None or len(values) != num_stages or not all(isinstance(v, bool) for v in values):
+            raise ValueError(f'FocalNet with_cp={with_cp!r}: give a bool or {num_stages} bools (one per '
+                             f'stage), e.g. with_cp={(False, ) * (num_stages - 1) + (True, )}.')
+        return values
 
     @staticmethod
     def _per_stage(name, value, num_stages):

@@ -8,7 +8,7 @@ Loading is a pipeline of pure functions on state dicts, each testable alone:
 
     read_checkpoint            safe read: torch.load(weights_only=True) or safetensors
     convert_checkpoint         unwrap ('model' / 'state_dict' / 'module'), select a prefix
-                               ('backbone.', FocalNet-DINO's 'backbone.0.body.'), detect_format,
+                               ('backbone.', FocalNet-DINO's 'backbone.0.'), detect_format,
                                to_official (timm / HF transformers -> official keys)
     describe_state_dict        what the tensors say (embed_dim, depths, levels, windows, flags)
     declared_flags             what the file says about itself (its training config; flags that

@@ -16,8 +16,10 @@ from ..archs import ARCHS, resolve_arch
 
 FORMATS = ('official', 'timm', 'hf')
 WRAPPER_KEYS = ('state_dict', 'model', 'module')
-#: prefixes tried, in order, when the caller gives none (FocalNet-DINO, mmdet / mmseg / mmpretrain)
-AUTO_PREFIXES = ('backbone.0.body.', 'backbone.')
+#: prefixes tried, in order, when the caller gives none: DETR-family Joiner around an
+#: IntermediateLayerGetter ('backbone.0.body.'), FocalNet-DINO's Joiner around the FocalNet itself
+#: ('backbone.0.', models/dino/backbone.py), mmdet / mmseg / mmpretrain ('backbone.')
+AUTO_PREFIXES = ('backbone.0.body.', 'backbone.0.', 'backbone.')
 
 _OUT_NORM_RE = re.compile(r'^norm(\d+)\.')
 
@@ -64,8 +66,8 @@ def strip_ddp_prefix(state_dict: Mapping[str, torch.Tensor]) -> 'OrderedDict[str
 def select_prefix(state_dict: Mapping[str, torch.Tensor], prefix: Optional[str] = None):
     """Drop ``module.`` (DDP), then keep the backbone's keys: returns (state_dict, prefix, dropped).
 
-    ``prefix`` follows mmengine's ``Pretrained(prefix=...)``; without it, FocalNet-DINO's
-    ``backbone.0.body.`` and mmdet/mmseg/mmpretrain's ``backbone.`` are recognised.
+    ``prefix`` follows mmengine's ``Pretrained(prefix=...)``; without it, :data:`AUTO_PREFIXES`
+    (FocalNet-DINO's ``backbone.0.``, mmdet/mmseg/mmpretrain's ``backbone.``) are recognised.
     """
     state_dict = strip_ddp_prefix(state_dict)
     if prefix:

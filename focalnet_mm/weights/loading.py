@@ -290,6 +290,12 @@ def load_model_weights(model: nn.Module, checkpoint, map_location='cpu', logger=
                          f'{type(model).__name__} with backbone {type(backbone).__name__}.')
     hf_config = read_sidecar_config(source) if isinstance(checkpoint, (str, os.PathLike)) else None
     converted = convert_checkpoint(obj, hf_config=hf_config)
+    outside = [k for keys in converted.dropped.values() for k in keys]
+    if any(k.startswith('transformer.') for k in outside) and any(
+            k.startswith('input_proj.') for k in outside):
+        raise ValueError(f'{source} is a whole FocalNet-DINO detector (IDEA-Research DINO layout), '
+                         'not a backbone file: convert it to this config\'s keys first with '
+                         'python tools/model_converters/focalnet_dino2mm.py SRC OUT.pth --config CONFIG')
     head = OrderedDict((k[len('head.'):], v) for k, v in converted.state_dict.items()
                        if k.startswith('head.'))
     fc = _head_fc(model)
