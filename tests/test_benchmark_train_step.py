@@ -18,6 +18,7 @@ def bench():
     return module
 
 
+@pytest.mark.slow
 def test_focalnet_and_swin_mask_rcnn_steps_are_timed(bench, tmp_path):
     """The default pair (ours vs mmdet's own Swin-T config, resolved from mmdet::) trains."""
     from mmengine.registry import DefaultScope
