@@ -1,11 +1,11 @@
 """The README main job, end to end on CPU: demo data -> train FocalNet-T Mask R-CNN -> COCO mAP.
 
-    python tools/run_demo.py            # 64 images, 3 short epochs, mAP after each: ~5 min on 2 cores
-    python tools/run_demo.py --full     # 200 images, 3 epochs of 100 iterations: 6-16 min on 2 cores
+    python tools/run_demo.py            # 48 images, 3 epochs of 24 iterations, mAP after each
+    python tools/run_demo.py --full     # 200 images, 3 epochs of 100 iterations, higher mAP
 
-Measured on 2 cores (setup excluded): the default run about 5 minutes on an AMD EPYC without
-AVX-512 (the README gives each machine's numbers), ``--full`` 5½-6 minutes on an idle Intel
-AVX-512 machine and about 16 minutes on that AMD EPYC.
+Times on 2 CPU cores, setup excluded (the README's Quick start table has each machine's numbers):
+the default run about 5 minutes on an AMD EPYC without AVX-512; --full about 16 minutes there and
+5½-6 minutes on an idle Intel AVX-512 machine.
 
 1. generates the synthetic COCO-format data set (tools/data/make_demo_coco.py) unless present,
 2. trains configs/demo/maskrcnn_focalnet_t_demo.py as tools/train.py does (mmengine's log shows
@@ -59,7 +59,7 @@ def shown(path):
 
 
 #: (training images, validation images, epochs) of the default run and of --full
-QUICK = dict(num_train=64, num_val=24, epochs=3)
+QUICK = dict(num_train=48, num_val=16, epochs=3)
 FULL = dict(num_train=200, num_val=40, epochs=3)
 
 
@@ -130,7 +130,8 @@ def main(argv=None):
                  f'test_evaluator.ann_file={data_root}annotations/instances_val.json']
     schedule = [f'train_cfg.max_epochs={args.epochs}', 'train_cfg.val_interval=1',
                 'param_scheduler.1.milestones=[%d]' % max(1, args.epochs - 1),
-                f'param_scheduler.1.end={args.epochs}']
+                f'param_scheduler.1.end={args.epochs}',
+                f'default_hooks.checkpoint.interval={args.epochs}']  # one ~560 MB write, at the end
     print(f'[2/3] training Mask R-CNN FocalNet-T from scratch on CPU ({CONFIG}), {args.epochs} '
           f'epochs on {args.num_train} images, COCO mAP on {args.num_val} images after each',
           flush=True)

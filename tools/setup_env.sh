@@ -69,19 +69,31 @@ for requirement in map(Requirement, sys.argv[1:]):
     assert requirement.specifier.contains(version(requirement.name), prereleases=True), requirement
 EOF
 }
-# torch_info -> "TORCH_VERSION TORCHVISION_VERSION" when the pair works (torchvision's compiled nms)
+# torch_info -> "TORCH_VERSION TORCHVISION_VERSION" when the pair works (torchvision's compiled nms),
+# then "mmcv VERSION" when mmcv's compiled ops load too: one interpreter start checks both
 torch_info() {
-  (cd / && "$PY" -c 'import torch, torchvision, torchvision.ops; torchvision.ops.nms; print(torch.__version__, torchvision.__version__)' 2>/dev/null)
+  (cd / && "$PY" -c '
+import torch, torchvision, torchvision.ops
+torchvision.ops.nms
+print(torch.__version__, torchvision.__version__, flush=True)
+try:
+    import mmcv, mmcv._ext
+    from mmcv.ops import nms
+    print("mmcv", mmcv.__version__)
+except Exception:
+    pass' 2>/dev/null)
 }
 
 # ---------------------------------------------------------------------------------------------
-if TORCH_INFO="$(torch_info)"; then
+if PROBE="$(torch_info)"; then
+  TORCH_INFO="${PROBE%%$'\n'*}"
   stage "torch: keeping torch ${TORCH_INFO% *} + torchvision ${TORCH_INFO#* }" ""
 else
   stage "torch: installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION (a few minutes)" \
     "install a matching pair yourself: $PY -m pip install torch==X torchvision==Y, then re-run"
   "${PIP[@]}" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
-  TORCH_INFO="$(torch_info)" || { echo "torchvision does not import beside this torch" >&2; false; }
+  PROBE="$(torch_info)" || { echo "torchvision does not import beside this torch" >&2; false; }
+  TORCH_INFO="${PROBE%%$'\n'*}"
 fi
 TORCH_TAG="${TORCH_INFO% *}"
 TORCH_BASE="${TORCH_TAG%%+*}"
@@ -136,7 +148,7 @@ build_mmcv() {  # build mmcv from the PyPI sdist into $1
   rm -rf "$src/unpacked" "$src/dist" "$src/mmcv-$MMCV_VERSION"
 }
 
-if mmcv_ok; then
+if [[ "$PROBE" == *$'\n'"mmcv $MMCV_VERSION" ]]; then  # checked with torch above
   stage "mmcv: $MMCV_VERSION with compiled ops already installed" ""
 else
   stage "mmcv: looking for a prebuilt $MMCV_VERSION wheel for torch $TORCH_TAG" \
