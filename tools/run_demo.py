@@ -1,11 +1,12 @@
 """The README main job, end to end on CPU: demo data -> train FocalNet-T Mask R-CNN -> COCO mAP.
 
-    python tools/run_demo.py            # 48 images, 3 epochs of 24 iterations, mAP after each
+    python tools/run_demo.py            # 64 images, 3 epochs of 32 iterations, mAP after each
     python tools/run_demo.py --full     # 200 images, 3 epochs of 100 iterations, higher mAP
 
 Times on 2 CPU cores, setup excluded (the README's Quick start table has each machine's numbers):
-the default run about 5 minutes on an AMD EPYC without AVX-512; --full about 16 minutes there and
-5½-6 minutes on an idle Intel AVX-512 machine.
+the default run about 7-8 minutes on an AMD EPYC without AVX-512 (estimated from its CPU time;
+box/mask mAP 0.011/0.015, rising from 0.000 after the first epoch); --full about 16 minutes there
+and 5½-6 minutes on an idle Intel AVX-512 machine (box/mask mAP 0.16-0.20/0.25-0.27).
 
 1. generates the synthetic COCO-format data set (tools/data/make_demo_coco.py) unless present,
 2. trains configs/demo/maskrcnn_focalnet_t_demo.py as tools/train.py does (mmengine's log shows
@@ -59,7 +60,7 @@ def shown(path):
 
 
 #: (training images, validation images, epochs) of the default run and of --full
-QUICK = dict(num_train=48, num_val=16, epochs=3)
+QUICK = dict(num_train=64, num_val=24, epochs=3)
 FULL = dict(num_train=200, num_val=40, epochs=3)
 
 
