@@ -4,9 +4,9 @@
     python tools/run_demo.py --full     # 200 images, 3 epochs of 100 iterations, higher mAP
 
 Times on 2 CPU cores, setup excluded (the README's Quick start table has each machine's numbers):
-the default run about 7-8 minutes on an AMD EPYC without AVX-512 (estimated from its CPU time;
-box/mask mAP 0.011/0.015, rising from 0.000 after the first epoch); --full about 16 minutes there
-and 5½-6 minutes on an idle Intel AVX-512 machine (box/mask mAP 0.16-0.20/0.25-0.27).
+the default run 4½ minutes on an AMD EPYC without AVX-512 (box/mask mAP 0.026/0.043, rising from
+0.001 after the first epoch); --full about 16 minutes there and 5½-6 minutes on an idle Intel
+AVX-512 machine (box/mask mAP 0.16-0.20/0.25-0.27).
 
 1. generates the synthetic COCO-format data set (tools/data/make_demo_coco.py) unless present,
 2. trains configs/demo/maskrcnn_focalnet_t_demo.py as tools/train.py does (mmengine's log shows
