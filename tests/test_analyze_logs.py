@@ -3,6 +3,7 @@
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -104,7 +105,7 @@ def test_cal_train_time_drops_each_epochs_first_window(tmp_path):
 
 @pytest.mark.slow
 def test_readme_main_job_trains_evaluates_and_draws_curves(tmp_path):
-    """tools/run_demo.py, shortened (20 images, 1 epoch): data, training, COCO mAP, curves."""
+    """tools/run_demo.py, shortened (20 images, 1 epoch): data, training, COCO mAP, phase times, curves."""
     work_dir = tmp_path / 'work'
     proc = subprocess.run(
         [sys.executable, osp.join(REPO_ROOT, 'tools', 'run_demo.py'), '--work-dir', str(work_dir),
@@ -113,8 +114,11 @@ def test_readme_main_job_trains_evaluates_and_draws_curves(tmp_path):
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert '[1/3] generating the demo data set' in proc.stdout
-    for line in ('box  mAP', 'mask mAP', 'checkpoint   :', 'curves       :'):
+    for line in ('box  mAP', 'mask mAP', 'by epoch:', 'checkpoint   :', 'curves       :'):
         assert line in proc.stdout
+    # how long each phase took
+    assert re.search(r'data \d+s \| build \d+s \| training \d+s \| validation \d+s \| curves \d+s',
+                     proc.stdout)
     assert (work_dir / 'epoch_1.pth').is_file()
-    curves = np.asarray(Image.open(work_dir / 'curves.png').convert('L'))
-    assert curves.shape == (round(2.8 * 4 * 120), 8 * 120) and curves.std() > 5
+    curves = np.asarray(Image.open(work_dir / 'curves.png').convert('L'))  # loss, loss_mask, lr, 2 mAP
+    assert curves.shape == (round(2.8 * 5 * 120), 8 * 120) and curves.std() > 5

@@ -12,6 +12,7 @@ def bench():
     return load_tool('tools/analysis_tools/benchmark_train_step.py')
 
 
+@pytest.mark.slow
 def test_focalnet_and_swin_mask_rcnn_steps_are_timed(bench, tmp_path):
     """The default pair (ours vs mmdet's own Swin-T config, resolved from mmdet::) trains."""
     from mmengine.registry import DefaultScope

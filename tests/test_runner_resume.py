@@ -89,6 +89,7 @@ def weights(runner):
     return {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_interrupted_runner_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
     reference = make_runner(tmp_path / 'reference', 6, RecordIters())
     reference.train()
@@ -119,6 +120,7 @@ def test_interrupted_runner_resumes_from_its_checkpoint_and_matches_an_uninterru
     assert resumed.optim_wrapper.get_lr()['lr'] == pytest.approx([0.005])  # milestone 3 passed
 
 
+@pytest.mark.slow
 def test_auto_resume_picks_the_latest_checkpoint_in_the_work_dir(tmp_path):
     make_runner(tmp_path, 4, RecordIters()).train()  # iter_2.pth, iter_4.pth, last_checkpoint
     recorder = RecordIters()
@@ -151,6 +153,7 @@ def test_arbitrary_pickles_are_still_refused(tmp_path):
     assert not osp.exists(marker)
 
 
+@pytest.mark.slow
 def test_without_focalnet_mm_torch_refuses_mmengine_checkpoints(tmp_path):
     """The fix is real: plain torch >= 2.6 cannot read what mmengine wrote."""
     if tuple(int(v) for v in torch.__version__.split('.')[:2]) < (2, 6):

@@ -112,6 +112,7 @@ def miou_of(results, num_classes, ignore_index=255):
         return float(np.nanmean(inter / union) * 100)
 
 
+@pytest.mark.slow
 def test_camvid_train_then_test_returns_miou(camvid_mini, tmp_path):
     classes = layout_camvid(camvid_mini, tmp_path / 'camvid')
     labels = [np.array(Image.open(p)) for p in sorted(glob.glob(str(tmp_path / 'camvid/labels/*')))]
@@ -200,6 +201,7 @@ def demo_options(root, name):
                               'train_cfg.val_interval=2', f'visualizer.name={name}'])
 
 
+@pytest.mark.slow
 def test_demo_two_process_cpu_training_then_test(tmp_path, capfd):
     """tools/dist_train.sh CONFIG 2 on CPU (gloo), evaluating at the end; then tools/test.py."""
     root = make_demo_ade.make_demo_ade(str(tmp_path / 'ade_demo'), 4, 2, 64, 80)

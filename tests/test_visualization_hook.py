@@ -52,6 +52,7 @@ def training_config(data_root, work_dir, by_epoch):
         log_level='WARNING'))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('by_epoch', [True, False], ids=['epochs', 'iterations'])
 def test_hook_writes_figures_during_training(coco_mini, tmp_path, by_epoch):
     images = tiny_classification_data(coco_mini, str(tmp_path / 'data'))

@@ -1,13 +1,19 @@
 """The README main job, end to end on CPU: demo data -> train FocalNet-T Mask R-CNN -> COCO mAP.
 
-    python tools/run_demo.py                     # about 10 minutes on 2 CPU cores
-    python tools/run_demo.py --epochs 1          # a quicker look
+    python tools/run_demo.py            # 64 images, 3 epochs of 32 iterations, mAP after each
+    python tools/run_demo.py --full     # 200 images, 3 epochs of 100 iterations, higher mAP
+
+Times on 2 CPU cores, setup excluded (the README's Quick start table has each machine's numbers):
+the default run 4½ minutes on an AMD EPYC without AVX-512 (box/mask mAP 0.026/0.043, rising from
+0.001 after the first epoch); --full about 16 minutes there and 5½-6 minutes on an idle Intel
+AVX-512 machine (box/mask mAP 0.16-0.20/0.25-0.27).
 
 1. generates the synthetic COCO-format data set (tools/data/make_demo_coco.py) unless present,
-2. trains configs/demo/maskrcnn_focalnet_t_demo.py with tools/train.py (mmengine's log shows
-   progress, loss and ETA),
-3. evaluates the last checkpoint with tools/test.py (CocoMetric, bbox + segm),
-4. prints box/mask mAP and where the logs and checkpoints are.
+2. trains configs/demo/maskrcnn_focalnet_t_demo.py as tools/train.py does (mmengine's log shows
+   progress, loss and ETA), evaluating with CocoMetric (bbox + segm) after every epoch, so box and
+   mask mAP rise in the log and in the curves,
+3. draws the curves (loss, lr, mAP) as PNG and prints the mAP of each epoch, how long each phase
+   took, and where the logs and checkpoints are.
 """
 import argparse
 import json
@@ -19,7 +25,8 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a clone without install
 
-from focalnet_mm.cli import load_script  # noqa: E402
+from focalnet_mm.cli import build_runner_from_cfg, load_script  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
 
 CONFIG = osp.join('configs', 'demo', 'maskrcnn_focalnet_t_demo.py')
 IMAGE_SIZE, MAX_OBJECTS = 160, 3  # demo images about as large as the config's training scale
@@ -48,18 +55,48 @@ def shown(path):
     return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
 
 
+#: (training images, validation images, epochs) of the default run and of --full
+QUICK = dict(num_train=64, num_val=24, epochs=3)
+FULL = dict(num_train=200, num_val=40, epochs=3)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--full', action='store_true',
+                        help='the longer run: %(num_train)d training / %(num_val)d validation images, '
+                        '%(epochs)d epochs (higher mAP, about 3x the time)' % FULL)
     parser.add_argument('--work-dir', default=osp.join('work_dirs', 'maskrcnn_focalnet_t_demo'))
     parser.add_argument('--data-root', default=osp.join('data', 'demo_coco'))
-    parser.add_argument('--epochs', type=int, help='training epochs (default: the config\'s)')
-    parser.add_argument('--num-train', type=int, default=200, help='demo training images')
-    parser.add_argument('--num-val', type=int, default=40, help='demo validation images')
+    parser.add_argument('--epochs', type=int, help='training epochs (default: %(epochs)d)' % QUICK)
+    parser.add_argument('--num-train', type=int,
+                        help='demo training images (default: %(num_train)d)' % QUICK)
+    parser.add_argument('--num-val', type=int,
+                        help='demo validation images (default: %(num_val)d)' % QUICK)
     parser.add_argument('--seed', type=int, default=0, help='data generation seed')
     parser.add_argument('--threads', type=int,
                         help='CPU threads for torch (default: one per core; on a machine shared with '
                         'other jobs 1 is often faster, as idle-waiting threads stall each op)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for key, value in (FULL if args.full else QUICK).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if min(args.epochs, args.num_train, args.num_val) < 1:
+        parser.error('--epochs, --num-train and --num-val must be at least 1')
+    return args
+
+
+class PhaseTimer(Hook):
+    """Splits the training phase into training and validation time; keeps each evaluation."""
+
+    def __init__(self):
+        self.validation_s, self.evaluations = 0.0, []
+
+    def before_val_epoch(self, runner):
+        self._start = time.time()
+
+    def after_val_epoch(self, runner, metrics=None):
+        self.validation_s += time.time() - self._start
+        self.evaluations.append((runner.epoch, dict(metrics or {})))
 
 
 def main(argv=None):
@@ -68,6 +105,7 @@ def main(argv=None):
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
+    phases = {}
     start = time.time()
     data_root = args.data_root.rstrip('/') + '/'
     make_demo_coco = load_tool(osp.join('tools', 'data', 'make_demo_coco.py'), 'make_demo_coco')
@@ -80,54 +118,78 @@ def main(argv=None):
                              '--size', str(IMAGE_SIZE), '--max-objects', str(MAX_OBJECTS)])
     else:
         print(f'[1/3] using the demo data set in {data_root}', flush=True)
+    phases['data'] = time.time() - start
 
     overrides = [f'train_dataloader.dataset.data_root={data_root}',
                  f'val_dataloader.dataset.data_root={data_root}',
                  f'test_dataloader.dataset.data_root={data_root}',
                  f'val_evaluator.ann_file={data_root}annotations/instances_val.json',
                  f'test_evaluator.ann_file={data_root}annotations/instances_val.json']
-    # evaluated once, by tools/test.py below, instead of also at the end of training
-    train_overrides = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
-    if args.epochs:
-        train_overrides += [f'train_cfg.max_epochs={args.epochs}',
-                            'param_scheduler.1.milestones=[%d]' % max(1, args.epochs - 1),
-                            f'param_scheduler.1.end={args.epochs}']
-    print(f'[2/3] training Mask R-CNN FocalNet-T from scratch on CPU ({CONFIG})', flush=True)
+    schedule = [f'train_cfg.max_epochs={args.epochs}', 'train_cfg.val_interval=1',
+                'param_scheduler.1.milestones=[%d]' % max(1, args.epochs - 1),
+                f'param_scheduler.1.end={args.epochs}',
+                f'default_hooks.checkpoint.interval={args.epochs}']  # one ~560 MB write, at the end
+    print(f'[2/3] training Mask R-CNN FocalNet-T from scratch on CPU ({CONFIG}), {args.epochs} '
+          f'epochs on {args.num_train} images, COCO mAP on {args.num_val} images after each',
+          flush=True)
+    phase_start = time.time()
     train = load_tool(osp.join('tools', 'train.py'), 'focalnet_train')
-    runner = train.main([CONFIG, '--work-dir', args.work_dir, '--cfg-options', *overrides,
-                         *train_overrides])
+    runner = build_runner_from_cfg(train.make_config(train.parse_args(
+        [CONFIG, '--work-dir', args.work_dir, '--cfg-options', *overrides, *schedule])))
+    phases['build'] = time.time() - phase_start
+    timer = PhaseTimer()
+    runner.register_hook(timer)
+    phase_start = time.time()
+    runner.train()
+    phases['validation'] = timer.validation_s
+    phases['training'] = time.time() - phase_start - timer.validation_s
     with open(osp.join(args.work_dir, 'last_checkpoint')) as f:
         checkpoint = shown(f.read().strip())
     train_log = shown(osp.join(runner.log_dir, f'{runner.timestamp}.log'))
+
+    print('[3/3] drawing the training curves', flush=True)
+    phase_start = time.time()
     analyze_logs = load_tool(osp.join('tools', 'analysis_tools', 'analyze_logs.py'), 'analyze_logs')
     curves = osp.join(args.work_dir, 'curves.png')
     try:
         analyze_logs.plot_curve([osp.join(runner.log_dir, 'vis_data', 'scalars.json')],
-                                ['loss', 'loss_bbox', 'loss_mask', 'lr'], None,
+                                ['loss', 'loss_mask', 'lr', 'coco/bbox_mAP', 'coco/segm_mAP'], None,
                                 'Mask R-CNN FocalNet-T demo: training curves', curves)
     except analyze_logs.LogError as e:  # e.g. a run shorter than the logging interval
         curves = None
         print(f'no training curves drawn: {e}', flush=True)
+    phases['curves'] = time.time() - phase_start
 
-    print(f'[3/3] evaluating {checkpoint} with CocoMetric (bbox, segm)', flush=True)
-    test = load_tool(osp.join('tools', 'test.py'), 'focalnet_test')
-    metrics = test.main([CONFIG, checkpoint, '--work-dir', args.work_dir, '--cfg-options', *overrides])
-
+    metrics = timer.evaluations[-1][1]
     minutes, seconds = divmod(int(time.time() - start), 60)
     print('\n' + '=' * 72)
-    print(f'Mask R-CNN FocalNet-T demo finished in {minutes}m{seconds:02d}s')
+    print(f'Mask R-CNN FocalNet-T demo finished in {minutes}m{seconds:02d}s '
+          f'({torch_threads()} torch threads)')
+    print('  ' + ' | '.join(f'{name} {phases[name]:.0f}s'
+                            for name in ('data', 'build', 'training', 'validation', 'curves')))
     for kind, name in (('bbox', 'box '), ('segm', 'mask')):
+        rise = ' -> '.join(f'{m.get(f"coco/{kind}_mAP", float("nan")):.3f}'
+                           for _, m in timer.evaluations)
         print(f'  {name} mAP {metrics[f"coco/{kind}_mAP"]:.3f}   mAP@50 {metrics[f"coco/{kind}_mAP_50"]:.3f}'
-              f'   mAP@75 {metrics[f"coco/{kind}_mAP_75"]:.3f}')
+              f'   mAP@75 {metrics[f"coco/{kind}_mAP_75"]:.3f}   by epoch: {rise}')
     print(f'  training log : {train_log}')
     print(f'  checkpoint   : {checkpoint}')
     if curves:
-        print(f'  curves       : {shown(curves)} (loss, lr; tools/analysis_tools/analyze_logs.py)')
+        print(f'  curves       : {shown(curves)} (loss, lr, mAP; tools/analysis_tools/analyze_logs.py)')
     print(f'  work dir     : {shown(args.work_dir)}/ (logs, vis_data/scalars.json, checkpoints)')
     python = shown(sys.executable) if sys.executable.startswith(ROOT + os.sep) else 'python'
-    print(f'  re-evaluate  : {python} tools/test.py {CONFIG} {checkpoint}')
+    data = '' if data_root == 'data/demo_coco/' else ' --cfg-options ' + ' '.join(overrides)
+    print(f'  re-evaluate  : {python} tools/test.py {CONFIG} {checkpoint}{data}')
+    if not args.full:
+        print(f'  longer run   : {python} tools/run_demo.py --full (more data and iterations, '
+              'higher mAP)')
     print('=' * 72)
     return metrics
+
+
+def torch_threads():
+    import torch
+    return torch.get_num_threads()
 
 
 if __name__ == '__main__':

@@ -54,16 +54,48 @@ PIP=(pip_install)
 
 has() { (cd / && "$PY" -c "$1" >/dev/null 2>&1); }  # from / so the source tree does not shadow installs
 
+# Each check below is one interpreter start (torch alone takes seconds to import), or reads pip's
+# metadata without importing anything, so a run in a complete environment stays short.
+# satisfied REQUIREMENT... -> 0 when each distribution is installed at a version the requirement allows
+satisfied() {
+  (cd / && "$PY" - "$@" >/dev/null 2>&1) <<'EOF'
+import sys
+from importlib.metadata import version
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+for requirement in map(Requirement, sys.argv[1:]):
+    assert requirement.specifier.contains(version(requirement.name), prereleases=True), requirement
+EOF
+}
+# torch_info -> "TORCH_VERSION TORCHVISION_VERSION" when the pair works (torchvision's compiled nms),
+# then "mmcv VERSION" when mmcv's compiled ops load too: one interpreter start checks both
+torch_info() {
+  (cd / && "$PY" -c '
+import torch, torchvision, torchvision.ops
+torchvision.ops.nms
+print(torch.__version__, torchvision.__version__, flush=True)
+try:
+    import mmcv, mmcv._ext
+    from mmcv.ops import nms
+    print("mmcv", mmcv.__version__)
+except Exception:
+    pass' 2>/dev/null)
+}
+
 # ---------------------------------------------------------------------------------------------
-if has 'import torch, torchvision; import torchvision.ops; torchvision.ops.nms'; then
-  stage "torch: keeping $("$PY" -c 'import torch, torchvision; print("torch", torch.__version__, "+ torchvision", torchvision.__version__)')" ""
+if PROBE="$(torch_info)"; then
+  TORCH_INFO="${PROBE%%$'\n'*}"
+  stage "torch: keeping torch ${TORCH_INFO% *} + torchvision ${TORCH_INFO#* }" ""
 else
   stage "torch: installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION (a few minutes)" \
     "install a matching pair yourself: $PY -m pip install torch==X torchvision==Y, then re-run"
   "${PIP[@]}" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
-  has 'import torch, torchvision.ops' || { echo "torchvision does not import beside this torch" >&2; false; }
+  PROBE="$(torch_info)" || { echo "torchvision does not import beside this torch" >&2; false; }
+  TORCH_INFO="${PROBE%%$'\n'*}"
 fi
-TORCH_TAG="$("$PY" -c 'import torch; print(torch.__version__)')"
+TORCH_TAG="${TORCH_INFO% *}"
 TORCH_BASE="${TORCH_TAG%%+*}"
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +148,7 @@ build_mmcv() {  # build mmcv from the PyPI sdist into $1
   rm -rf "$src/unpacked" "$src/dist" "$src/mmcv-$MMCV_VERSION"
 }
 
-if mmcv_ok; then
+if [[ "$PROBE" == *$'\n'"mmcv $MMCV_VERSION" ]]; then  # checked with torch above
   stage "mmcv: $MMCV_VERSION with compiled ops already installed" ""
 else
   stage "mmcv: looking for a prebuilt $MMCV_VERSION wheel for torch $TORCH_TAG" \
@@ -155,18 +187,20 @@ DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matpl
       onnxruntime "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION")
 stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, timm and deps" \
   "check access to PyPI, then re-run"
-if ! has 'import mmengine, mmdet, mmseg, mmpretrain, timm, pycocotools, ftfy, regex, pytest, onnx, onnxruntime, transformers
-assert (mmengine.__version__, mmdet.__version__, mmseg.__version__, mmpretrain.__version__) == ("0.10.7", "3.3.0", "1.2.2", "1.2.0")
-from packaging.version import Version
-assert Version("4.28") <= Version(transformers.__version__) < Version("4.52"), transformers.__version__' \
-    || ! [ "$("$VENV/bin/ruff" --version 2>/dev/null)" = "ruff $RUFF_VERSION" ]; then
+if ! satisfied "${DEPS[@]}" "${OPENMMLAB[@]}"; then  # the final check below imports them
   "${PIP[@]}" "${DEPS[@]}"
   "${PIP[@]}" --no-deps "${OPENMMLAB[@]}"
 fi
 
-stage "focalnet_mm: installing this package in editable mode" "run '$PY -m pip install -e $ROOT --no-deps' to see the error"
-has 'import focalnet_mm' && [ "$("$PY" -c 'import focalnet_mm, os; print(os.path.dirname(os.path.dirname(focalnet_mm.__file__)))')" = "$ROOT" ] \
-  || "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+stage "focalnet_mm: this package in editable mode" "run '$PY -m pip install -e $ROOT --no-deps' to see the error"
+# installed editable from this clone: where the import system finds the package, without
+# importing it (nothing to reinstall then)
+editable_here() {
+  (cd / && "$PY" -c 'import importlib.util as u, os.path as p, sys
+assert p.realpath(p.dirname(p.dirname(u.find_spec("focalnet_mm").origin))) == p.realpath(sys.argv[1])' \
+    "$ROOT" >/dev/null 2>&1)
+}
+editable_here || "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
 # Earlier versions of this script wrote an interpreter-start fix for transformers 5; the pin above
 # replaces it.
