@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+
 from conftest import REPO_ROOT, load_tool
 
 analyze_logs = load_tool('tools/analysis_tools/analyze_logs.py')

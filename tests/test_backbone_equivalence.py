@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
-from focalnet_mm.models import FocalNet
 from focalnet_mm.archs import ARCHS, DEFAULTS, TIMM_NAMES
+from focalnet_mm.models import FocalNet
 
 timm_focalnet = pytest.importorskip('timm.models.focalnet')
 

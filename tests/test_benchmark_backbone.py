@@ -5,6 +5,7 @@ import statistics
 import pytest
 import torch
 import torch.nn.functional as F
+
 from conftest import load_tool
 
 

@@ -4,6 +4,7 @@ import math
 import os.path as osp
 
 import pytest
+
 from conftest import REPO_ROOT, load_tool
 
 

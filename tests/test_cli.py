@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+
 from conftest import REPO_ROOT, load_tool
 
 MAIN_CONFIG = 'configs/maskrcnn_focalnet_t_3x.py'

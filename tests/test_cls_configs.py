@@ -11,12 +11,13 @@ import os.path as osp
 
 import pytest
 import torch
-
-import focalnet_mm  # noqa: F401  (registers FocalNet)
-from focalnet_mm.archs import NUM_CLASSES, TIMM_NAMES
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
+
+import focalnet_mm  # noqa: F401  (registers FocalNet)
+from focalnet_mm.archs import NUM_CLASSES, TIMM_NAMES
+
 from conftest import REPO_ROOT
 
 CLS_DIR = osp.join(REPO_ROOT, 'configs', 'cls')

@@ -17,8 +17,8 @@ timm = pytest.importorskip('timm')
 from mmengine.config import Config  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 from timm.models.focalnet import checkpoint_filter_fn  # noqa: E402
-from conftest import REPO_ROOT  # noqa: E402
 
+from conftest import REPO_ROOT  # noqa: E402
 
 #: config -> (arch, image side): T at its 224, the deeper S/B at 160, the 200M-parameter L at 96
 CASES = {

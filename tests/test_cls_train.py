@@ -5,17 +5,18 @@ process (one torch thread) exactly as from the command line.
 """
 import functools
 import glob
-import os
 import json
+import os
 import os.path as osp
 import pickle
 
 import pytest
 import torch
-
-import focalnet_mm  # noqa: F401  (registers FocalNet)
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS, MODELS
+
+import focalnet_mm  # noqa: F401  (registers FocalNet)
+
 from conftest import REPO_ROOT, load_tool
 
 CLS_DIR = osp.join(REPO_ROOT, 'configs', 'cls')

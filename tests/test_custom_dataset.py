@@ -16,8 +16,14 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from focalnet_mm.training_checks import (check_num_classes, head_num_classes, training_scales,
-                                         upscaling, warmup_iterations, warn_about_run)
+from focalnet_mm.training_checks import (
+    check_num_classes,
+    head_num_classes,
+    training_scales,
+    upscaling,
+    warmup_iterations,
+    warn_about_run,
+)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_TEMPLATE = osp.join(REPO, 'configs', 'det', 'custom', 'maskrcnn_focalnet_t_custom.py')

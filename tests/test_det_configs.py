@@ -16,6 +16,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
+
 from conftest import REPO_ROOT, load_tool
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')

@@ -436,7 +436,8 @@ def small_dino_checkpoint(config_path, seed=0):
     kw = dict(arch=b.arch, focal_levels=b.focal_levels, focal_windows=b.focal_windows,
               embed_dim=b.embed_dim, depths=b.depths)
     tensors = focalnet_dino_state_dict(
-        kw, list(b.out_indices), cfg.model.get('num_feature_levels', 4), enc_layers=1, dec_layers=1, num_queries=30, ffn=64,
+        kw, list(b.out_indices), cfg.model.get('num_feature_levels', 4), enc_layers=1, dec_layers=1,
+        num_queries=30, ffn=64,
         fill=lambda i, shape: 0.02 * torch.randn(shape, generator=gen))
     return {'model': tensors, 'args': argparse.Namespace(backbone='focalnet_L_384_22k')}
 

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
+
 from conftest import REPO_ROOT, load_tool
 
 

@@ -8,6 +8,7 @@ import os.path as osp
 import subprocess
 
 import pytest
+
 from conftest import load_tool
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from PIL import Image
+
 from conftest import REPO_ROOT, load_tool
 
 DET_DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'maskrcnn_focalnet_t_demo.py')
@@ -30,7 +31,7 @@ def images(tmp_path):
 
 
 def build_model(config):
-    from mmengine.registry import DefaultScope, MODELS
+    from mmengine.registry import MODELS, DefaultScope
     cfg = Config.fromfile(config)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         return MODELS.build(cfg.model)

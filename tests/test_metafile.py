@@ -8,9 +8,10 @@ import os.path as osp
 import pytest
 import yaml
 from mmengine.config import Config
-from conftest import REPO_ROOT
 
 from focalnet_mm.weights.sources import WEIGHT_SOURCES
+
+from conftest import REPO_ROOT
 
 
 @pytest.fixture(scope='module')

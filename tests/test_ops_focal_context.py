@@ -16,8 +16,14 @@ import torch
 
 from focalnet_mm.models import FocalNet, set_focal_impl
 from focalnet_mm.models.focal_modulation import FocalModulation
-from focalnet_mm.ops import (AUTO_TABLE, CPU_FAST_MIN_POSITIONS, focal_context, requested_impl,
-                             resolve_impl, triton_available)
+from focalnet_mm.ops import (
+    AUTO_TABLE,
+    CPU_FAST_MIN_POSITIONS,
+    focal_context,
+    requested_impl,
+    resolve_impl,
+    triton_available,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from focalnet_mm.models import FocalNet
-from focalnet_mm.models import set_focal_impl
+from focalnet_mm.models import FocalNet, set_focal_impl
 
 onnx = pytest.importorskip('onnx')
 

@@ -22,13 +22,13 @@ import time
 
 import pytest
 import torch
-
-import focalnet_mm  # noqa: F401  (registers the hook and the loop)
-from focalnet_mm.engine import checkpoint_problem, find_resumable_checkpoint, make_training_safe
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+
+import focalnet_mm  # noqa: F401  (registers the hook and the loop)
+from focalnet_mm.engine import checkpoint_problem, find_resumable_checkpoint, make_training_safe
 
 from conftest import REPO_ROOT, load_tool
 
@@ -168,7 +168,8 @@ def test_sigusr1_after_the_last_batch_of_an_epoch_resumes_with_that_epochs_end(t
     stopped = toy_runner(tmp_path / 'run', 'usr1_stopped', hooks=[_SignalAt(7, signal.SIGUSR1)])
     stopped.train()  # returns normally
     assert stopped.iter == 8 and stopped.epoch == 1  # epoch 2 trained, its end not run
-    assert sorted(p for p in os.listdir(tmp_path / 'run') if p.endswith('.pth')) == ['epoch_1.pth', 'iter_8.pth']
+    saved = sorted(p for p in os.listdir(tmp_path / 'run') if p.endswith('.pth'))
+    assert saved == ['epoch_1.pth', 'iter_8.pth']
     assert (tmp_path / 'run' / 'stopped_by_signal').read_text() == f'{tmp_path}/run/iter_8.pth\n'
     assert signal.getsignal(signal.SIGUSR1) == handler  # restored after training
 
@@ -262,7 +263,8 @@ def test_sigterm_mid_epoch_saves_that_iteration_exits_0_and_resumes_to_the_same_
     finally:
         proc.kill()
     log = ''.join(lines)
-    stop = re.search(r'SIGTERM received: stopped after epoch 2, iteration (\d)/8 and saved (\S+iter_(\d+)\.pth)\. '
+    stop = re.search(r'SIGTERM received: stopped after epoch 2, iteration (\d)/8 and saved '
+                     r'(\S+iter_(\d+)\.pth)\. '
                      r'Continue with: python tools/train.py \S+ --work-dir \S+ --resume', log)
     assert stop, log[-3000:]
     done_in_epoch, saved, done = int(stop[1]), stop[2], int(stop[3])
@@ -311,8 +313,9 @@ def test_a_killed_rank_is_named_by_the_survivor_and_the_last_checkpoint_resumes(
             proc.kill()
     assert ranks[0].returncode != 0
     last = err.strip().splitlines()[-1]
-    assert re.match(r'error: rank 0 of 2: rank 1 stopped responding; training stopped \(timeout 60 s\)\. '
-                    r'Cause: .+\. Continue from the last complete checkpoint with --resume\.$', last), err[-3000:]
+    assert re.match(r'error: rank 0 of 2: rank 1 stopped responding; training stopped '
+                    r'\(timeout 60 s\)\. Cause: .+\. Continue from the last complete checkpoint '
+                    r'with --resume\.$', last), err[-3000:]
     assert survivor_seconds < timeout, survivor_seconds
     print(f'survivor exited {survivor_seconds:.1f}s after the kill: {last}')
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
-import focalnet_mm  # noqa: F401  (compat fixes)
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+
+import focalnet_mm  # noqa: F401  (compat fixes)
 
 
 class ToyRegressor(BaseModel):

@@ -16,7 +16,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
-from focalnet_mm.cli import DatasetNotFoundError, LAYOUT_HINTS, check_datasets
+from focalnet_mm.cli import LAYOUT_HINTS, DatasetNotFoundError, check_datasets
+
 from conftest import REPO_ROOT
 
 SEG_DIR = osp.join(REPO_ROOT, 'configs', 'seg')

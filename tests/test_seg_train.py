@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+
 from conftest import REPO_ROOT, load_tool
 
 T_SRF = osp.join(REPO_ROOT, 'configs', 'seg', 'upernet_focalnet_t_srf_512x512_160k_ade20k.py')

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm import weights as W
+
 from conftest import load_tool, perturb_
 
 TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=2, focal_windows=3)

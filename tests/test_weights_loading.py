@@ -364,6 +364,7 @@ def test_init_cfg_pretrained_in_mmseg_and_mmpretrain_models(library, tmp_path, t
     whose final norm becomes norm3 (mmpretrain)."""
     pytest.importorskip(library)
     import importlib
+
     from mmengine.registry import DefaultScope
     MODELS = importlib.import_module(f'{library}.registry').MODELS
     source = official_state_dict(tiny_timm)

@@ -18,12 +18,12 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-from conftest import load_tool
-
 import focalnet_mm  # noqa: F401  (registers focalnet:// with mmengine)
 from focalnet_mm import ARCHS, FocalNet
 from focalnet_mm.weights import sources as S
 from focalnet_mm.weights import timm_to_official
+
+from conftest import load_tool
 
 timm = pytest.importorskip('timm')
 from timm.models.focalnet import FocalNet as TimmFocalNet  # noqa: E402
@@ -369,7 +369,7 @@ def test_converter_takes_short_names(net, tmp_path, monkeypatch, repo_root):
 
 def test_infer_weights_takes_short_names(tmp_path, monkeypatch, repo_root):
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope, MODELS
+    from mmengine.registry import MODELS, DefaultScope
     infer = load_tool('tools/infer.py')
     config = osp.join(repo_root, 'configs', 'cls', 'focalnet_t_srf_in1k.py')
     cfg = Config.fromfile(config)

@@ -20,9 +20,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
+from mmengine.config import Config  # noqa: E402
+
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.visualization.inputs import IMAGE_EXTENSIONS, list_images  # noqa: E402
-from mmengine.config import Config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -78,8 +79,12 @@ def build_inferencer(config, weights, device):
 
 
 def _build_inferencer(cfg, config, scope, weights, device):
-    from focalnet_mm.weights import (check_whole_model_checkpoint, is_mmengine_model_checkpoint,
-                                     load_model_weights, read_checkpoint)
+    from focalnet_mm.weights import (
+        check_whole_model_checkpoint,
+        is_mmengine_model_checkpoint,
+        load_model_weights,
+        read_checkpoint,
+    )
     checkpoint = None if weights is None else read_checkpoint(weights)  # once; the library reads again
     foreign = checkpoint is not None and not is_mmengine_model_checkpoint(checkpoint)
     whole = None if foreign else weights

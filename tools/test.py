@@ -13,12 +13,22 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
-import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import (DatasetNotFoundError, build_runner_from_cfg, check_datasets,  # noqa: E402
-                             finish_distributed, prepare_config)
-from focalnet_mm.weights import (check_whole_model_checkpoint, is_mmengine_model_checkpoint,  # noqa: E402
-                                 load_model_weights, read_checkpoint)
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
+
+import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
+from focalnet_mm.cli import (  # noqa: E402
+    DatasetNotFoundError,
+    build_runner_from_cfg,
+    check_datasets,
+    finish_distributed,
+    prepare_config,
+)
+from focalnet_mm.weights import (  # noqa: E402
+    check_whole_model_checkpoint,
+    is_mmengine_model_checkpoint,
+    load_model_weights,
+    read_checkpoint,
+)
 
 
 def parse_args(argv=None):

@@ -10,12 +10,18 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
+from mmengine.config import DictAction  # noqa: E402
+
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import (DatasetNotFoundError, build_runner_from_cfg, check_datasets,  # noqa: E402
-                             finish_distributed, prepare_config)
+from focalnet_mm.cli import (  # noqa: E402
+    DatasetNotFoundError,
+    build_runner_from_cfg,
+    check_datasets,
+    finish_distributed,
+    prepare_config,
+)
 from focalnet_mm.engine import lost_rank_message, make_training_safe  # noqa: E402
 from focalnet_mm.training_checks import check_num_classes, warn_about_run  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
 
 
 def parse_args(argv=None):

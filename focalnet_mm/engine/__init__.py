@@ -1,7 +1,14 @@
-"""Training machinery on top of mmengine: preemption-safe checkpoints, mid-epoch resume, and a
-clear message when a distributed rank dies, gradient clipping that means the same under FSDP (see README "Training and testing")."""
-from .checkpoint import (AtomicLocalBackend, NoResumableCheckpointError, SafeCheckpointHook,
-                         atomic_write, checkpoint_problem, find_resumable_checkpoint)
+"""Training machinery on top of mmengine: preemption-safe checkpoints, mid-epoch resume, a clear
+message when a distributed rank dies, and gradient clipping that means the same under FSDP (see
+README "Training and testing")."""
+from .checkpoint import (
+    AtomicLocalBackend,
+    NoResumableCheckpointError,
+    SafeCheckpointHook,
+    atomic_write,
+    checkpoint_problem,
+    find_resumable_checkpoint,
+)
 from .distributed import DEFAULT_DIST_TIMEOUT, lost_rank_message
 from .loops import ResumableEpochBasedTrainLoop
 from .optim import FSDPOptimWrapper

@@ -9,7 +9,6 @@ from ..archs import resolve_arch
 from .formats import _looks_like, match_presets
 from .io import CONVERTER
 
-
 _FOCAL_KERNEL_RE = re.compile(r'^(layers\.\d+\.blocks\.\d+\.modulation\.)focal_layers\.(\d+)\.0\.weight$')
 _MODULATION_F_RE = re.compile(r'^(layers\.\d+\.blocks\.\d+\.modulation\.)f\.(weight|bias)$')
 

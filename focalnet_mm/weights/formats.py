@@ -13,7 +13,6 @@ import torch
 
 from ..archs import ARCHS, resolve_arch
 
-
 FORMATS = ('official', 'timm', 'hf')
 WRAPPER_KEYS = ('state_dict', 'model', 'module')
 #: prefixes tried, in order, when the caller gives none: DETR-family Joiner around an

@@ -12,8 +12,14 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from .adapt import backbone_spec, check_compatible, expand_focal_levels, resize_focal_kernels
-from .formats import (_OUT_NORM_RE, ConvertedCheckpoint, _looks_like, convert_checkpoint,
-                      describe_state_dict, strip_ddp_prefix)
+from .formats import (
+    _OUT_NORM_RE,
+    ConvertedCheckpoint,
+    _looks_like,
+    convert_checkpoint,
+    describe_state_dict,
+    strip_ddp_prefix,
+)
 from .io import read_checkpoint, read_sidecar_config
 
 

@@ -38,8 +38,10 @@ from mmengine.logging import MMLogger
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 import focalnet_mm  # noqa: E402  (compat fixes before mmdet is imported)
-from focalnet_mm.models import FocalNet  # noqa: E402
-from focalnet_mm.models import set_focal_impl  # noqa: E402
+from focalnet_mm.models import (
+    FocalNet,  # noqa: E402
+    set_focal_impl,  # noqa: E402
+)
 from focalnet_mm.ops import CHOICES, triton_available  # noqa: E402
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}

@@ -39,7 +39,7 @@ def parse_shape(text):
     try:
         b, c, h, w = (int(v) for v in text.lower().split('x'))
     except ValueError:
-        raise argparse.ArgumentTypeError(f'shape {text!r}: write BxCxHxW, e.g. 2x96x200x336')
+        raise argparse.ArgumentTypeError(f'shape {text!r}: write BxCxHxW, e.g. 2x96x200x336') from None
     return b, c, h, w
 
 

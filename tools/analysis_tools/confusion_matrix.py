@@ -17,9 +17,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # from a clone
 
+from mmengine.config import DictAction  # noqa: E402
+
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.cli import DatasetNotFoundError, check_datasets, load_config  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -81,9 +82,9 @@ def main(argv=None):
         tool = mmdet_confusion_matrix_module()
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
+    from mmdet.registry import DATASETS
     from mmengine.fileio import load
     from mmengine.registry import init_default_scope
-    from mmdet.registry import DATASETS
     init_default_scope('mmdet')
     results = load(args.prediction_path)
     dataset = DATASETS.build(cfg.test_dataloader.dataset)

@@ -23,9 +23,11 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from mmcv.ops.multi_scale_deform_attn import (
+    multi_scale_deformable_attn_pytorch as _msda_pytorch,  # noqa: E402  (before it is patched)
+)
+
 import focalnet_mm  # noqa: E402,F401
-from mmcv.ops.multi_scale_deform_attn import \
-    multi_scale_deformable_attn_pytorch as _msda_pytorch  # noqa: E402  (before it is patched)
 
 
 def parse_args(argv=None):
@@ -94,9 +96,9 @@ def main(argv=None):
     args = parse_args(argv)
     if len(args.sizes) < 2:
         raise SystemExit('--sizes needs at least two image sizes to fit a + b * pixels')
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(args.config)
     init_default_scope('mmdet')
     cfg.model.backbone.init_cfg = None

@@ -25,13 +25,14 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import focalnet_mm  # noqa: E402,F401  (registers FocalNet, compat fixes)
 from mmengine.analysis import FlopAnalyzer, parameter_count  # noqa: E402
 from mmengine.analysis.print_helper import complexity_stats_table  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.model import revert_sync_batchnorm  # noqa: E402
 from mmengine.registry import DefaultScope, init_default_scope  # noqa: E402
+
+import focalnet_mm  # noqa: E402,F401  (registers FocalNet, compat fixes)
 
 
 def parse_args(argv=None):

@@ -32,8 +32,8 @@ except ImportError:  # running from a checkout without installing
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import focalnet_mm  # noqa: F401
 
-from focalnet_mm.archs import ARCHS, TIMM_NAMES, resolve_arch  # noqa: E402
 from focalnet_mm import weights as W  # noqa: E402
+from focalnet_mm.archs import ARCHS, TIMM_NAMES, resolve_arch  # noqa: E402
 
 FLAG_KEYS = dict(use_postln='USE_POSTLN', normalize_modulator='NORMALIZE_MODULATOR',
                  use_postln_in_modulation='USE_POSTLN_IN_MODULATION', use_layerscale='USE_LAYERSCALE',
@@ -223,7 +223,8 @@ def model_kwargs(description, declared):
 
 def timm_reference(raw, converted, description, kw):
     try:
-        from timm.models.focalnet import FocalNet as TimmFocalNet, checkpoint_filter_fn
+        from timm.models.focalnet import FocalNet as TimmFocalNet
+        from timm.models.focalnet import checkpoint_filter_fn
     except ImportError:
         raise SystemExit('--verify needs timm for timm/official checkpoints: pip install timm '
                          '(or drop --verify).') from None

@@ -34,9 +34,10 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
+from mmengine.logging import print_log  # noqa: E402
+
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration)
 from focalnet_mm import weights as W  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
 
 #: the 80 COCO category ids in mmdet's label order (DINO predicts the 91 raw ids)
 COCO_CATEGORY_IDS = (
@@ -170,9 +171,9 @@ class KeyMap:
 # --------------------------------------------------------------------------- conversion
 def build_meta_model(config):
     """The mmdet model of ``config`` (path or Config) on the meta device, with its config."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     with torch.device('meta'):
@@ -319,7 +320,7 @@ def main(argv=None):
         cfg, model = build_meta_model(args.config)
         state_dict, rows, warnings = convert(checkpoint, model, cfg.model.decoder.num_layers)
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f'{type(e).__name__}: {e}')
+        raise SystemExit(f'{type(e).__name__}: {e}') from None
     for warning in warnings:
         print_log(f'WARNING: {warning}', logger='current')
     print_log(summarize(rows), logger='current')
