@@ -9,7 +9,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from .adapt import backbone_spec, check_compatible, expand_focal_levels, resize_focal_kernels
 from .formats import (
@@ -200,8 +200,11 @@ def load_pretrained(backbone, checkpoint, prefix: Optional[str] = None, map_loca
 
 # --------------------------------------------------------------------------- whole models
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside a DDP / FSDP / mmengine wrapper, or the model itself."""
-    return model.module if is_model_wrapper(model) else model
+    """The model inside DDP / FSDP / mmengine wrappers and test-time-augmentation models
+    (``--tta`` wraps the model in the library's BaseTTAModel), or the model itself."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
 
 
 def is_mmengine_model_checkpoint(checkpoint) -> bool:
