@@ -9,6 +9,7 @@ replaced the same way only after that rename, and outdated checkpoints are remov
 (``SafeCheckpointHook``). ``find_resumable_checkpoint`` and ``checkpoint_problem`` are what
 ``tools/train.py --resume`` uses to skip a damaged file.
 """
+import atexit
 import os
 import os.path as osp
 import re
@@ -159,6 +160,18 @@ class _IgnoreSignals:
             self.init_fn(worker_id)
 
 
+def _end_workers(loader) -> None:
+    """Shut down a loader's (persistent) workers the way the DataLoader does itself.
+
+    Needed because they ignore SIGTERM: at interpreter exit multiprocessing terminates daemonic
+    children with SIGTERM and then joins them, which would wait forever.
+    """
+    iterator = getattr(loader, '_iterator', None)
+    if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+        iterator._shutdown_workers()
+        loader._iterator = None
+
+
 class SafeCheckpointHook(CheckpointHook):
     """mmengine's CheckpointHook with atomic writes, and a checkpoint when the job is stopped.
 
@@ -247,6 +260,7 @@ class SafeCheckpointHook(CheckpointHook):
         loader = runner.train_loop.dataloader
         if getattr(loader, 'num_workers', 0) and not isinstance(loader.worker_init_fn, _IgnoreSignals):
             loader.worker_init_fn = _IgnoreSignals(loader.worker_init_fn, self.stop_signals)
+            atexit.register(_end_workers, loader)  # also when training raises
 
     def _on_signal(self, signum, frame) -> None:
         self._received = signum  # acted on after the iteration in flight (see after_train_iter)
@@ -256,6 +270,7 @@ class SafeCheckpointHook(CheckpointHook):
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers = {}
+        _end_workers(runner.train_loop.dataloader)
 
     def _stop_requested(self) -> bool:
         """Whether any rank received a stop signal (all ranks must stop at the same iteration)."""
