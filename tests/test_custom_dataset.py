@@ -3,7 +3,6 @@ docs say, on sets built from real images (coco_mini: three categories under new 
 four classes merged from CamVid's 32, 0 = unlabelled), through train, test, infer, browse and the
 confusion matrix; and the checks of tools/train.py (focalnet_mm/training_checks.py)."""
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -25,9 +24,10 @@ from focalnet_mm.training_checks import (
     warn_about_run,
 )
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DET_TEMPLATE = osp.join(REPO, 'configs', 'det', 'custom', 'maskrcnn_focalnet_t_custom.py')
-SEG_TEMPLATE = osp.join(REPO, 'configs', 'seg', 'custom', 'upernet_focalnet_t_custom.py')
+from conftest import REPO_ROOT, load_tool
+
+DET_TEMPLATE = osp.join(REPO_ROOT, 'configs', 'det', 'custom', 'maskrcnn_focalnet_t_custom.py')
+SEG_TEMPLATE = osp.join(REPO_ROOT, 'configs', 'seg', 'custom', 'upernet_focalnet_t_custom.py')
 
 #: coco_mini category -> the custom set's name for it
 DET_RENAME = {'person': 'walker', 'bottle': 'flask', 'bear': 'grizzly', 'motorcycle': 'moped'}
@@ -63,14 +63,6 @@ TINY_SEG = TINY_BACKBONE + [
     'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
     'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
     'default_hooks.logger.interval=1', 'randomness.seed=0']
-
-
-def load_tool(relative_path):
-    name = 'custom_' + relative_path.replace('/', '_')[:-3]
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, relative_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 train_tool, test_tool, infer_tool = (load_tool('tools/train.py'), load_tool('tools/test.py'),
@@ -421,13 +413,10 @@ def test_custom_segmentation_set_train_test_infer_browse(tmp_path, camvid_mini):
 
 def test_browse_classification_set(tmp_path):
     """browse_dataset.py serves mmpretrain configs too: the image with its label written on it."""
-    spec = importlib.util.spec_from_file_location(
-        'custom_make_demo_imagenet', osp.join(REPO, 'tools', 'data', 'make_demo_imagenet.py'))
-    make = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make)
+    make = load_tool('tools/data/make_demo_imagenet.py', 'custom_make_demo_imagenet')
     root = str(tmp_path / 'imagenet')
     make.write_dataset(root, classes=2, train_per_class=2, val_per_class=1, size=64, seed=0)
-    config = osp.join(REPO, 'configs', 'cls', 'focalnet_p4_e64_tinyimagenet_64x64.py')
+    config = osp.join(REPO_ROOT, 'configs', 'cls', 'focalnet_p4_e64_tinyimagenet_64x64.py')
     written = browse_tool.main([config, '--out', str(tmp_path / 'browse'), '--max', '2',
                                 '--cfg-options', f'train_dataloader.dataset.data_root={root}'])
     assert len(written) == 2

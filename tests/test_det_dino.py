@@ -8,7 +8,6 @@ The synthetic checkpoints follow IDEA-Research DINO's module tree as FocalNet-DI
 """
 import copy
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -26,15 +25,9 @@ from mmengine.registry import init_default_scope
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DET_DIR = osp.join(REPO, 'configs', 'det')
+from conftest import REPO_ROOT, load_tool
 
-
-def load_tool(relative_path, name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, relative_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
 
 
 CONVERTER = load_tool('tools/model_converters/focalnet_dino2mm.py', 'focalnet_dino2mm')
@@ -497,7 +490,7 @@ strategy = dict(model_wrapper=dict(auto_wrap_policy=dict(min_num_params=50_000))
     env = dict(os.environ, PORT=str(29600 + os.getpid() % 1000), OMP_NUM_THREADS='1',
                CUDA_VISIBLE_DEVICES='')
     proc = subprocess.run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
-                           str(tmp_path / 'work')], cwd=REPO, capture_output=True, text=True,
+                           str(tmp_path / 'work')], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=600, env=env)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
@@ -510,6 +503,7 @@ strategy = dict(model_wrapper=dict(auto_wrap_policy=dict(min_num_params=50_000))
 
 
 _CLIP_CHECK = '''
+import os
 import torch, torch.distributed as dist
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from focalnet_mm.engine.optim import FSDPOptimWrapper
@@ -527,8 +521,10 @@ ours = wrapper.message_hub.get_scalar('train/grad_norm').current()
 after_sq = sum((p.grad.square().sum() for p in fsdp.parameters() if p.grad is not None),
                torch.zeros(()))
 dist.all_reduce(after_sq)
-print('RANK', dist.get_rank(), 'norm', ours, 'fsdp', float(fsdp.clip_grad_norm_(1e9)),
-      'clipped', float(after_sq.sqrt()))
+theirs = float(fsdp.clip_grad_norm_(1e9))
+row = f'RANK {dist.get_rank()} norm {ours} fsdp {theirs} clipped {float(after_sq.sqrt())}'
+with open(os.path.join(os.environ['CLIP_OUT'], f'rank{dist.get_rank()}.txt'), 'w') as f:
+    f.write(row)  # one file per rank: the ranks' stdout interleaves
 dist.destroy_process_group()
 '''
 
@@ -539,13 +535,15 @@ def test_fsdp_optim_wrapper_clips_by_the_whole_gradient(tmp_path):
     the whole gradient) on both ranks, and after clipping the whole gradient has max_norm."""
     script = tmp_path / 'clip_check.py'
     script.write_text(_CLIP_CHECK)
-    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='', PYTHONPATH=REPO)
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='', PYTHONPATH=REPO_ROOT,
+               CLIP_OUT=str(tmp_path))
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
                            '--master_port', str(29700 + os.getpid() % 1000), str(script)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    rows = re.findall(r'RANK (\d) norm ([\d.]+) fsdp ([\d.]+) clipped ([\d.]+)', proc.stdout)
-    assert len(rows) == 2, proc.stdout
+    written = ' '.join((tmp_path / f'rank{rank}.txt').read_text() for rank in (0, 1))
+    rows = re.findall(r'RANK (\d) norm ([\d.]+) fsdp ([\d.]+) clipped ([\d.]+)', written)
+    assert len(rows) == 2, written
     for _, ours, theirs, clipped in rows:
         # FSDP's norm is measured after our clipping: the whole gradient now has norm max_norm
         assert float(ours) > 0.5 and float(theirs) == pytest.approx(0.5, rel=1e-4)
@@ -595,7 +593,7 @@ def test_with_cp_refuses_what_is_not_one_bool_per_stage(bad):
 
 def test_metafile_indexes_every_dino_config():
     import yaml
-    with open(osp.join(REPO, 'metafile.yml')) as f:
+    with open(osp.join(REPO_ROOT, 'metafile.yml')) as f:
         index = yaml.safe_load(f)
     models = {m['Name']: m for m in index['Models'] if m['Name'].startswith('dino_')}
     assert sorted(models) == DINO_CONFIGS

@@ -10,7 +10,6 @@ in the last column), columns predictions + background (false detections in the l
 row normalised to 100 %. SAVE_DIR/confusion_matrix.png is written.
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import sys
@@ -20,7 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmengine.config import DictAction  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import DatasetNotFoundError, check_datasets, load_config  # noqa: E402
+from focalnet_mm.cli import DatasetNotFoundError, check_datasets, load_config, load_script  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -49,10 +48,7 @@ def mmdet_confusion_matrix_module():
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path} not found: this mmdet install has no tools; reinstall '
                                 'mmdet 3.3 from PyPI (bash tools/setup_env.sh)')
-    spec = importlib.util.spec_from_file_location('mmdet_confusion_matrix', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, 'mmdet_confusion_matrix')
 
 
 def format_matrix(matrix, labels) -> str:
