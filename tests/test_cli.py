@@ -48,25 +48,44 @@ def test_missing_coco_fails_in_one_line_naming_layout_and_readme_before_building
     print(f'missing data reported in {seconds:.1f}s')
 
 
-def test_missing_demo_data_names_its_generator(tmp_path):
-    proc, _ = run_tool('tools/train.py', DEMO_CONFIG, '--work-dir', str(tmp_path / 'w'),
-                       '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/demo/')
-    assert_one_line_error(proc, 'instances_train.json not found',
-                          'python tools/data/make_demo_coco.py')
+def tool_error(tool, *argv):
+    """The one-line error of ``tool.main(argv)`` run in this process (from the repository root,
+    as the README runs it): what ``sys.exit`` would print to stderr, exit status 1. Cheaper than a
+    subprocess per case; the subprocess test above checks what a user's terminal shows."""
+    with pytest.raises(SystemExit) as exited:
+        tool.main(list(argv))
+    line = exited.value.code
+    assert isinstance(line, str) and line.startswith('error: ') and '\n' not in line, line
+    return line
 
 
-def test_test_tool_errors(tmp_path):
-    proc, _ = run_tool('tools/test.py', MAIN_CONFIG, str(tmp_path / 'missing.pth'))
-    assert_one_line_error(proc, 'missing.pth not found')
+@pytest.fixture
+def tools(monkeypatch):
+    """tools/train.py and tools/test.py as modules, run from the repository root."""
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setenv('LOCAL_RANK', '0')  # parse_args sets it when absent: keep it test-local
+    return load_tool('tools/train.py'), load_tool('tools/test.py')
+
+
+def test_missing_demo_data_names_its_generator(tmp_path, tools):
+    train, _ = tools
+    line = tool_error(train, DEMO_CONFIG, '--work-dir', str(tmp_path / 'w'),
+                      '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/demo/')
+    assert 'instances_train.json not found' in line and 'python tools/data/make_demo_coco.py' in line
+    assert not (tmp_path / 'w').exists()  # refused before the Runner made its work dir
+
+
+def test_test_tool_errors(tmp_path, tools):
+    train, test = tools
+    assert 'missing.pth not found' in tool_error(test, MAIN_CONFIG, str(tmp_path / 'missing.pth'))
     checkpoint = tmp_path / 'model.pth'
     checkpoint.write_bytes(b'')
-    proc, _ = run_tool('tools/test.py', MAIN_CONFIG, str(checkpoint), '--cfg-options',
-                       f'test_dataloader.dataset.data_root={tmp_path}/coco/')
-    assert_one_line_error(proc, 'instances_val2017.json not found for test_dataloader')
-    proc, _ = run_tool('tools/train.py', 'configs/no_such_config.py')
-    assert_one_line_error(proc, 'configs/no_such_config.py not found')
-    proc, _ = run_tool('tools/train.py', MAIN_CONFIG, '--resume', str(tmp_path / 'none.pth'))
-    assert_one_line_error(proc, '--resume', 'none.pth: no such checkpoint file')
+    assert 'instances_val2017.json not found for test_dataloader' in tool_error(
+        test, MAIN_CONFIG, str(checkpoint), '--cfg-options',
+        f'test_dataloader.dataset.data_root={tmp_path}/coco/')
+    assert 'configs/no_such_config.py not found' in tool_error(train, 'configs/no_such_config.py')
+    line = tool_error(train, MAIN_CONFIG, '--resume', str(tmp_path / 'none.pth'))
+    assert '--resume' in line and 'none.pth: no such checkpoint file' in line
 
 
 def test_cli_flags_reach_the_config(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """The compiled mmcv ops run on CPU and the whole stack imports together."""
+import importlib.util
 import subprocess
 import sys
 
@@ -9,10 +10,18 @@ mmcv_ops = pytest.importorskip('mmcv.ops', reason='mmcv without compiled ops: ru
 
 
 def test_stack_imports_together_in_a_fresh_interpreter(repo_root):
-    code = 'import mmcv.ops, mmdet.models, mmseg.models, mmpretrain.models, timm, focalnet_mm'
+    """The order a user's config meets it (OpenMMLab first, the plugin through custom_imports),
+    with the pinned transformers installed: mmpretrain 1.2.0 imports names that transformers 4.52
+    removed, and mmdet.models imports mmpretrain."""
+    code = ('import mmcv.ops, mmdet.models, mmseg.models, mmpretrain.models, timm, focalnet_mm\n'
+            'from mmpretrain.registry import MODELS\n'
+            'import sys; print(MODELS.get("ImageClassifier").__name__, "transformers" in sys.modules)')
     proc = subprocess.run([sys.executable, '-c', code], cwd=repo_root, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # where transformers is installed, mmengine imports it: the combination was really loaded
+    with_transformers = importlib.util.find_spec('transformers') is not None
+    assert proc.stdout.split() == ['ImageClassifier', str(with_transformers)]
 
 
 def test_roi_align_on_cpu_matches_the_analytic_value_and_torchvision():
