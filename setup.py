@@ -38,7 +38,7 @@ setup(
         'cls': ['mmpretrain==1.2.0'],
         # transformers: the converter's HF checks; < 4.52 because mmpretrain 1.2.0 imports names
         # that 4.52 removed (tools/setup_env.sh pins the same)
-        'tests': ['pytest', 'pytest-timeout', 'timm', 'onnx', 'transformers>=4.28,<4.52'],
+        'tests': ['pytest', 'pytest-timeout', 'pytest-xdist', 'timm', 'onnx', 'transformers>=4.28,<4.52'],
         'lint': ['ruff==0.16.9'],
     },
     classifiers=[

@@ -183,7 +183,7 @@ TRANSFORMERS_PIN='>=4.28,<4.52'
 RUFF_VERSION=0.16.9  # the linter .ci/run runs (configured in pyproject.toml)
 DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matplotlib rich termcolor
       pycocotools scipy shapely six terminaltables tqdm prettytable ftfy regex einops
-      importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout tensorboard onnx
+      importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout pytest-xdist tensorboard onnx
       onnxruntime "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION")
 stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, timm and deps" \
   "check access to PyPI, then re-run"
