@@ -60,27 +60,28 @@ def build_classifier(config_name):
 
 
 def randomize_(model, seed=0):
-    """Make every parameter matter: perturb norms/biases, layerscale gammas well away from 1e-4."""
+    """Make every parameter matter: perturb norms/biases, layerscale gammas well away from 1e-4.
+    (Drawn in place: for L no temporary copy of 200M values.)"""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=gen)
             if 'gamma' in name:
-                param.copy_(0.5 + 0.2 * noise)
+                param.normal_(0.5, 0.2, generator=gen)
             elif param.dim() == 1:
-                param.add_(0.1 * noise)
+                param.add_(0.1 * torch.randn(param.shape, generator=gen))
             else:
-                param.copy_(0.02 * noise)
+                param.normal_(0.0, 0.02, generator=gen)
 
 
 def official_state_dict(classifier):
-    """The classifier's weights in the layout of the official classification files."""
+    """The classifier's weights in the layout of the official classification files (the same
+    tensors, not copies: neither model changes them, and L's 200M values are not copied)."""
     last = f'norm{classifier.backbone.out_indices[-1]}.'
     state = {}
     for key, value in classifier.backbone.state_dict().items():
-        state['norm.' + key[len(last):] if key.startswith(last) else key] = value.clone()
-    state['head.weight'] = classifier.head.fc.weight.detach().clone()
-    state['head.bias'] = classifier.head.fc.bias.detach().clone()
+        state['norm.' + key[len(last):] if key.startswith(last) else key] = value
+    state['head.weight'] = classifier.head.fc.weight.detach()
+    state['head.bias'] = classifier.head.fc.bias.detach()
     return state
 
 
