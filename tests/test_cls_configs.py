@@ -13,12 +13,14 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 from focalnet_mm.archs import NUM_CLASSES, TIMM_NAMES
 
 from conftest import REPO_ROOT
+from meta_build import on_meta
 
 CLS_DIR = osp.join(REPO_ROOT, 'configs', 'cls')
 ALL_CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(CLS_DIR, '*.py')))
@@ -72,11 +74,18 @@ def without_scope(transforms):
     return [{k: v for k, v in t.items() if k != '_scope_'} for t in transforms]
 
 
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    """mmpretrain's default scope for each test, the previous one restored after: another
+    module's scope (mmseg, mmdet) must not decide where ``ImageClassifier`` is looked up."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
+
+
 @pytest.fixture
-def meta_device(monkeypatch):
-    """Build modules on the meta device; linspace (drop-path rates read with .tolist()) on CPU."""
-    monkeypatch.setattr(torch, 'linspace', functools.partial(torch.linspace, device='cpu'))
-    with torch.device('meta'):
+def meta_device():
+    """Build modules (ours and timm's) on the meta device: see meta_build.on_meta."""
+    with on_meta():
         yield
 
 

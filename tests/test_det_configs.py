@@ -1,9 +1,13 @@
 """Every detection config loads, builds, runs, points at the official ImageNet weights and has the
 official parameter count.
 
-Models are built once per config (module cache) and never ``init_weights``-ed (that would
-download the ImageNet checkpoint; the loader has its own tests).
+Structure (kernels, channels, parameter counts, optimizer groups) is read from models built once
+per config on the meta device (module cache): same modules and shapes as a real build, without
+the seconds of weight initialisation. Only the forward test builds real weights, and only the
+backbone and neck it runs. Nothing is ``init_weights``-ed (that would download the ImageNet
+checkpoint; the loader has its own tests).
 """
+import copy
 import functools
 import glob
 import os.path as osp
@@ -13,11 +17,12 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 
 from conftest import REPO_ROOT, load_tool
+from meta_build import on_meta
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
 NAME = re.compile(
@@ -65,17 +70,25 @@ def load(name):
     return Config.fromfile(osp.join(DET_DIR, f'{name}.py'))
 
 
+@pytest.fixture(autouse=True)
+def mmdet_scope():
+    """mmdet's default scope for each test, the previous one restored after (order-independent)."""
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        yield
+
+
 _MODELS = {}
 
 
 def built(name):
-    """(config, model), built once per config for the whole module."""
+    """(config, model on the meta device), built once per config for the whole module."""
     if name not in _MODELS:
         from mmdet.registry import MODELS
-        init_default_scope('mmdet')
         cfg = load(name)
-        torch.manual_seed(0)
-        _MODELS[name] = (cfg, MODELS.build(cfg.model))
+        with on_meta():
+            model = MODELS.build(copy.deepcopy(cfg.model))
+        assert all(p.is_meta for p in model.parameters())
+        _MODELS[name] = (cfg, model)
     return _MODELS[name]
 
 
@@ -136,11 +149,21 @@ def test_backbone_and_neck_fit_together(name):
     """Backbone + neck run on a small random image: FPN levels, channels and strides.
 
     (The heads are exercised by the training tests; a randomly initialised RPN makes 1000
-    proposals, which would make this test slow for Cascade.)"""
-    cfg, model = built(name)
-    model.eval()
+    proposals, which would make this test slow for Cascade.) Only the backbone and neck are built
+    with real weights: what the detector's ``extract_feat`` runs, ``neck(backbone(x))``."""
+    from mmdet.registry import MODELS
+    cfg = load(name)
+    _, detector = built(name)
+    assert detector.with_neck
+    torch.manual_seed(0)
+    backbone = MODELS.build(copy.deepcopy(cfg.model.backbone)).eval()
+    neck = MODELS.build(copy.deepcopy(cfg.model.neck)).eval()
+    # the same modules the detector holds
+    assert type(backbone) is type(detector.backbone) and type(neck) is type(detector.neck)
+    assert num_params(backbone) + num_params(neck) == \
+        num_params(detector.backbone) + num_params(detector.neck)
     with torch.no_grad():
-        feats = model.extract_feat(torch.randn(1, 3, 64, 96))
+        feats = neck(backbone(torch.randn(1, 3, 64, 96)))
     assert len(feats) == cfg.model.neck.num_outs
     assert all(f.shape[1] == 256 for f in feats)
     first_stride = 8 if name.startswith('atss') else 4  # ATSS: P3-P7, others from P2

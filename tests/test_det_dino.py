@@ -20,17 +20,26 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope, init_default_scope
 
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 
 from conftest import REPO_ROOT, load_tool
+from meta_build import on_meta
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
 
 
 CONVERTER = load_tool('tools/model_converters/focalnet_dino2mm.py', 'focalnet_dino2mm')
+
+
+@pytest.fixture(autouse=True)
+def mmdet_scope():
+    """mmdet's default scope for each test, the previous one restored after (order-independent:
+    the model builders here set mmdet's scope, which must not leak into other modules)."""
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        yield
 
 
 def config(name):
@@ -175,7 +184,7 @@ def test_param_count_and_backbone_equals_timm(name):
     cfg, model = meta_model(name)
     assert num_params(model) == PARAMS[name]
     arch = cfg.model.backbone.arch
-    with torch.device('meta'):
+    with on_meta():
         reference = timm.create_model(f'focalnet_{arch}', pretrained=False, num_classes=0)
     final_norm = sum(p.numel() for p in reference.norm.parameters())
     out_norms = sum(2 * model.backbone.num_features[i] for i in model.backbone.out_indices)

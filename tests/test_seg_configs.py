@@ -4,8 +4,12 @@ Reference: microsoft/FocalNet segmentation/configs/focalnet/
 upernet_focalnet_{tiny,small,base}_patch4_512x512_160k_ade20k_{srf,lrf}.py with their bases
 segmentation/configs/_base_/{models/upernet_focalnet.py, datasets/ade20k.py,
 schedules/schedule_160k.py} (mmseg 0.x / mmcv 1.x), and the README model-zoo table.
-Models are built once per config and never ``init_weights``-ed (no ImageNet download).
+Structure (kernels, heads, parameter counts, optimizer groups) is read from models built once
+per config on the meta device: same modules and shapes as a real build, without the seconds of
+weight initialisation. Only the end-to-end forward builds one real model (T lrf). Nothing is
+``init_weights``-ed (no ImageNet download).
 """
+import copy
 import glob
 import os.path as osp
 
@@ -13,12 +17,13 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
+from mmengine.registry import PARAM_SCHEDULERS, DefaultScope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 from focalnet_mm.cli import LAYOUT_HINTS, DatasetNotFoundError, check_datasets
 
 from conftest import REPO_ROOT
+from meta_build import on_meta
 
 SEG_DIR = osp.join(REPO_ROOT, 'configs', 'seg')
 IMAGENET_URL = 'focalnet://{size}_{rf}'  # short name: live sources in focalnet_mm/weights/sources.py
@@ -39,19 +44,32 @@ NAMES = sorted(OFFICIAL)
 _BUILT = {}
 
 
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """mmseg's default scope for each test, the previous one restored after (order-independent)."""
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        yield
+
+
 def load(name):
     return Config.fromfile(osp.join(SEG_DIR, f'{name}.py'))
 
 
+def build(name):
+    """(config, model) with real weights, ImageNet init_cfg dropped."""
+    from mmseg.registry import MODELS
+    cfg = load(name)
+    cfg.model.backbone.init_cfg = None
+    return cfg, MODELS.build(copy.deepcopy(cfg.model))
+
+
 def built(name):
-    """(config, model) built once per config, ImageNet init_cfg dropped."""
+    """(config, model on the meta device) built once per config, ImageNet init_cfg dropped."""
     if name not in _BUILT:
-        from mmseg.registry import MODELS
-        init_default_scope('mmseg')
-        cfg = load(name)
-        cfg.model.backbone.init_cfg = None
-        torch.manual_seed(0)
-        _BUILT[name] = (cfg, MODELS.build(cfg.model))
+        with on_meta():
+            cfg, model = build(name)
+        assert all(p.is_meta for p in model.parameters())
+        _BUILT[name] = (cfg, model)
     return _BUILT[name]
 
 
@@ -158,7 +176,6 @@ def test_lr_schedule_matches_official_poly_with_warmup():
     cfg = load(NAMES[0])
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([param], lr=cfg.optim_wrapper.optimizer.lr)
-    init_default_scope('mmseg')
     schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
     worst = 0.0
     for i in range(150000):
@@ -229,7 +246,8 @@ def test_optimizer_exempts_exactly_the_norms_from_decay(name):
 
 def test_full_model_runs_on_a_small_image():
     """T lrf end to end (eval mode): decode-head logits for 150 classes at stride 4."""
-    _, model = built('upernet_focalnet_t_lrf_512x512_160k_ade20k')
+    torch.manual_seed(0)
+    _, model = build('upernet_focalnet_t_lrf_512x512_160k_ade20k')
     model.eval()
     with torch.no_grad():
         logits = model(torch.randn(1, 3, 32, 64), mode='tensor')
