@@ -4,8 +4,8 @@
 # What differs from configs/maskrcnn_focalnet_t_3x.py, and why:
 # - no ImageNet weights (init_cfg=None): the demo must run offline on a fresh clone; the backbone
 #   is trained from scratch, which simple shapes allow;
-# - 3 classes, ~150 px images, single-scale training, fewer sampled RoIs/proposals, fused AdamW:
-#   CPU time;
+# - 3 classes, ~150 px images, single-scale training, fewer sampled RoIs/proposals (100 at test
+#   time), fused AdamW: CPU time;
 # - a short schedule with a higher LR and no drop path (from scratch, few iterations), frequent
 #   logging, COCO evaluation after every epoch (so mAP rises in the log and the curves).
 _base_ = '../maskrcnn_focalnet_t_3x.py'
@@ -24,7 +24,9 @@ model = dict(
         rpn=dict(sampler=dict(num=128)),
         rpn_proposal=dict(nms_pre=500, max_per_img=300),
         rcnn=dict(sampler=dict(num=64))),
-    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300), rcnn=dict(max_per_img=20)))
+    # <= 3 objects per image: 100 proposals are plenty, and each evaluation takes ~2/3 of the time
+    # (measured on the trained demo: 15 s instead of 21 s per evaluation, same or higher mAP)
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100), rcnn=dict(max_per_img=20)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
