@@ -117,6 +117,7 @@ def test_readme_main_job_trains_evaluates_and_draws_curves(tmp_path):
     assert '[1/3] generating the demo data set' in proc.stdout
     for line in ('box  mAP', 'mask mAP', 'by epoch:', 'checkpoint   :', 'curves       :'):
         assert line in proc.stdout
+    assert re.search(r'training loss \(mean per epoch\): \d+\.\d\d\n', proc.stdout)
     # how long each phase took
     assert re.search(r'data \d+s \| build \d+s \| training \d+s \| validation \d+s \| curves \d+s',
                      proc.stdout)

@@ -4,16 +4,18 @@
     python tools/run_demo.py --full     # 200 images, 3 epochs of 100 iterations, higher mAP
 
 Times on 2 CPU cores, setup excluded (the README's Quick start table has each machine's numbers):
-the default run 4½ minutes on an AMD EPYC without AVX-512 (box/mask mAP 0.026/0.043, rising from
-0.001 after the first epoch); --full about 16 minutes there and 5½-6 minutes on an idle Intel
-AVX-512 machine (box/mask mAP 0.16-0.20/0.25-0.27).
+the default run 4½-5½ minutes on an AMD EPYC without AVX-512 (box/mask mAP after the last epoch
+0.012-0.026 / 0.011-0.043 over four runs: from scratch, the first epochs' mAP is near noise level,
+the training loss falls from ~3.5 to ~2); --full about 16 minutes there and 5½-6 minutes on an
+idle Intel AVX-512 machine (box/mask mAP 0.16-0.20/0.25-0.27). The default run was not timed on
+an Intel machine.
 
 1. generates the synthetic COCO-format data set (tools/data/make_demo_coco.py) unless present,
 2. trains configs/demo/maskrcnn_focalnet_t_demo.py as tools/train.py does (mmengine's log shows
    progress, loss and ETA), evaluating with CocoMetric (bbox + segm) after every epoch, so box and
-   mask mAP rise in the log and in the curves,
-3. draws the curves (loss, lr, mAP) as PNG and prints the mAP of each epoch, how long each phase
-   took, and where the logs and checkpoints are.
+   mask mAP are in the log and in the curves after each epoch,
+3. draws the curves (loss, lr, mAP) as PNG and prints the mAP and mean training loss of each
+   epoch, how long each phase took, and where the logs and checkpoints are.
 """
 import argparse
 import json
@@ -87,10 +89,16 @@ def parse_args(argv=None):
 
 
 class PhaseTimer(Hook):
-    """Splits the training phase into training and validation time; keeps each evaluation."""
+    """Splits the training phase into training and validation time; keeps each evaluation and
+    each epoch's mean training loss (the loss falls steadily where a few dozen iterations from
+    scratch leave the first epochs' mAP at noise level)."""
 
     def __init__(self):
-        self.validation_s, self.evaluations = 0.0, []
+        self.validation_s, self.evaluations, self.epoch_losses = 0.0, [], {}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if outputs and 'loss' in outputs:
+            self.epoch_losses.setdefault(runner.epoch, []).append(float(outputs['loss']))
 
     def before_val_epoch(self, runner):
         self._start = time.time()
@@ -173,6 +181,8 @@ def main(argv=None):
                            for _, m in timer.evaluations)
         print(f'  {name} mAP {metrics[f"coco/{kind}_mAP"]:.3f}   mAP@50 {metrics[f"coco/{kind}_mAP_50"]:.3f}'
               f'   mAP@75 {metrics[f"coco/{kind}_mAP_75"]:.3f}   by epoch: {rise}')
+    losses = ' -> '.join(f'{sum(v) / len(v):.2f}' for _, v in sorted(timer.epoch_losses.items()))
+    print(f'  training loss (mean per epoch): {losses}')
     print(f'  training log : {train_log}')
     print(f'  checkpoint   : {checkpoint}')
     if curves:
