@@ -6,6 +6,9 @@ L levels, then the global level), per implementation x precision, forward and ba
     # CPU smoke run at tiny sizes
     python tools/analysis_tools/benchmark_focal_context.py --device cpu --shapes 2x16x12x16 \\
         --precisions fp32 bf16 --repeats 2 --iters 2
+    # rank the tiled kernels' tile candidates (focalnet_mm.ops.triton_tiled.CANDIDATES) against
+    # the row kernels (impl triton) and reference, fwd+bwd, fp32 and bf16; prints the TILE_TABLE
+    python tools/analysis_tools/benchmark_focal_context.py --candidates
 
 Per row: ``fwd`` (forward with autograd recording), ``bwd_input`` (backward to the inputs ctx and
 gates only, kernels frozen), ``bwd_all`` (backward to inputs and kernels);
@@ -14,8 +17,18 @@ kernel gradient without the input gradients of the levels after it). ``fp32`` ru
 ``tf32`` with TF32 on for cuDNN and matmuls, ``bf16``/``fp16`` with every tensor in that dtype
 (what autocast hands the chain). ``conv_backend`` is what ``torch._C._select_conv_backend``
 picks for the first level's convolution in the memory layout the implementation uses.
+
+``--candidates``: every tile candidate of the tiled kernels runs the whole chain (forward and the
+backward to ctx, gates and every kernel, called directly, no autograd) after its outputs and
+gradients were checked against ``reference`` (fp32 math on the same rounded inputs; a candidate
+that fails is reported and not ranked); ``triton`` (the row kernels) and ``reference`` run
+through autograd as above. The fastest candidate per (C, precision) is written for each kernel
+size of the chain as a ready-to-paste ``TILE_TABLE`` (printed, and saved as .py next to the JSON).
+On CUDA, worker processes compile every kernel variant in parallel first (Triton's disk cache),
+so the timed process compiles nothing. On CPU it runs under ``TRITON_INTERPRET=1`` (tests).
 """
 import argparse
+import functools
 import json
 import os
 import os.path as osp
@@ -59,6 +72,14 @@ def parse_args(argv=None):
     p.add_argument('--iters', type=int, default=10, help='iterations per repeat')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--out', default=None, help='JSON file (default work_dirs/benchmarks/...)')
+    p.add_argument('--candidates', action='store_true',
+                   help='rank the tiled kernels\' tile candidates against triton and reference '
+                   '(fp32 and bf16 by default) and print the TILE_TABLE they choose')
+    p.add_argument('--candidate-names', nargs='+', default=None,
+                   help='--candidates: time only these (default: every candidate)')
+    p.add_argument('--compile-workers', type=int, default=None,
+                   help='--candidates on CUDA: processes compiling the kernel variants before '
+                   'timing (default min(8, CPUs); 0: compile while timing)')
     args = p.parse_args(argv)
     cuda = args.device.startswith('cuda')
     if cuda and not torch.cuda.is_available():
@@ -68,6 +89,28 @@ def parse_args(argv=None):
     if any(k % 2 == 0 or k < 1 for k in args.kernels):
         p.error('--kernels must be odd positive sizes (same padding).')
     args.shapes = args.shapes or [parse_shape(s) for s in MASKRCNN_SHAPES]
+    if args.candidates:
+        if args.impls is not None:
+            p.error('--impls does not apply to --candidates (it times every candidate, triton '
+                    'and reference); drop --impls.')
+        if not triton_available():
+            p.error('--candidates needs the triton package (pip install triton).')
+        if not cuda and os.environ.get('TRITON_INTERPRET') != '1':
+            p.error('--candidates on CPU runs the Triton interpreter: set TRITON_INTERPRET=1 '
+                    '(tiny --shapes only) or use --device cuda.')
+        args.precisions = args.precisions or ['fp32', 'bf16']
+        from focalnet_mm.ops.triton_tiled import CANDIDATES
+        unknown = set(args.candidate_names or ()) - set(CANDIDATES)
+        if unknown:
+            p.error(f'--candidate-names {sorted(unknown)}: use names from {sorted(CANDIDATES)}.')
+        args.candidate_names = args.candidate_names or list(CANDIDATES)
+        if 'tf32' in args.precisions:
+            p.error('--candidates times fp32 (TF32 off), bf16 and fp16; drop tf32.')
+        if args.compile_workers is None:
+            args.compile_workers = min(8, os.cpu_count() or 1) if cuda else 0
+        if args.compile_workers < 0:
+            p.error('--compile-workers must be >= 0.')
+        return args
     if args.impls is None:
         args.impls = ['reference', 'fast'] + (['triton'] if cuda and triton_available() else [])
     if 'triton' in args.impls and not cuda:
@@ -114,14 +157,19 @@ def time_ms(fn, device, repeats, iters, warmup):
     return statistics.median(samples)
 
 
-def bench_row(shape, kernels, impl, precision, args, device):
+def make_inputs(shape, kernels, dtype, device):
+    """ctx (B, H, W, C), gates, kernels and an output gradient (B, C, H, W), seeded."""
     b, c, h, w = shape
-    dtype = DTYPES[precision]
     gen = torch.Generator(device='cpu').manual_seed(0)
     ctx = torch.randn(b, h, w, c, generator=gen).to(device, dtype)
     gates = torch.randn(b, h, w, len(kernels) + 1, generator=gen).to(device, dtype)
     weights = [(torch.randn(c, 1, k, k, generator=gen) / k).to(device, dtype) for k in kernels]
     grad = torch.randn(b, c, h, w, generator=gen).to(device, dtype)
+    return ctx, gates, weights, grad
+
+
+def bench_row(shape, kernels, impl, precision, args, device):
+    ctx, gates, weights, grad = make_inputs(shape, kernels, DTYPES[precision], device)
     row = dict(shape=list(shape), kernels=list(kernels), impl=impl, precision=precision,
                conv_backend=conv_backend(ctx, weights[0], impl), error=None)
     if device.type == 'cuda':
@@ -167,9 +215,199 @@ def format_table(rows):
     return '\n'.join(lines)
 
 
+def environment(device):
+    env = dict(torch=torch.__version__, device=str(device),
+               gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
+               cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    try:
+        import triton
+        env['triton'] = triton.__version__
+    except ImportError:
+        env['triton'] = None
+    return env
+
+
+def out_path(args, device, kind):
+    out = args.out or osp.join('work_dirs', 'benchmarks',
+                               f'{kind}_{device.type}_{time.strftime("%Y%m%d_%H%M%S")}.json')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    return out
+
+
+# ------------------------------------------------------------------------------ --candidates
+#: numerics gate before timing (max abs error relative to max abs of the fp32 reference)
+CANDIDATE_TOL = dict(fp32=1e-4, bf16=5e-2, fp16=2e-2)
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
+
+
+def _tiled_step(tiled, cfg, ctx, gates, weights, grad_nhwc):
+    acc, mean, pres = tiled.chain_forward(ctx, gates, weights, 1.0, cfg)
+    grads = tiled.chain_backward(grad_nhwc, ctx, gates, mean, weights, pres, 1.0, True,
+                                 [True] * len(weights), cfg)
+    return acc, grads
+
+
+def check_candidate(tiled, cfg, ctx, gates, weights, grad):
+    """Max relative error of a candidate's output and gradients vs fp32 reference math."""
+    leaves = [t.float().requires_grad_(True) for t in (ctx, gates, *weights)]
+    ref = aggregate_context(leaves[0], leaves[1], leaves[2:], False, 'reference')
+    ref_grads = torch.autograd.grad(ref, leaves, grad.float())
+    acc, (g_src, g_gates, g_weights) = _tiled_step(tiled, cfg, ctx, gates, weights,
+                                                   grad.permute(0, 2, 3, 1).contiguous())
+    got = [acc.permute(0, 3, 1, 2), g_src, g_gates, *g_weights]
+    return max(_rel(a, b) for a, b in zip(got, [ref, *ref_grads]))
+
+
+def _warm_compile(job):
+    """Worker: run every kernel variant once at a tiny size so Triton's disk cache holds it."""
+    name, precision, channels, kernels, device = job
+    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+    from focalnet_mm.ops import triton_tiled as tiled
+    for c in channels:
+        ctx, gates, weights, grad = make_inputs((2, c, 9, 11), kernels, DTYPES[precision],
+                                                torch.device(device))
+        if name is None:  # the row kernels, through autograd
+            leaves = [ctx.requires_grad_(True), gates.requires_grad_(True),
+                      *[w.requires_grad_(True) for w in weights]]
+            out = aggregate_context(leaves[0], leaves[1], leaves[2:], False, 'triton')
+            torch.autograd.grad(out, leaves, grad)
+        else:
+            _tiled_step(tiled, tiled.CANDIDATES[name], ctx, gates, weights,
+                        grad.permute(0, 2, 3, 1).contiguous())
+    torch.cuda.synchronize()
+    return name, precision
+
+
+def warm_compile(args, names):
+    import multiprocessing
+    channels = sorted({s[1] for s in args.shapes})
+    jobs = [(n, p, channels, args.kernels, args.device) for p in args.precisions
+            for n in list(names) + [None]]
+    started = time.perf_counter()
+    with multiprocessing.get_context('spawn').Pool(min(args.compile_workers, len(jobs))) as pool:
+        for done, (name, precision) in enumerate(pool.imap_unordered(_warm_compile, jobs), 1):
+            print(f'[compile {done}/{len(jobs)} {time.perf_counter() - started:.0f}s] '
+                  f'{name or "triton (row kernels)"} {precision}', flush=True)
+
+
+def rank_candidates(rows, kernels):
+    """{(C, K, precision): winning candidate row} from the timed rows (numerics passed)."""
+    best = {}
+    for r in rows:
+        if r['impl'] != 'tiled' or r['error']:
+            continue
+        key = (r['shape'][1], r['precision'])
+        if key not in best or r['fwd_bwd_ms'] < best[key]['fwd_bwd_ms']:
+            best[key] = r
+    return {(c, k, p): r for (c, p), r in best.items() for k in kernels}
+
+
+def table_snippet(winners, rows, env, command):
+    """The ready-to-paste TILE_TABLE for focalnet_mm/ops/triton_tiled.py."""
+    others = {(tuple(r['shape']), r['precision'], r['impl']): r for r in rows
+              if r['impl'] != 'tiled' and not r['error']}
+    lines = [f"TILE_TABLE_BASIS = 'measured: {env['gpu'] or env['device']}, torch {env['torch']}, "
+             f"triton {env['triton']}, {time.strftime('%Y-%m-%d')}: {command}'",
+             'TILE_TABLE: Dict[Tuple[int, int, str], str] = {']
+    for (c, k, p), r in sorted(winners.items()):
+        shape = tuple(r['shape'])
+        vs = ', '.join(f"{impl} {others[(shape, p, impl)]['fwd_bwd_ms']:.2f}"
+                       for impl in ('triton', 'reference') if (shape, p, impl) in others)
+        lines.append(f"    ({c}, {k}, '{p}'): '{r['candidate']}',  # {r['fwd_bwd_ms']:.2f} ms"
+                     f" fwd+bwd at {'x'.join(map(str, shape))}" + (f' ({vs})' if vs else ''))
+    lines.append('}')
+    return '\n'.join(lines)
+
+
+def candidate_rows(shape, precision, args, device, tiled):
+    """Timed rows of every candidate (numerics checked first), triton and reference."""
+    ctx, gates, weights, grad = make_inputs(shape, args.kernels, DTYPES[precision], device)
+    grad_nhwc = grad.permute(0, 2, 3, 1).contiguous()
+    timing = dict(repeats=args.repeats, iters=args.iters, warmup=args.warmup)
+    for name in args.candidate_names:
+        cfg = tiled.CANDIDATES[name]
+        row = dict(shape=list(shape), kernels=list(args.kernels), impl='tiled', candidate=name,
+                   precision=precision, error=None)
+        try:
+            row['max_rel_err'] = check_candidate(tiled, cfg, ctx, gates, weights, grad)
+            if not row['max_rel_err'] <= CANDIDATE_TOL[precision]:
+                row['error'] = (f"numerics: max rel err {row['max_rel_err']:.2e} > "
+                                f'{CANDIDATE_TOL[precision]:.0e}')
+            else:
+                row['fwd_ms'] = time_ms(
+                    functools.partial(tiled.chain_forward, ctx, gates, weights, 1.0, cfg),
+                    device, **timing)
+                row['fwd_bwd_ms'] = time_ms(
+                    functools.partial(_tiled_step, tiled, cfg, ctx, gates, weights, grad_nhwc),
+                    device, **timing)
+        except Exception as e:  # reported, not fatal to the other candidates
+            row['error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
+        yield row
+    for impl in ('triton', 'reference'):
+        row = bench_row(shape, args.kernels, impl, precision, args, device)
+        row['candidate'] = None
+        yield row
+
+
+def main_candidates(args, device):
+    from focalnet_mm.ops import triton_tiled as tiled
+    if args.compile_workers and device.type == 'cuda':
+        warm_compile(args, args.candidate_names)
+    rows = []
+    total = len(args.shapes) * len(args.precisions) * (len(args.candidate_names) + 2)
+    started = time.perf_counter()
+    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        if device.type == 'cuda':  # fp32 means fp32: no TF32 in the reference
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        for shape in args.shapes:
+            for precision in args.precisions:
+                for row in candidate_rows(shape, precision, args, device, tiled):
+                    rows.append(row)
+                    done = row['error'] or f"{row['fwd_bwd_ms']:.3f} ms"
+                    print(f'[{len(rows)}/{total} {time.perf_counter() - started:.0f}s] '
+                          f'{"x".join(map(str, shape))} {precision} '
+                          f'{row["candidate"] or row["impl"]}: {done}', flush=True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    lines = ['| B x C x H x W | precision | impl / candidate | max rel err | fwd ms | '
+             'fwd+bwd ms |', '|---|---|---|---:|---:|---:|']
+    for r in rows:
+        err = f"{r['max_rel_err']:.1e}" if 'max_rel_err' in r else ''
+        timed = (f"{r['fwd_ms']:.3f} | {r['fwd_bwd_ms']:.3f}" if not r['error']
+                 else f"{r['error']} |")
+        lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['precision']} | "
+                     f"{r['candidate'] or r['impl']} | {err} | {timed} |")
+    table = '\n'.join(lines)
+    env = environment(device)
+    command = 'python tools/analysis_tools/benchmark_focal_context.py ' + ' '.join(
+        sys.argv[1:] if osp.basename(sys.argv[0]) == 'benchmark_focal_context.py' else
+        ['--candidates'])
+    winners = rank_candidates(rows, args.kernels)
+    snippet = table_snippet(winners, rows, env, command)
+    print(table)
+    print('\n# paste into focalnet_mm/ops/triton_tiled.py:')
+    print(snippet)
+    out = out_path(args, device, 'focal_context_candidates')
+    with open(out, 'w') as f:
+        json.dump(dict(env=env, args=vars(args), command=command, results=rows, table=table,
+                       tile_table={f'{c},{k},{p}': r['candidate']
+                                   for (c, k, p), r in winners.items()},
+                       tile_table_py=snippet), f, indent=2)
+    with open(osp.splitext(out)[0] + '_tile_table.py', 'w') as f:
+        f.write(snippet + '\n')
+    print(f'wrote {out} ({time.perf_counter() - started:.0f}s)')
+    return rows, winners
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.candidates:
+        return main_candidates(args, device)
     rows = []
     total = len(args.shapes) * len(args.precisions) * len(args.impls)
     tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
@@ -187,17 +425,8 @@ def main(argv=None):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     table = format_table(rows)
     print(table)
-    env = dict(torch=torch.__version__, device=str(device),
-               gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
-               cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
-    try:
-        import triton
-        env['triton'] = triton.__version__
-    except ImportError:
-        env['triton'] = None
-    out = args.out or osp.join('work_dirs', 'benchmarks',
-                               f'focal_context_{device.type}_{time.strftime("%Y%m%d_%H%M%S")}.json')
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    env = environment(device)
+    out = out_path(args, device, 'focal_context')
     with open(out, 'w') as f:
         json.dump(dict(env=env, args={k: v for k, v in vars(args).items()},
                        command=' '.join(sys.argv), results=rows, table=table), f, indent=2)

@@ -1,0 +1,180 @@
+"""The tiled Triton chain kernels (focalnet_mm.ops.triton_tiled) against the reference path, on CPU
+under the Triton interpreter.
+
+``TRITON_INTERPRET`` must be set before triton itself is imported (triton.language's own jit
+helpers are interpreted only then), so the kernels run in one subprocess per group of checks,
+which prints its errors as JSON; the tests assert on them. The interpreter is slow: shapes are
+tiny, the large kernels are marked slow.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from focalnet_mm.ops import triton_available
+
+pytestmark = pytest.mark.skipif(not triton_available(), reason='triton is not installed')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CANDIDATE_NAMES = ['h4w32c32n4-g4x32r64', 'h4w64c32n4-g8x32r64', 'h2w64c32n4-g8x32r64',
+                   'h4w64c32n8-g8x32r64']
+
+_CHECKS = textwrap.dedent('''
+    import json, sys
+    import torch
+    from focalnet_mm.ops import triton_tiled as tiled
+    from focalnet_mm.ops.focal_context import _aggregate_reference
+
+    def rel(a, b):
+        return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
+
+    def inputs(shape, kernels, dtype=torch.float32, seed=0):
+        b, h, w, c = shape
+        gen = torch.Generator().manual_seed(seed)
+        src = torch.randn(b, h, w, c, generator=gen).to(dtype)
+        gates = torch.randn(b, h, w, len(kernels) + 1, generator=gen).to(dtype)
+        weights = [(torch.randn(c, 1, k, k, generator=gen) / k).to(dtype) for k in kernels]
+        return src, gates, weights, torch.randn(b, h, w, c, generator=gen).to(dtype)
+
+    def run(src, gates, weights, probe, scale, config, needs_src=True, needs_w=None):
+        acc, mean, pres = tiled.chain_forward(src, gates, weights, scale, config)
+        assert acc.dtype == src.dtype and mean.dtype == torch.float32 and len(pres) == len(weights)
+        g_src, g_gates, g_w = tiled.chain_backward(
+            probe, src, gates, mean, weights, pres, scale, needs_src,
+            needs_w or [True] * len(weights), config)
+        assert g_gates.dtype == gates.dtype and g_gates.shape == gates.shape
+        return [acc, g_src, g_gates, *g_w]
+
+    def errors(src, gates, weights, probe, scale, config):
+        """max relative error of output, src, gate and every kernel gradient vs fp32 reference."""
+        got = run(src, gates, weights, probe, scale, config)
+        leaves = [t.float().requires_grad_(True) for t in (src, gates, *weights)]
+        ref = scale * _aggregate_reference(leaves[0], leaves[1], leaves[2:], False)
+        ref = ref.permute(0, 2, 3, 1)
+        ref_grads = torch.autograd.grad((ref * probe.float()).sum(), leaves)
+        return [rel(a, b) for a, b in zip(got, [ref.detach(), *ref_grads])], got
+
+    res = {}
+    if sys.argv[1] == 'fast':
+        # H 5 / tile 4, W 7 / tile 4, C 24 / block 16: a partial tile in every dimension;
+        # B*H = 10 rows in weight-gradient groups of 4 (4 + 4 + 2): a partial reduction group
+        cfg = tiled.TileConfig(4, 4, 16, 4, 4, 16, wgrad_groups=3)
+        case = inputs((2, 5, 7, 24), [3, 5])
+        res['fp32'], first = errors(*case, 1 / 3, cfg)
+        second = run(*case, 1 / 3, cfg)  # forward and backward again: bitwise the same
+        res['deterministic'] = all(torch.equal(a, b) for a, b in zip(first, second))
+        partial = run(*case, 1 / 3, cfg, needs_src=False, needs_w=[False, True])
+        res['partial_none'] = [partial[1] is None, partial[3] is None]
+        res['partial_equal'] = [torch.equal(partial[2], first[2]), torch.equal(partial[4], first[4])]
+        for name in tiled.CANDIDATES:  # C 40 > 32: two channel blocks; scale 1
+            res[name] = errors(*inputs((2, 3, 5, 40), [3, 3], seed=1), 1.0, name)[0]
+        for dtype in (torch.float16, torch.bfloat16):  # storage rounding, fp32 math
+            res[str(dtype)] = errors(*inputs((2, 3, 4, 12), [3], dtype, seed=2), 0.5,
+                                     tiled.TileConfig(2, 4, 8, 4, 4, 8, 4))[0]
+    else:  # FocalNet's detection kernels 9/11/13 (halo wider than the map), three levels
+        res['large'] = errors(*inputs((2, 7, 9, 20), [9, 11, 13], seed=3), 0.25,
+                              tiled.TileConfig(3, 8, 16, 4, 4, 16, 5))[0]
+    print('RESULT', json.dumps(res))
+''')
+
+
+def _interpreted(group, timeout):
+    env = dict(os.environ, TRITON_INTERPRET='1', OMP_NUM_THREADS='1')
+    env.pop('FOCALNET_IMPL', None)
+    proc = subprocess.run([sys.executable, '-c', _CHECKS, group], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.split('RESULT', 1)[1])
+
+
+@pytest.fixture(scope='module')
+def fast_checks():
+    return _interpreted('fast', 280)
+
+
+@pytest.mark.timeout(300)
+def test_fp32_partial_tiles_everywhere_match_reference_deterministically(fast_checks):
+    assert max(fast_checks['fp32']) <= 1e-5, fast_checks['fp32']
+    assert fast_checks['deterministic'] is True  # fixed-order reductions, no atomics
+    # only what is asked for is computed, and the rest is bitwise the full run's
+    assert fast_checks['partial_none'] == [True, True]
+    assert fast_checks['partial_equal'] == [True, True]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize('name', CANDIDATE_NAMES)
+def test_every_shipped_candidate_matches_reference(fast_checks, name):
+    assert max(fast_checks[name]) <= 1e-5, fast_checks[name]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize('dtype,tol', [('torch.float16', 1e-2), ('torch.bfloat16', 5e-2)])
+def test_low_precision_storage_with_fp32_math(fast_checks, dtype, tol):
+    # the tolerances of test_ops_focal_context's interpreter check: a few ulps of the storage
+    errs = fast_checks[dtype]
+    assert max(errs) < tol and max(errs) > 0, errs  # rounded storage: close, not bit-exact
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_large_kernels_three_levels():
+    errs = _interpreted('large', 590)['large']
+    assert max(errs) <= 1e-5, errs
+
+
+def test_tile_table_candidates_and_bad_input():
+    from focalnet_mm.ops import triton_tiled as tiled  # compiled kernels are never launched here
+    assert list(tiled.CANDIDATES) == CANDIDATE_NAMES
+    assert tiled.TILE_TABLE_BASIS.startswith('UNMEASURED')
+    assert set(tiled.TILE_TABLE.values()) <= set(tiled.CANDIDATES)
+    assert {(c, k) for c, k, _ in tiled.TILE_TABLE} == {
+        (c, k) for c in (96, 192, 384, 768) for k in (9, 11, 13)}
+    default = tiled.CANDIDATES[tiled.DEFAULT_CONFIG]
+    assert tiled.pick_config(40, 3, torch.float32) == default  # no row: the default
+    for cfg in tiled.CANDIDATES.values():
+        assert 1 <= cfg.tile_h <= 4  # one hand-written accumulator per row
+    gen = torch.Generator().manual_seed(0)
+    src, gates = torch.randn(1, 3, 4, 8, generator=gen), torch.randn(1, 3, 4, 2, generator=gen)
+    weights = [torch.randn(8, 1, 3, 3, generator=gen)]
+    with pytest.raises(ValueError, match='contiguous'):
+        tiled.chain_forward(src.transpose(1, 2), gates, weights, 1.0)
+    with pytest.raises(ValueError, match='levels'):
+        tiled.chain_forward(src, gates[..., :1], weights, 1.0)
+    with pytest.raises(ValueError, match='gates.contiguous'):
+        tiled.chain_forward(src, gates.transpose(1, 2).contiguous().transpose(1, 2), weights, 1.0)
+    with pytest.raises(ValueError, match='K odd'):
+        tiled.chain_forward(src, gates, [torch.zeros(8, 1, 2, 2)], 1.0)
+    with pytest.raises(ValueError, match='use one of'):
+        tiled.chain_forward(src, gates, weights, 1.0, 'h9w9')
+
+
+@pytest.mark.timeout(300)
+def test_candidates_benchmark_runs_under_the_interpreter(tmp_path):
+    out = tmp_path / 'cand.json'
+    name = 'h2w64c32n4-g8x32r64'
+    env = dict(os.environ, TRITON_INTERPRET='1', OMP_NUM_THREADS='1')
+    env.pop('FOCALNET_IMPL', None)
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis_tools/benchmark_focal_context.py', '--candidates',
+         '--device', 'cpu', '--shapes', '1x8x3x4', '--kernels', '3', '--precisions', 'fp32',
+         '--candidate-names', name, '--repeats', '1', '--iters', '1', '--warmup', '0',
+         '--out', str(out)], env=env, cwd=REPO, capture_output=True, text=True, timeout=290)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = json.loads(out.read_text())
+    rows = {r['candidate'] or r['impl']: r for r in saved['results']}
+    assert set(rows) == {name, 'triton', 'reference'}
+    assert all(r['error'] is None and r['fwd_bwd_ms'] > 0 for r in rows.values()), rows
+    assert rows[name]['max_rel_err'] <= 1e-5
+    assert saved['tile_table'] == {'8,3,fp32': name}
+    snippet = (tmp_path / 'cand_tile_table.py').read_text()
+    assert f"(8, 3, 'fp32'): '{name}'," in snippet and 'TILE_TABLE_BASIS' in snippet
+    assert "(8, 3, 'fp32')" in proc.stdout  # printed, ready to paste
+    # without the interpreter, the CPU path names the fix
+    env.pop('TRITON_INTERPRET')
+    proc = subprocess.run([sys.executable, 'tools/analysis_tools/benchmark_focal_context.py',
+                           '--candidates', '--device', 'cpu'], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and 'TRITON_INTERPRET=1' in proc.stderr
