@@ -332,6 +332,29 @@ test_evaluator = None
     check_one_iteration(runner)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('task', ['panoptic', 'semantic'])
+def test_memory_estimator_counts_mask_and_semantic_heads(tmp_path, task):
+    """tools/analysis_tools/estimate_train_memory.py on the small variants: the targets of the
+    task (masks + a semantic map of stuff / a semantic map) go through the loss, static memory is
+    16 bytes per parameter, checkpointing the third stage keeps fewer activations."""
+    tool = load_tool('tools/analysis_tools/estimate_train_memory.py', 'estimate_train_memory')
+    if task == 'panoptic':
+        config = coco_small_config(tmp_path, 'panoptic', tmp_path, 'unused.json')
+    else:
+        config = tmp_path / 'semantic_small.py'
+        config.write_text(f"""
+_base_ = {osp.join(REPO_ROOT, CONFIGS['semantic'][0])!r}
+num_classes = 150
+{small_model('decode_head')}
+""")
+    assert tool.task_of(Config.fromfile(str(config)))[0] == {'panoptic': 'panoptic', 'semantic': 'seg'}[task]
+    results = tool.main([str(config), '--sizes', '64', '96', '--target', '128', '128',
+                         '--with-cp', 'false', 'FFTF'])
+    (params, static, plain_acts), (_, _, cp_acts) = results['false'], results['FFTF']
+    assert static == 16 * params and 0 < cp_acts < plain_acts
+
+
 # ------------------------------------------------------------------------------ panoptic
 STUFF = dict(id=200, name='background-stuff', isthing=0, supercategory='background')
 
