@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from PIL import Image
 
 import focalnet_mm  # noqa: F401
 
 from conftest import REPO_ROOT, load_tool
-from meta_build import on_meta
+from meta_build import norm_parameter_names, on_meta, optimizer_groups
 
 CONFIGS = {
     'panoptic': ('configs/det/mask2former_focalnet_l_fl3_lsj_100e_coco_panoptic.py', 'mmdet',
@@ -166,17 +165,11 @@ def test_optimizer_groups_map_the_swin_l_decay_rules(task):
     """Backbone lr x0.1; decay 0 for every norm (backbone LayerNorms included), the layer-scale
     gammas, query_embed / query_feat / level_embed; decay 0.05 elsewhere, focal kernels included."""
     cfg, model = built(task)
-    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    groups = {id(p): g for g in wrapper.optimizer.param_groups for p in g['params']}
-    norms = (torch.nn.LayerNorm, torch.nn.GroupNorm)
-    norm_params = {id(p) for m in model.modules() if isinstance(m, norms)
-                   for p in m.parameters(recurse=False)}
-    assert len(groups) == sum(1 for _ in model.parameters())
+    norm_params = norm_parameter_names(model)
     no_decay = []
-    for name, p in model.named_parameters():
-        g = groups[id(p)]
+    for name, g in optimizer_groups(model, cfg.optim_wrapper).items():
         assert g['lr'] == pytest.approx(1e-5 if name.startswith('backbone.') else 1e-4), name
-        exempt = id(p) in norm_params or re.search(r'\.gamma_[12]$|query_embed|query_feat|level_embed', name)
+        exempt = name in norm_params or re.search(r'\.gamma_[12]$|query_embed|query_feat|level_embed', name)
         assert g['weight_decay'] == pytest.approx(0.0 if exempt else 0.05), name
         if 'focal_layers' in name:
             assert g['weight_decay'] == pytest.approx(0.05)
