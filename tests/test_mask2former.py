@@ -436,7 +436,8 @@ dataset = dict(data_root=data_root, ann_file='panoptic.json', metainfo=metainfo,
 train_dataloader['dataset'].update(dataset)
 model['panoptic_head'].update(num_things_classes=80, num_stuff_classes=1,
                               loss_cls=dict(class_weight=[1.0] * 81 + [0.1]))
-model.update(panoptic_fusion_head=dict(num_things_classes=80, num_stuff_classes=1))
+model.update(panoptic_fusion_head=dict(num_things_classes=80, num_stuff_classes=1),
+             test_cfg=dict(instance_on=False))  # PQ only: no instance post-processing
 test_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True),
     dict(type='Resize', scale=image_size, keep_ratio=True),
