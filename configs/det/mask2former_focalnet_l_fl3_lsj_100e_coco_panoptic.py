@@ -10,9 +10,10 @@
 # backbone and its optimizer keys change. Field by field:
 #   backbone        FocalNet-L 'large_fl3' (embed 192, depths 2-2-18-2, conv embed, post-LN, layer
 #                   scale): same stage widths as Swin-L, so the head's in_channels stay
-#                   [192, 384, 768, 1536]. Focal level: the paper does not name it for these runs;
-#                   3 levels = the FocalNet-L weights of the NeurIPS 2022 version that first
-#                   reported 57.9 PQ / 58.5 mIoU (the fl4 weights came with the later DINO work).
+#                   [192, 384, 768, 1536]. Focal level: neither the paper nor the official README
+#                   names it for these runs (an assumption): 3, because the NeurIPS 2022 version
+#                   already reports 57.9 PQ / 58.5 mIoU before any DINO result, and the 4-level
+#                   files were released (2022-11, beside fl3) as the weights of the DINO results.
 #                   focalnet://large_fl4 with arch='large_fl4', focal_levels=[4]*4,
 #                   focal_windows=[3]*4 is the other choice (docs/segmentation.md).
 #   kernels         ImageNet kernels kept (windows 5 -> 5/7/9), as FocalNet-DINO runs FocalNet-L;
