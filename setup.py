@@ -33,7 +33,9 @@ setup(
         'matplotlib',
     ],
     extras_require={
-        'det': ['mmdet==3.3.0', 'pycocotools'],
+        # panopticapi-lite: the `panopticapi` module (cocodataset/panopticapi) that mmdet's
+        # CocoPanopticMetric imports, from PyPI
+        'det': ['mmdet==3.3.0', 'pycocotools', 'panopticapi-lite==0.2.0'],
         'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],
         'cls': ['mmpretrain==1.2.0'],
         # transformers: the converter's HF checks; < 4.52 because mmpretrain 1.2.0 imports names

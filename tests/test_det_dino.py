@@ -19,14 +19,13 @@ from collections import OrderedDict
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope, init_default_scope
 
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 
 from conftest import REPO_ROOT, load_tool
-from meta_build import on_meta
+from meta_build import norm_parameter_names, on_meta, optimizer_groups
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
 
@@ -158,17 +157,11 @@ def test_optimizer_groups_follow_detrex(name):
     torch.manual_seed(0)
     with torch.device('meta'):
         model = MODELS.build(copy.deepcopy(cfg.model))
-    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    groups = {id(p): g for g in wrapper.optimizer.param_groups for p in g['params']}
-    norm_types = (torch.nn.LayerNorm, torch.nn.GroupNorm)
-    norm_params = {id(p) for m in model.modules() if isinstance(m, norm_types)
-                   for p in m.parameters(recurse=False)}
-    assert len(groups) == sum(1 for _ in model.parameters())
-    for pname, p in model.named_parameters():
-        g = groups[id(p)]
+    norm_params = norm_parameter_names(model)
+    for pname, g in optimizer_groups(model, cfg.optim_wrapper).items():
         backbone = pname.startswith('backbone.')
         assert g['lr'] == pytest.approx(1e-5 if backbone else 1e-4), pname
-        assert g['weight_decay'] == pytest.approx(0.0 if id(p) in norm_params else 1e-4), pname
+        assert g['weight_decay'] == pytest.approx(0.0 if pname in norm_params else 1e-4), pname
 
 
 # ------------------------------------------------------------------------------ parameters

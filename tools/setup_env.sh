@@ -177,6 +177,10 @@ fi
 # for opencv-python (GUI build, needs libGL), which would shadow the headless build, and mim-style
 # "mmcv" requirements would pull an mmcv without ops. Their real dependencies are listed here.
 OPENMMLAB=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0)
+# mmdet's CocoPanopticMetric imports `panopticapi` (cocodataset/panopticapi, not on PyPI under that
+# name); panopticapi-lite is a PyPI copy of that module. Its code needs numpy and Pillow only, so
+# it goes in without its declared extras (scikit-image & co.), like the OpenMMLab packages.
+NO_DEPS=("${OPENMMLAB[@]}" panopticapi-lite==0.2.0)
 # mmpretrain 1.2.0 imports GenerationMixin & co. from transformers.modeling_utils, which 4.52
 # removed; without them its multimodal models, and mmdet.models that imports mmpretrain, fail.
 TRANSFORMERS_PIN='>=4.28,<4.52'
@@ -187,9 +191,9 @@ DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matpl
       onnxruntime "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION")
 stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, timm and deps" \
   "check access to PyPI, then re-run"
-if ! satisfied "${DEPS[@]}" "${OPENMMLAB[@]}"; then  # the final check below imports them
+if ! satisfied "${DEPS[@]}" "${NO_DEPS[@]}"; then  # the final check below imports them
   "${PIP[@]}" "${DEPS[@]}"
-  "${PIP[@]}" --no-deps "${OPENMMLAB[@]}"
+  "${PIP[@]}" --no-deps "${NO_DEPS[@]}"
 fi
 
 stage "focalnet_mm: this package in editable mode" "run '$PY -m pip install -e $ROOT --no-deps' to see the error"
@@ -209,6 +213,7 @@ rm -f "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/f
 stage "check: importing the whole stack" "run '$PY -c \"import focalnet_mm\"' to see the error"
 "$PY" - <<'EOF'
 import mmcv.ops, mmdet.models, mmseg.models, mmpretrain.models, timm, focalnet_mm  # this order on purpose
+import panopticapi.evaluation  # mmdet's CocoPanopticMetric
 import torch, mmcv, mmengine, mmdet, mmseg, mmpretrain
 print(f'    torch {torch.__version__} | mmcv {mmcv.__version__} (ops) | mmengine {mmengine.__version__} | '
       f'mmdet {mmdet.__version__} | mmseg {mmseg.__version__} | mmpretrain {mmpretrain.__version__} | '
