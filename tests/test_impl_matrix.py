@@ -19,9 +19,10 @@ import textwrap
 import pytest
 import torch
 
-from conftest import REPO_ROOT
 from focalnet_mm.models import FocalNet
 from focalnet_mm.ops import triton_available
+
+from conftest import REPO_ROOT
 
 SMALL = dict(embed_dim=8, depths=(1, 1, 2, 1), focal_windows=3, drop_path_rate=0.0)
 #: stage-0 map 25x29 = 725 positions: CPU training ``auto`` takes ``fast`` there (>= 24x24) and

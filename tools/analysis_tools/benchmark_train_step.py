@@ -275,8 +275,9 @@ def main(argv=None):
     table = '\n'.join(lines)
     env = bench.environment(device)
     h, w = args.size
+    impls = ' '.join(args.impls or ['config/auto'])
     print(f'\n{env.get("gpu", env["cpu"])} | torch {env["torch"]} | batch {args.batch} x 3 x {h} x '
-          f'{w} | amp={args.amp} | focal impl {" ".join(args.impls or ["config/auto"])} | {args.repeats} repeats x '
+          f'{w} | amp={args.amp} | focal impl {impls} | {args.repeats} repeats x '
           f'{args.iters} iters\n')
     print(table)
     out = args.out or osp.join('work_dirs', 'benchmarks', f'train_step_{device.type}_{args.batch}x'
