@@ -15,7 +15,6 @@ import os.path as osp
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from mmengine.runner import Runner
 import focalnet_mm  # noqa: F401  (registers the hook and the loop)
 from focalnet_mm.engine import checkpoint_problem, find_resumable_checkpoint, make_training_safe
 
-from conftest import REPO_ROOT, load_tool
+from conftest import REPO_ROOT, free_port, load_tool
 
 ITERS_PER_EPOCH = 8  # 16 images, batch 2, one process
 
@@ -383,12 +382,6 @@ def test_sigterm_mid_epoch_saves_that_iteration_exits_0_and_resumes_to_the_same_
     assert_same_weights(runner.model.state_dict(), reference['weights'])
     assert not osp.exists(saved)  # superseded by epoch_2.pth, then removed
     assert (work_dir / 'epoch_3.pth').is_file()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def start_ranks(config, work_dir, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
