@@ -254,10 +254,14 @@ def test_sigterm_in_an_iteration_loop_saves_that_iteration_and_resumes_to_the_sa
     assert (run / 'last_checkpoint').read_text() == f'{run}/iter_7.pth'
     assert torch.load(run / 'iter_7.pth', weights_only=True)['meta']['iter'] == 7
 
+    # what a SIGKILL during a stop checkpoint's write leaves (its name is never written again)
+    (run / '.iter_8.pth.tmp').write_bytes(b'PK partial')
+    (run / '.notes.tmp').write_text('not a checkpoint: kept')
     resumed = toy_runner(run, 'iter_resumed', resume=True, **ITER_LOOP)
     resumed.train()
     assert resumed.iter == 12
     assert sorted(p.name for p in run.glob('*.pth')) == ['iter_10.pth', 'iter_12.pth', 'iter_5.pth']
+    assert sorted(p.name for p in run.glob('.*.tmp')) == ['.notes.tmp']
     assert_same_parameters(resumed.model, reference.model)
     assert resumed.optim_wrapper.get_lr()['lr'] == pytest.approx([0.01])  # after the milestone
 
