@@ -1,14 +1,16 @@
-"""Issue 19: a killed or preempted training run keeps its progress.
+"""Issue 19 / 27: a killed or preempted training run keeps its progress.
 
-Atomic checkpoints (a kill during the write leaves the previous checkpoint and last_checkpoint
-intact), --resume that skips a damaged newest checkpoint, a checkpoint + exit 0 on SIGTERM in the
-middle of an epoch with a resume that reaches the same weights as an uninterrupted run, and a
-2-process run whose surviving rank names the rank that died.
+A real SIGKILL in the middle of a checkpoint write leaves the previous checkpoint and
+last_checkpoint intact; --resume skips a damaged newest checkpoint; SIGTERM in the middle of an
+epoch (to the main process, or to the whole process group with 2 DataLoader workers), SIGTERM to
+one of 2 ranks (both stop at the same iteration), and SIGTERM in mmengine's iteration loop (the
+seg configs) each save that iteration, exit 0, and resume to bitwise the weights of an
+uninterrupted run; a 2-process run whose surviving rank names the rank that died.
 
 The end-to-end runs train a tiny FocalNet classifier (the 64x64 config with a 1-1-1-1 block
 arch) on 16 generated 32x32 images, with a deterministic pipeline so that weights can be compared
 exactly; a shuffled sampler and per-iteration plus per-epoch LR schedules make the data order and
-the scheduler state matter.
+the scheduler state matter. The in-process ones train a 3-parameter toy model.
 """
 import os
 import os.path as osp
