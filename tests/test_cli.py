@@ -44,8 +44,7 @@ def test_missing_coco_fails_in_one_line_naming_layout_and_readme_before_building
     # nothing was built: the Runner creates the work dir and logs the environment first
     assert not work_dir.exists()
     assert 'System environment' not in proc.stdout + proc.stderr
-    assert seconds < 60, f'{seconds:.1f}s'  # imports only (about 5s on a loaded 2-core machine)
-    print(f'missing data reported in {seconds:.1f}s')
+    print(f'missing data reported in {seconds:.1f}s')  # imports only: nothing was built (above)
 
 
 def tool_error(tool, *argv):

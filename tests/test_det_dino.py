@@ -23,6 +23,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
+from focalnet_mm.archs import resolve_arch
 
 from conftest import REPO_ROOT, load_tool
 from meta_build import norm_parameter_names, on_meta, optimizer_groups
@@ -185,6 +186,43 @@ def test_param_count_and_backbone_equals_timm(name):
 
 
 # ------------------------------------------------------------------------------ the converter
+with open(osp.join(osp.dirname(__file__), 'data', 'focalnet_dino_backbone_keys.json')) as f:
+    DINO_BACKBONE_KEYS = json.load(f)
+
+
+def focalnet_dino_backbone_shapes(backbone_kwargs, return_interm_indices):
+    """{key: shape} of the backbone part of a FocalNet-DINO checkpoint, expanded from the key
+    layout written down from its code (tests/data/focalnet_dino_backbone_keys.json), not from
+    our FocalNet: the preset gives only the sizes and flags."""
+    arch = resolve_arch(**backbone_kwargs)
+    layout, shapes = DINO_BACKBONE_KEYS, OrderedDict()
+    per_stage = lambda value, i: value[i] if isinstance(value, (list, tuple)) else value  # noqa: E731
+    conv = arch['use_conv_embed']
+    sizes = dict(K_stem=7 if conv else arch['patch_size'], K_down=3 if conv else 2)
+
+    def add(group, **names):
+        for key, dims in layout[group].items():
+            shape = tuple(eval(d, {'__builtins__': {}}, {**sizes, **names}) for d in dims)
+            shapes[layout['prefix'] + key.format(**names)] = shape
+
+    add('stem', C=arch['embed_dim'])
+    for i, depth in enumerate(arch['depths']):
+        C, L, W = arch['embed_dim'] * 2 ** i, per_stage(arch['focal_levels'], i), \
+            per_stage(arch['focal_windows'], i)
+        for j in range(depth):
+            add('block', i=i, j=j, C=C, L=L)
+            for level in range(L):
+                add('focal_level', i=i, j=j, l=level, C=C, W=W)
+            for flag in ('use_layerscale', 'use_postln_in_modulation'):
+                if arch[flag]:
+                    add(flag, i=i, j=j, C=C)
+        if i in layout['downsample_after_stages']:
+            add('downsample', i=i, C=C)
+    for i in return_interm_indices:
+        add('out_norm', i=i, C=arch['embed_dim'] * 2 ** i)
+    return shapes
+
+
 def focalnet_dino_state_dict(backbone_kwargs, return_interm_indices, num_feature_levels,
                              enc_layers=6, dec_layers=6, num_queries=900, hidden=256, ffn=2048,
                              heads=8, points=4, num_classes=91, dn_labelbook_size=91, fill=None):
@@ -194,13 +232,10 @@ def focalnet_dino_state_dict(backbone_kwargs, return_interm_indices, num_feature
     memory), so real-size L/XL/H layouts cost nothing.
     """
     fill = fill or (lambda i, shape: torch.full((), float(i)).expand(shape))
-    shapes = OrderedDict()
-    # backbone.0 = FocalNet (Joiner[0]); the official key layout plus norm{i} per returned stage
-    with torch.device('meta'):
-        focal = FocalNet(**backbone_kwargs, out_indices=tuple(return_interm_indices))
-    for k, v in focal.state_dict().items():
-        shapes['backbone.0.' + k] = tuple(v.shape)
-    channels = [focal.num_features[i] for i in return_interm_indices]
+    # backbone.0 = FocalNet (Joiner[0]): the key layout of the FocalNet-DINO code, from the fixture
+    shapes = focalnet_dino_backbone_shapes(backbone_kwargs, return_interm_indices)
+    embed_dim = resolve_arch(**backbone_kwargs)['embed_dim']
+    channels = [embed_dim * 2 ** i for i in return_interm_indices]
     # transformer (DeformableTransformer, two_stage_type 'standard', embed_init_tgt)
     shapes['transformer.level_embed'] = (num_feature_levels, hidden)
     msda = lambda p: {f'{p}.sampling_offsets.weight': (heads * num_feature_levels * points * 2, hidden),  # noqa

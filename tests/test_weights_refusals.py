@@ -202,25 +202,30 @@ def test_detr_args_namespace_is_readable(tmp_path):
     assert report.prefix == 'backbone.0.body.' and not report.missing_expected
 
 
-def test_url_checkpoint_is_cached_then_read_safely(tmp_path, monkeypatch):
-    """The URL branch without network: the download is faked, the read is the safe one."""
-    import torch.hub
+def test_url_checkpoint_is_cached_then_read_safely(tmp_path, monkeypatch, server):
+    """A URL served by a real local server: downloaded once into torch.hub's cache, its
+    name-<sha256 prefix>.pth verified, then read by the safe reader (the pickled code never runs)."""
+    import hashlib
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     source = save(tmp_path, {'model': net().state_dict(), 'extra': Payload(str(tmp_path / 'ran'))})
-    calls = []
-
-    def fake_download(url, dst, hash_prefix=None, progress=True):
-        calls.append((url, hash_prefix))
-        with open(source, 'rb') as f, open(dst, 'wb') as g:
-            g.write(f.read())
-
-    monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
-    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
-    url = 'https://example.com/weights/focalnet_tiny-1234abcd.pth?download=1'
+    body = open(source, 'rb').read()
+    prefix = hashlib.sha256(body).hexdigest()[:8]
+    url = server.add(f'/weights/focalnet_tiny-{prefix}.pth?download=1', body)
     with pytest.raises(W.UnsafeCheckpointError):
         W.load_pretrained(net(), url)
-    assert calls == [(url, '1234abcd')]
-    assert (tmp_path / 'hub' / 'checkpoints' / 'focalnet_tiny-1234abcd.pth').exists()
+    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / f'focalnet_tiny-{prefix}.pth'
+    assert cached.read_bytes() == body
     assert not (tmp_path / 'ran').exists()
+    with pytest.raises(W.UnsafeCheckpointError):
+        W.load_pretrained(net(), url)  # from the cache: no second request
+    assert len(server.requests) == 1
+
+    # a file whose bytes do not match the sha256 prefix in its name is refused and not kept
+    wrong = server.add('/weights/focalnet_tiny-00000000.pth', body)
+    with pytest.raises(W.WeightsHashError, match=r'does not start with 00000000') as error:
+        W.load_pretrained(net(), wrong)
+    assert '\n' not in str(error.value)
+    assert not (cached.parent / 'focalnet_tiny-00000000.pth').exists()
 
 
 class _Detector(torch.nn.Module):
