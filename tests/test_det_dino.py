@@ -645,3 +645,12 @@ def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model.loss(inputs, samples)
     assert with_kernel < sum(storages.values())
+
+
+def test_converter_on_a_missing_or_empty_file_is_one_line(tmp_path):
+    config = osp.join(REPO_ROOT, 'configs', 'det', 'dino_focalnet_l_fl4_4scale_12e.py')
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    for name, match in (('missing.pth', r"missing\.pth' not found"), ('empty.pth', 'is empty')):
+        with pytest.raises(SystemExit, match=match) as error:
+            CONVERTER.main([str(tmp_path / name), str(tmp_path / 'out.pth'), '--config', config])
+        assert '\n' not in str(error.value.code)

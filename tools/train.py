@@ -4,6 +4,7 @@
     bash tools/dist_train.sh configs/maskrcnn_focalnet_t_3x.py 8
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
@@ -11,6 +12,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
 from mmengine.config import DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.cli import (  # noqa: E402
@@ -21,7 +23,12 @@ from focalnet_mm.cli import (  # noqa: E402
     prepare_config,
 )
 from focalnet_mm.engine import lost_rank_message, make_training_safe  # noqa: E402
-from focalnet_mm.training_checks import check_num_classes, warn_about_run  # noqa: E402
+from focalnet_mm.training_checks import (  # noqa: E402
+    check_num_classes,
+    drop_foreign_pretrained,
+    warn_about_run,
+)
+from focalnet_mm.weights import WeightsHashError, WeightsUnavailableError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,6 +54,8 @@ def parse_args(argv=None):
 def make_config(args):
     """Everything checked before a model is built."""
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    for line in drop_foreign_pretrained(cfg):  # e.g. mmseg bases' ResNet model.pretrained
+        print_log(line, logger='current', level=logging.WARNING)
     if args.amp:
         import torch
         if not torch.cuda.is_available():  # mmengine's AmpOptimWrapper asserts a GPU
@@ -85,6 +94,9 @@ def main(argv=None):
         runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')
     try:
         runner.train()
+    except (WeightsUnavailableError, WeightsHashError) as e:  # ImageNet weights, fetched at init
+        sys.exit(f'error: {e} To train without pretrained weights instead: --cfg-options '
+                 'model.backbone.init_cfg=None')
     except Exception as e:  # a dead rank makes the others fail: name it in one line
         message = lost_rank_message(e, cfg.env_cfg.dist_cfg.get('timeout'))
         if message is None:
