@@ -76,21 +76,22 @@ setup(
         # mmengine 0.10.7 imports pkg_resources (removed in setuptools 82) when it resolves
         # mmdet::/mmseg:: config bases and in mmdet's/mim's tools
         'setuptools<82',
-        # mmcv 2.1.0's compiled ops and mmdet 3.3 are built against the numpy 1 ABI (README:
-        # "Why numpy < 2")
-        'numpy<2',
+        # numpy 2 works with this stack (README "Use it in your own project"); no upper bound, so
+        # a user's numpy and opencv are kept
+        'numpy',
         'safetensors',
         'tqdm',
         'matplotlib',
     ],
     extras_require={
-        'det': ['mmdet==3.3.0', 'pycocotools', 'scipy', 'shapely', 'terminaltables'],
+        # the libraries declare the rest of what they need (pycocotools, scipy, ...); not what
+        # they import without declaring it:
+        'det': ['mmdet==3.3.0'],
         # ftfy/regex: mmseg's text models, imported by mmseg.utils (register_all_modules)
-        'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex', 'prettytable'],
+        'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],
         # transformers < 4.52: mmpretrain 1.2.0 imports names that 4.52 removed (and mmdet.models
         # imports mmpretrain when it is installed); tools/setup_env.sh pins the same
-        'cls': ['mmpretrain==1.2.0', 'einops', 'mat4py', 'modelindex', 'importlib-metadata',
-                'transformers>=4.28,<4.52'],
+        'cls': ['mmpretrain==1.2.0', 'transformers>=4.28,<4.52'],
         # openmim 0.3.9 itself: pip install --no-deps openmim==0.3.9 (its declared opendatalab
         # dependency, never imported, would downgrade setuptools, requests and rich)
         'mim': ['click', 'colorama', 'model-index', 'pandas<3', 'requests', 'rich', 'tabulate'],

@@ -16,6 +16,7 @@ not a measurement.
 """
 import argparse
 import copy
+import logging
 import os.path as osp
 import sys
 
@@ -96,11 +97,24 @@ def main(argv=None):
     args = parse_args(argv)
     if len(args.sizes) < 2:
         raise SystemExit('--sizes needs at least two image sizes to fit a + b * pixels')
-    from mmdet.registry import MODELS
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
     cfg = Config.fromfile(args.config)
     init_default_scope('mmdet')
+    # building and initialising a DINO model logs thousands of lines (one per parameter): keep
+    # warnings only, so the estimate is what this prints
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        return estimate(args, cfg)
+    finally:
+        logger.setLevel(level)
+
+
+def estimate(args, cfg):
+    from mmdet.registry import MODELS
     cfg.model.backbone.init_cfg = None
     torch.set_grad_enabled(True)
     target_pixels = args.target[0] * args.target[1]
@@ -130,6 +144,11 @@ def main(argv=None):
               f'activations {activations / 2**30:.2f} GiB for {args.batch} x {args.target[0]}x'
               f'{args.target[1]}; estimated peak {(static + activations) / 2**30:.1f} GiB', flush=True)
         del model
+    print(f'\nEstimated training peak per GPU ({args.batch} x {args.target[0]}x{args.target[1]}, '
+          f'{args.shards} shard(s)):')
+    for with_cp, (_, static, activations) in results.items():
+        print(f'  with_cp={with_cp}: {(static + activations) / 2**30:.1f} GiB '
+              f'(static {static / 2**30:.2f} + activations {activations / 2**30:.2f})')
     return results
 
 
