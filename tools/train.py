@@ -69,7 +69,7 @@ def make_config(args):
                              'auto_scale_lr = dict(enable=False, base_batch_size=16) to it.')
         cfg.auto_scale_lr.enable = True
     # atomic checkpoints, a checkpoint on SIGTERM/SIGUSR1, mid-epoch resume, a dist timeout;
-    # --resume checks the checkpoint and skips a damaged newest one (README "Training and testing")
+    # --resume checks the checkpoint and skips a damaged newest one (docs/training.md "Training and testing")
     make_training_safe(cfg, args.resume)
     loaders = ('train_dataloader', ) + (('val_dataloader', ) if cfg.get('val_cfg') else ())
     check_datasets(cfg, loaders)
