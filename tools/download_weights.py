@@ -7,10 +7,7 @@
 import os.path as osp
 import sys
 
-try:
-    import focalnet_mm  # noqa: F401
-except ImportError:  # running from a checkout without installing
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
 from focalnet_mm.weights.download import main  # noqa: E402
 
