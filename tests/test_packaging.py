@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 
 import pytest
 from mmengine.config import Config
@@ -98,6 +99,17 @@ def test_foreign_scheme_given_to_the_backbone_names_the_fix():
         net.init_weights()
 
 
+def test_train_help_imports_nothing_heavy():
+    """`mim train` runs `tools/train.py -h` before every training: it must not import the stack."""
+    code = ("import runpy, sys\nsys.argv = ['train.py', '-h']\ntry:\n"
+            f"    runpy.run_path({osp.join(REPO_ROOT, 'tools', 'train.py')!r}, run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0\n"
+            "print(sorted(m for m in ('torch', 'focalnet_mm', 'mmdet', 'mmseg') if m in sys.modules))")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'usage: train.py' in result.stdout and result.stdout.strip().endswith('[]')
+
+
 # --------------------------------------------------------------------------- the wheel (slow)
 def user_configs(folder, coco_mini, camvid_mini):
     """An mmdet project's config on the installed recipe (focalnet_mm:: base, itself on mmdet::
@@ -138,8 +150,13 @@ val_cfg = val_dataloader = val_evaluator = test_cfg = test_dataloader = test_eva
 
 def copy_source(dest):
     """The repository as a fresh clone has it (no environment, outputs or install leftovers)."""
-    ignore = shutil.ignore_patterns('.git', '.venv', 'work_dirs', 'data', '.mim', 'build', 'dist',
-                                    '*.egg-info', '__pycache__', '.pytest_cache', '.cache', '.gpu')
+    top_level = {'.git', '.venv', 'work_dirs', 'data', 'build', 'dist', '.pytest_cache', '.cache',
+                 '.gpu'}
+    anywhere = shutil.ignore_patterns('.mim', '*.egg-info', '__pycache__')
+
+    def ignore(folder, names):
+        return set(anywhere(folder, names)) | (top_level & set(names) if osp.samefile(
+            folder, REPO_ROOT) else set())
     shutil.copytree(REPO_ROOT, dest, ignore=ignore, symlinks=True)
     return dest
 
@@ -155,6 +172,10 @@ def test_wheel_in_a_fresh_venv_serves_a_project_outside_the_repository(tmp_path,
                 '--no-index', source, '-w', wheels)
     assert built.returncode == 0, built.stderr[-3000:]
     [wheel] = list(wheels.glob('focalnet_mm-*.whl'))
+    names = zipfile.ZipFile(wheel).namelist()
+    for shipped in ('model-index.yml', 'configs/det/maskrcnn_focalnet_t_lrf_3x.py', 'tools/train.py',
+                    'tools/data/make_demo_coco.py', 'tools/dist_train.sh', 'demo/demo.jpg'):
+        assert f'focalnet_mm/.mim/{shipped}' in names, shipped
     # a new environment next to the installed stack (its packages through a .pth file: no
     # network, no copy), then the wheel as pip would install it
     assert run(sys.executable, '-m', 'venv', '--without-pip', venv).returncode == 0

@@ -12,23 +12,10 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
 
-import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import (  # noqa: E402
-    DatasetNotFoundError,
-    build_runner_from_cfg,
-    check_datasets,
-    finish_distributed,
-    prepare_config,
-)
-from focalnet_mm.engine import lost_rank_message, make_training_safe  # noqa: E402
-from focalnet_mm.training_checks import (  # noqa: E402
-    check_num_classes,
-    drop_foreign_pretrained,
-    warn_about_run,
-)
-from focalnet_mm.weights import WeightsHashError, WeightsUnavailableError  # noqa: E402
+# focalnet_mm (compat fixes + registration, before any config is read) and the stack behind it are
+# imported by make_config/main, after the arguments are parsed: `train.py -h`, which `mim train`
+# runs before every training, answers in a second instead of after importing the whole stack.
 
 
 def parse_args(argv=None):
@@ -53,6 +40,11 @@ def parse_args(argv=None):
 
 def make_config(args):
     """Everything checked before a model is built."""
+    from mmengine.logging import print_log
+
+    from focalnet_mm.cli import check_datasets, prepare_config  # imports focalnet_mm first
+    from focalnet_mm.engine import make_training_safe
+    from focalnet_mm.training_checks import check_num_classes, drop_foreign_pretrained
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     for line in drop_foreign_pretrained(cfg):  # e.g. mmseg bases' ResNet model.pretrained
         print_log(line, logger='current', level=logging.WARNING)
@@ -82,8 +74,12 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = make_config(args)
-    except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # missing data included (DatasetNotFoundError)
         sys.exit(f'error: {e}')
+    from focalnet_mm.cli import build_runner_from_cfg
+    from focalnet_mm.engine import lost_rank_message
+    from focalnet_mm.training_checks import warn_about_run
+    from focalnet_mm.weights import WeightsHashError, WeightsUnavailableError
     runner = build_runner_from_cfg(cfg)
     try:
         warn_about_run(runner)  # warm-up longer than the run, training scale far above the images
@@ -107,4 +103,5 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    from focalnet_mm.cli import finish_distributed
     finish_distributed()
