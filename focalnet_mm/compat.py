@@ -1,7 +1,8 @@
 """Three fixes for the versions this package supports, applied by ``import focalnet_mm``.
 
-Each is applied only where the installed version needs it, and the first FocalNet built in a
-process logs, through mmengine's current logger, what was changed (:func:`log_applied`):
+The first two are applied only where the installed versions need them (the third always), and
+the first FocalNet built in a process logs, through mmengine's current logger, what was changed
+(:func:`log_applied`):
 
 * Safe checkpoint loading (torch >= 2.6 with mmengine <= 0.10.7): torch now loads with
   ``weights_only=True`` by default and mmengine calls ``torch.load`` without the argument, so
