@@ -39,7 +39,7 @@ def test_missing_coco_fails_in_one_line_naming_layout_and_readme_before_building
                              '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/coco/')
     line = assert_one_line_error(
         proc, f'{tmp_path}/coco/annotations/instances_train2017.json not found for train_dataloader',
-        'annotations/instances_{train,val}2017.json', 'README "Data preparation"', '--cfg-options')
+        'annotations/instances_{train,val}2017.json', 'docs/training.md "Data preparation"', '--cfg-options')
     assert line.count('\n') == 0
     # nothing was built: the Runner creates the work dir and logs the environment first
     assert not work_dir.exists()

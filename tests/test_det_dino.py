@@ -645,7 +645,7 @@ def test_metafile_indexes_every_dino_config():
 
 
 @pytest.mark.slow
-def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini):
+def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini, capsys):
     """tools/analysis_tools/estimate_train_memory.py on the small L config: static memory is 16
     bytes per parameter, checkpointing the backbone keeps fewer activations, and the deformable
     attention keeps what the CUDA kernel keeps (less than mmcv's PyTorch path)."""
@@ -654,6 +654,11 @@ def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini):
     results = tool.main([config, '--sizes', '96', '128', '--target', '256', '256'])
     (params, static, cp_acts), (_, _, plain_acts) = results['true'], results['false']
     assert static == 16 * params and 0 < cp_acts < plain_acts
+    # the result is what it prints, last (not under thousands of parameter-init log lines)
+    out = capsys.readouterr()
+    lines = (out.out + out.err).strip().splitlines()
+    assert len(lines) < 20 and lines[-3].startswith('Estimated training peak per GPU (2 x 256x256')
+    assert lines[-2].startswith('  with_cp=true: ') and lines[-1].startswith('  with_cp=false: ')
     cfg = Config.fromfile(config)
     cfg.model.backbone.init_cfg = None
     init_default_scope('mmdet')
@@ -673,3 +678,12 @@ def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model.loss(inputs, samples)
     assert with_kernel < sum(storages.values())
+
+
+def test_converter_on_a_missing_or_empty_file_is_one_line(tmp_path):
+    config = osp.join(REPO_ROOT, 'configs', 'det', 'dino_focalnet_l_fl4_4scale_12e.py')
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    for name, match in (('missing.pth', r"missing\.pth' not found"), ('empty.pth', 'is empty')):
+        with pytest.raises(SystemExit, match=match) as error:
+            CONVERTER.main([str(tmp_path / name), str(tmp_path / 'out.pth'), '--config', config])
+        assert '\n' not in str(error.value.code)

@@ -264,3 +264,17 @@ def test_whole_model_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_pat
     torch.save({'state_dict': extra}, path)
     W.check_whole_model_checkpoint(trained, path)  # extra tensors: a warning, not an error
     assert '1 tensors of the file are not used by the model (roi_head.fc)' in capsys.readouterr().out
+
+
+def test_empty_or_truncated_file_is_one_line(tmp_path):
+    """An interrupted copy or download: a ValueError naming the file, not torch's EOFError or
+    zip-reader traceback (tools print it as one line)."""
+    empty, truncated = tmp_path / 'empty.pth', tmp_path / 'truncated.pth'
+    empty.write_bytes(b'')
+    torch.save({'w': torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    with pytest.raises(ValueError, match=r'empty\.pth is empty \(0 bytes\), not a checkpoint'):
+        W.read_checkpoint(str(empty))
+    with pytest.raises(ValueError, match=r'truncated\.pth is not a readable checkpoint') as error:
+        W.read_checkpoint(str(truncated))
+    assert '\n' not in str(error.value)

@@ -211,6 +211,18 @@ def test_download_tool_fills_a_folder_and_the_offline_folder_wins_without_any_re
     assert server.requests == []
 
 
+def test_failed_download_leaves_no_empty_folders(server, monkeypatch, tmp_path, capsys):
+    download_weights = load_tool('tools/download_weights.py')
+    url = server.add('/release/focalnet_tiny_lrf.pth', b'PublicAccessNotPermitted', 409)
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official'), ))
+    (tmp_path / 'keep').mkdir()
+    for folder in (tmp_path / 'new' / 'weights', tmp_path / 'keep'):
+        assert download_weights.main(['tiny_lrf', '--dir', str(folder), '--no-progress']) == 1
+        assert 'HTTP 409' in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['keep']  # 'new/weights' removed again
+    assert list((tmp_path / 'keep').iterdir()) == []  # no <preset>/ folder left in an existing one
+
+
 def test_all_sources_failed_names_every_url_and_how_to_pass_a_file(server, monkeypatch):
     a = server.add('/release/focalnet_tiny_lrf.pth', b'PublicAccessNotPermitted', 409)
     b = server.base + hub_path('timm/focalnet_tiny_lrf.ms_in1k')  # 404
@@ -223,7 +235,7 @@ def test_all_sources_failed_names_every_url_and_how_to_pass_a_file(server, monke
     assert '\n' not in message
     assert f'{a} (HTTP 409' in message and f'{b} (HTTP 404' in message and f'{closed} (' in message
     assert 'checkpoint=/path/to/file' in message and S.OFFLINE_ENV in message
-    assert 'tools/download_weights.py tiny_lrf' in message
+    assert 'focalnet-download-weights tiny_lrf --dir DIR' in message
 
 
 def test_unobtainable_preset_says_why_in_one_line_and_takes_a_local_copy(tmp_path, monkeypatch):

@@ -88,6 +88,12 @@ def resolve_checkpoint_file(path: str) -> str:
         raise FileNotFoundError(f'{path} is a folder without {" or ".join(HF_WEIGHT_FILES)}; '
                                 'point the checkpoint at the weights file itself.')
     if not osp.isfile(path):
+        if '://' in path:  # open-mmlab://, torchvision://: other backbones' model zoos
+            raise FileNotFoundError(
+                f'FocalNet cannot load {path!r}: it names another backbone\'s weights, usually '
+                'inherited from a base config (mmseg bases set model.pretrained); set '
+                "model.pretrained=None, and for ImageNet weights model.backbone.init_cfg=dict("
+                "type='Pretrained', checkpoint='focalnet://<arch>').")
         raise FileNotFoundError(f'FocalNet checkpoint {path!r} not found; check the path in '
                                 'init_cfg=dict(type="Pretrained", checkpoint=...) / pretrained=.')
     return path
@@ -119,6 +125,14 @@ def read_checkpoint(path, map_location='cpu', weights_dir: Optional[str] = None)
             'objects can run code, so only tensors and plain containers are read. If you trust the '
             f'file, rewrite it as plain tensors with: python {CONVERTER} {path} OUT.pth '
             '--trust-pickle') from None
+    except EOFError:  # an empty file
+        raise ValueError(f'{path} is empty ({osp.getsize(path)} bytes), not a checkpoint; '
+                         'download or copy it again.') from None
+    except RuntimeError as e:  # torch's zip reader on a truncated or non-checkpoint file
+        if 'zip archive' not in str(e) and 'PytorchStreamReader' not in str(e):
+            raise
+        raise ValueError(f'{path} is not a readable checkpoint (truncated, or not written by '
+                         f'torch.save: {str(e).split(".")[0]}); download or copy it again.') from None
 
 
 def read_sidecar_config(path) -> Optional[dict]:

@@ -41,7 +41,8 @@ from mmengine.runner import CheckpointLoader
 SCHEME = 'focalnet://'
 OFFLINE_ENV = 'FOCALNET_WEIGHTS_DIR'
 CACHE_ENV = 'FOCALNET_CACHE_DIR'
-DOWNLOAD_TOOL = 'tools/download_weights.py'
+#: the installed command that fills an offline folder (focalnet_mm/weights/download.py)
+DOWNLOAD_TOOL = 'focalnet-download-weights'
 DEAD_HOST = 'projects4jw.blob.core.windows.net'
 
 
@@ -312,10 +313,29 @@ def download_file(url: str, path: str, progress: bool = True) -> str:
 
 
 def download(source: Source, path: str, progress: bool = True) -> str:
-    """Download ``source`` to ``path`` (:func:`download_file`); verify its sha256."""
-    download_file(source.url, path, progress=progress)
-    _check_hash(path, source, source.url, remove=True)
+    """Download ``source`` to ``path`` (:func:`download_file`); verify its sha256. A failed
+    download leaves no empty folders behind."""
+    created = _make_dirs(osp.dirname(path))
+    try:
+        download_file(source.url, path, progress=progress)
+        _check_hash(path, source, source.url, remove=True)
+    except BaseException:
+        for folder in created:
+            if osp.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+        raise
     return path
+
+
+def _make_dirs(folder: str) -> list:
+    """``os.makedirs(folder)``; returns the folders it created, deepest first."""
+    created = []
+    while folder and not osp.isdir(folder):
+        created.append(folder)
+        folder = osp.dirname(folder)
+    for path in reversed(created):
+        os.makedirs(path, exist_ok=True)
+    return created
 
 
 def _cache_problem(path: str, source: Source) -> Optional[str]:
@@ -350,7 +370,7 @@ def _failure_line(name, preset, attempts, offline_dirs) -> str:
     tried = '; '.join(f'{url} ({why})' for url, why in attempts)
     offline = ', '.join(offline_dirs) if offline_dirs else f'none (set ${OFFLINE_ENV})'
     return (f'{name}: no source could be fetched: {tried}. Offline folders searched: {offline}. '
-            f'On a machine with internet run `python {DOWNLOAD_TOOL} {preset} --dir DIR` and set '
+            f'On a machine with internet run `{DOWNLOAD_TOOL} {preset} --dir DIR` and set '
             f'{OFFLINE_ENV}=DIR, or download a file yourself and pass its path as '
             'checkpoint=/path/to/file (init_cfg Pretrained / pretrained= / --weights).')
 

@@ -21,6 +21,7 @@ is an estimate, not a measurement.
 """
 import argparse
 import copy
+import logging
 import os.path as osp
 import sys
 
@@ -154,9 +155,23 @@ def main(argv=None):
     if len(args.sizes) < 2:
         raise SystemExit('--sizes needs at least two image sizes to fit a + b * pixels')
     from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.logging import MMLogger
+    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
+    # building and initialising a DINO model logs thousands of lines (one per parameter): keep
+    # warnings only, so the estimate is what this prints
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        return estimate(args, cfg)
+    finally:
+        logger.setLevel(level)
+
+
+def estimate(args, cfg):
+    from mmengine.registry import MODELS
     task, num_classes, num_stuff = task_of(cfg)
     cfg.model.backbone.init_cfg = None
     torch.set_grad_enabled(True)
@@ -189,6 +204,11 @@ def main(argv=None):
               f'{args.target[1]}{" (amp)" if args.amp else ""}; '
               f'estimated peak {(static + activations) / 2**30:.1f} GiB', flush=True)
         del model
+    print(f'\nEstimated training peak per GPU ({args.batch} x {args.target[0]}x{args.target[1]}, '
+          f'{args.shards} shard(s)):')
+    for with_cp, (_, static, activations) in results.items():
+        print(f'  with_cp={with_cp}: {(static + activations) / 2**30:.1f} GiB '
+              f'(static {static / 2**30:.2f} + activations {activations / 2**30:.2f})')
     return results
 
 
