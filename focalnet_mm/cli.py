@@ -10,7 +10,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
-#: where each library's data is expected, for the one-line error (README section "Data preparation")
+#: where each library's data is expected, for the one-line error (docs/training.md "Data preparation")
 LAYOUT_HINTS = {
     'mmdet': 'COCO: data/coco/{annotations/instances_{train,val}2017.json,train2017/,val2017/}',
     'mmseg': 'ADE20K: data/ade/ADEChallengeData2016/{images,annotations}/{training,validation}/',
@@ -25,7 +25,7 @@ class DatasetNotFoundError(FileNotFoundError):
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     if not osp.isfile(path):
         raise FileNotFoundError(f'Config file {path} not found; configs live under configs/ '
-                                '(see the README model zoo tables).')
+                                '(see the README, "Model zoo and weights").')
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -77,7 +77,7 @@ def missing_data(cfg: Config, loaders: Tuple[str, ...]) -> List[Tuple[str, str]]
 
 
 def check_datasets(cfg: Config, loaders: Tuple[str, ...]) -> None:
-    """Raise a one-line DatasetNotFoundError naming the expected layout and the README section."""
+    """Raise a one-line DatasetNotFoundError naming the expected layout and where it is documented."""
     missing = missing_data(cfg, loaders)
     if missing:
         loader, path = missing[0]
@@ -86,7 +86,7 @@ def check_datasets(cfg: Config, loaders: Tuple[str, ...]) -> None:
                                                                   "the config's data_root")
         more = f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''
         raise DatasetNotFoundError(
-            f'{path} not found for {loader}{more}. Expected {hint}; see README "Data preparation", '
+            f'{path} not found for {loader}{more}. Expected {hint}; see docs/training.md "Data preparation", '
             f'or point the config elsewhere with --cfg-options {loader}.dataset.data_root=DIR')
 
 

@@ -1,7 +1,8 @@
-"""Two fixes for the versions this package supports, applied by ``import focalnet_mm``.
+"""Three fixes for the versions this package supports, applied by ``import focalnet_mm``.
 
-Each is applied only where the installed version needs it, and the first FocalNet built in a
-process logs, through mmengine's current logger, what was changed (:func:`log_applied`):
+The first two are applied only where the installed versions need them (the third always), and
+the first FocalNet built in a process logs, through mmengine's current logger, what was changed
+(:func:`log_applied`):
 
 * Safe checkpoint loading (torch >= 2.6 with mmengine <= 0.10.7): torch now loads with
   ``weights_only=True`` by default and mmengine calls ``torch.load`` without the argument, so
@@ -13,6 +14,10 @@ process logs, through mmengine's current logger, what was changed (:func:`log_ap
   every metafile of the package (about 250 for mmpretrain) for each base. We do the same lookup
   with ``importlib.metadata`` and one index per package, which takes a config with mmpretrain
   bases from about 2.8 s to 0.7 s to parse.
+
+* ``focalnet_mm::`` config bases: mmengine knows only its own list of OpenMMLab packages
+  (``MODULE2PACKAGE``) and offers no way to add one, so this package adds its name there, and
+  reads those bases without a ``focalnet_mm`` registry scope (it has no registries of its own).
 
 Not patched but checked (:func:`check_transformers`): mmpretrain 1.2.0 needs transformers < 4.52
 when transformers is installed (it imports names that 4.52 removed, and ``mmdet.models`` imports
@@ -89,16 +94,22 @@ def checkpoints_need_safe_globals() -> bool:
 # --------------------------------------------------------------------------- config bases
 @functools.lru_cache(maxsize=None)
 def _installed_path(package):
-    """importlib.metadata version of mmengine's ``get_installed_path`` (no pkg_resources)."""
+    """importlib.metadata version of mmengine's ``get_installed_path`` (no pkg_resources).
+
+    The folder comes from the import system (``find_spec`` of the distribution's top-level
+    module), so editable installs, whose code is not in site-packages, resolve too.
+    """
     try:
         dist = importlib.metadata.distribution(package)
-        top = (dist.read_text('top_level.txt') or package).split('\n')[0]
-        return osp.join(str(dist.locate_file('')), top)
+        top = (dist.read_text('top_level.txt') or package.replace('-', '_')).split('\n')[0]
     except importlib.metadata.PackageNotFoundError:
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
-            raise
+        dist, top = None, package
+    spec = importlib.util.find_spec(top)
+    if spec is not None and spec.origin is not None:
         return osp.dirname(spec.origin)
+    if dist is None:
+        raise importlib.metadata.PackageNotFoundError(package)
+    return osp.join(str(dist.locate_file('')), top)
 
 
 @functools.lru_cache(maxsize=None)
@@ -128,6 +139,36 @@ def _cfg_metainfo(package_path, cfg_path):
     if cfg_path not in index:  # mmengine then looks for a _base_ file of that name
         raise ValueError(f'{cfg_path} is not a model config of {package_path}')
     return index[cfg_path]
+
+
+#: this package's name for ``focalnet_mm::`` config bases -> its pip distribution
+PACKAGE = ('focalnet_mm', 'focalnet-mm')
+
+
+def register_config_package():
+    """Let ``_base_ = 'focalnet_mm::det/...'`` resolve like a local base.
+
+    mmengine (<= 0.10.7 and today's main) accepts only the packages of its own
+    ``MODULE2PACKAGE`` table, with no hook to add one, so the name is added there. It also tags
+    every dict of a ``pkg::`` base with ``_scope_=pkg``; focalnet_mm has no registries of its own
+    (FocalNet is registered in mmdet, mmseg and mmpretrain), so such a tag would make mmengine
+    fall back to its root registries, e.g. mmcv's ``LoadAnnotations`` in place of mmdet's. Our
+    bases therefore come without that tag: their dicts build in the config's ``default_scope``
+    (mmdet / mmseg / mmpretrain, set by the library bases they inherit), as a copied config would.
+    """
+    from mmengine.config import Config
+    from mmengine.config import utils as config_utils
+    config_utils.MODULE2PACKAGE.setdefault(*PACKAGE)
+    get_cfg_path = Config._get_cfg_path
+    if getattr(get_cfg_path, '_focalnet_mm', False):
+        return
+
+    def _get_cfg_path(cfg_path, filename):
+        path, scope = get_cfg_path(cfg_path, filename)
+        return path, None if scope == PACKAGE[0] else scope
+
+    _get_cfg_path._focalnet_mm = True
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
 
 
 def config_bases_need_resolver() -> bool:
@@ -184,8 +225,8 @@ def apply():
         resolve_config_bases_with_metadata()
         APPLIED.append('mmengine resolves pkg:: config bases with importlib.metadata, not '
                        'pkg_resources')
-    if not APPLIED:
-        APPLIED.append('nothing to change for the installed versions')
+    register_config_package()
+    APPLIED.append(f'mmengine resolves {PACKAGE[0]}:: config bases (package {PACKAGE[1]})')
     check_transformers()
 
 

@@ -2,8 +2,11 @@
 
 A config inherited from a COCO/ADE20K recipe and pointed at a small set of one's own trains
 without complaint into results of zero: heads sized for 80 classes, a warm-up of 500 iterations
-in a run of 30, 512-pixel images blown up to 1333 pixels. Two entry points for tools/train.py:
+in a run of 30, 512-pixel images blown up to 1333 pixels, a ResNet checkpoint handed to FocalNet.
+Entry points for tools/train.py:
 
+- :func:`drop_foreign_pretrained` (config only) removes, with one warning each, other backbones'
+  weights that a FocalNet model inherited from an mmdet/mmseg base config;
 - :func:`check_num_classes` (config only, before the model is built) refuses a head whose
   ``num_classes`` is not the number of classes of the dataset it is trained or validated on;
 - :func:`warn_about_run` (on the built Runner: needs the dataset's length and image sizes) warns
@@ -13,6 +16,7 @@ in a run of 30, 512-pixel images blown up to 1333 pixels. Two entry points for t
 """
 import importlib
 import math
+import re
 import statistics
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -29,6 +33,53 @@ WARMUP_TYPES = ('LinearLR', 'ConstantLR', 'QuadraticWarmupLR')
 RESIZE_TYPES = ('Resize', 'RandomResize', 'RandomChoiceResize')
 #: where a working example of each fix lives
 TEMPLATES = 'configs/det/custom/ and configs/seg/custom/'
+
+
+# --------------------------------------------------------------------------- foreign weights
+#: checkpoint schemes that only ever name other backbones' weights (mmcv / mmengine model zoos)
+FOREIGN_SCHEMES = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'mmcls://', 'modelzoo://')
+#: file names of other backbones' checkpoints (a FocalNet file would name FocalNet)
+FOREIGN_NAMES = re.compile(r'resnet|resnext|res2net|regnet|hrnet|swin|convnext|vit|deit|beit|'
+                           r'mit_|pvt|mobilenet|efficientnet|vgg|darknet|cspnext', re.I)
+
+
+def foreign_checkpoint(checkpoint) -> bool:
+    """True for a checkpoint name that obviously holds another backbone's weights."""
+    if not isinstance(checkpoint, str) or 'focal' in checkpoint.lower():
+        return False
+    return checkpoint.startswith(FOREIGN_SCHEMES) or bool(
+        FOREIGN_NAMES.search(checkpoint.rsplit('/', 1)[-1]))
+
+
+def drop_foreign_pretrained(cfg: Config) -> List[str]:
+    """Remove other backbones' weights that a FocalNet model inherited from a base config.
+
+    mmseg's bases set ``model.pretrained='open-mmlab://resnet50_v1c'`` (and mmdet's a ResNet
+    ``init_cfg``), which the segmentor hands to whatever backbone the config puts in; FocalNet
+    would then fail to find that file. Each dropped setting is returned as one warning line that
+    names it and how to say so in the config; weights that could be FocalNet's are left alone.
+    """
+    model = cfg.get('model')
+    backbone = model.get('backbone') if isinstance(model, dict) else None
+    if not isinstance(backbone, dict) or not str(backbone.get('type', '')).endswith('FocalNet'):
+        return []
+    arch = backbone.get('arch', 'tiny_srf') if isinstance(backbone.get('arch'), str) else 'tiny_srf'
+    fix = (f'set it to None in your config (with ImageNet weights: model.backbone.init_cfg='
+           f"dict(type='Pretrained', checkpoint='focalnet://{arch}'))")
+    dropped = []
+    for owner, key, path in ((model, 'pretrained', 'model.pretrained'),
+                             (backbone, 'pretrained', 'model.backbone.pretrained')):
+        if foreign_checkpoint(owner.get(key)):
+            dropped.append(f'{path}={owner[key]!r} (from a base config) holds another backbone\'s '
+                           f'weights: ignored for FocalNet; {fix}')
+            owner[key] = None
+    init_cfg = backbone.get('init_cfg')
+    if isinstance(init_cfg, dict) and foreign_checkpoint(init_cfg.get('checkpoint')):
+        dropped.append(f'model.backbone.init_cfg.checkpoint={init_cfg["checkpoint"]!r} (from a '
+                       f'base config) holds another backbone\'s weights: ignored for FocalNet; '
+                       f'{fix.replace("set it to None", "set init_cfg=None")}')
+        backbone['init_cfg'] = None
+    return dropped
 
 
 # --------------------------------------------------------------------------- num_classes

@@ -1,8 +1,12 @@
-"""Shared test helpers: the repository root, tool loading, and the real sample data in
-../shared/data (skipped when absent)."""
+"""Shared test helpers: the repository root, tool loading, a local HTTP server, and the real
+sample data in ../shared/data (skipped when absent)."""
+import http.server
 import os
 import os.path as osp
+import socket
 import sys
+import threading
+import time
 import types
 
 import pytest
@@ -21,6 +25,13 @@ def load_tool(relative_path, name=None):
     """A script under the repository root (e.g. 'tools/infer.py') imported as a module."""
     from focalnet_mm.cli import load_script
     return load_script(osp.join(REPO_ROOT, relative_path), name)
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (for a process group's MASTER_PORT)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def perturb_(model, seed=0):
@@ -70,3 +81,63 @@ def camvid_mini():
 @pytest.fixture
 def repo_root():
     return REPO_ROOT
+
+
+class Server:
+    """A real HTTP server on 127.0.0.1 (threads, HTTP/1.0: one request per connection).
+
+    ``routes`` maps a path to (status, body, headers, length, delay): ``length`` is the
+    Content-Length announced (a larger one than ``len(body)`` is a body cut short), ``delay``
+    seconds pass before the body is sent. ``requests`` lists the paths asked for.
+    """
+
+    def __init__(self):
+        self.routes, self.requests = {}, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                server.requests.append(self.path)
+                status, body, headers, length, delay = server.routes.get(
+                    self.path, (404, b'not found', {}, None, 0))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header('Content-Length', str(len(body) if length is None else length))
+                self.end_headers()
+                time.sleep(delay)
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.base = f'http://127.0.0.1:{self.httpd.server_address[1]}'
+        threading.Thread(target=self.httpd.serve_forever, kwargs=dict(poll_interval=0.05),
+                         daemon=True).start()
+
+    def add(self, path, body, status=200, headers=None, length=None, delay=0):
+        self.routes[path] = (status, body, dict(headers or {}), length, delay)
+        return self.base + path
+
+    def redirect(self, path, to, status=302):
+        """``path`` answers ``status`` with ``Location: to`` (what the release and the hub do)."""
+        return self.add(path, b'', status, headers={'Location': to})
+
+    def body(self, path):
+        return self.routes[path][1]
+
+    def count(self, path):
+        return self.requests.count(path)
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A local :class:`Server`; proxies from the environment are bypassed for it."""
+    for var in ('http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
+    srv = Server()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()

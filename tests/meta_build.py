@@ -23,3 +23,21 @@ def on_meta():
         else:
             mp.setattr(timm_focalnet, '_init_weights', lambda *args, **kwargs: None)
         yield
+
+
+def optimizer_groups(model, optim_wrapper_cfg):
+    """{parameter name: the optimizer param group mmengine puts it in} for ``optim_wrapper_cfg``
+    (meta parameters are fine); every parameter must land in exactly one group."""
+    from mmengine.optim import build_optim_wrapper
+    wrapper = build_optim_wrapper(model, optim_wrapper_cfg)
+    groups = {id(p): g for g in wrapper.optimizer.param_groups for p in g['params']}
+    named = dict(model.named_parameters())
+    assert len(groups) == len(named)
+    return {name: groups[id(p)] for name, p in named.items()}
+
+
+def norm_parameter_names(model, types=(torch.nn.LayerNorm, torch.nn.GroupNorm)):
+    """Names of the parameters that belong to normalization layers."""
+    return {f'{m_name}.{p_name}' if m_name else p_name
+            for m_name, m in model.named_modules() if isinstance(m, types)
+            for p_name, _ in m.named_parameters(recurse=False)}

@@ -39,13 +39,12 @@ def test_missing_coco_fails_in_one_line_naming_layout_and_readme_before_building
                              '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/coco/')
     line = assert_one_line_error(
         proc, f'{tmp_path}/coco/annotations/instances_train2017.json not found for train_dataloader',
-        'annotations/instances_{train,val}2017.json', 'README "Data preparation"', '--cfg-options')
+        'annotations/instances_{train,val}2017.json', 'docs/training.md "Data preparation"', '--cfg-options')
     assert line.count('\n') == 0
     # nothing was built: the Runner creates the work dir and logs the environment first
     assert not work_dir.exists()
     assert 'System environment' not in proc.stdout + proc.stderr
-    assert seconds < 60, f'{seconds:.1f}s'  # imports only (about 5s on a loaded 2-core machine)
-    print(f'missing data reported in {seconds:.1f}s')
+    print(f'missing data reported in {seconds:.1f}s')  # imports only: nothing was built (above)
 
 
 def tool_error(tool, *argv):

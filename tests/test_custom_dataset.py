@@ -187,6 +187,28 @@ def test_template_derives_heads_and_schedule_from_its_edit_block(tmp_path, templ
     assert checkpoint.save_best in ('coco/bbox_mAP', 'mIoU') and checkpoint.max_keep_ckpts == 1
 
 
+def test_templates_train_from_scratch_and_name_their_folders_in_the_edit_block(tmp_path):
+    """pretrained=None: no weights to fetch (offline); the seg folders are edit-block values, and
+    its --tta scales follow image_scale."""
+    det = Config.fromfile(edit_template(DET_TEMPLATE, tmp_path / 'det.py', pretrained=None))
+    assert det.model.backbone.init_cfg is None
+    seg = Config.fromfile(edit_template(SEG_TEMPLATE, tmp_path / 'seg.py', pretrained=None,
+                                        train_img_dir='images/training',
+                                        train_ann_dir='labels/training',
+                                        val_img_dir='images/validation',
+                                        val_ann_dir='labels/validation', image_scale=(640, 480)))
+    assert seg.model.backbone.init_cfg is None
+    assert seg.train_dataloader.dataset.data_prefix == dict(img_path='images/training',
+                                                            seg_map_path='labels/training')
+    assert seg.val_dataloader.dataset.data_prefix == dict(img_path='images/validation',
+                                                          seg_map_path='labels/validation')
+    assert 'data/my_seg/labels/validation/' in seg.dataset_layout_hint
+    # --tta: multi-scale around image_scale (not around each image's own, possibly large, size)
+    resizes = seg.tta_pipeline[1].transforms[0]
+    assert [r.scale for r in resizes][:3] == [(320, 240), (480, 360), (640, 480)]
+    assert all(r.keep_ratio and 'scale_factor' not in r for r in resizes)
+
+
 def test_inheriting_a_template_with_new_classes_is_refused(tmp_path, coco_mini):
     """The pitfall the templates warn about: a child that changes only `classes`."""
     make_det_set(coco_mini, tmp_path / 'data')
@@ -224,6 +246,28 @@ def test_wrong_data_root_is_one_line(tmp_path):
     assert f'{missing}img_dir/train not found' in message and 'edit data_root' in message
     message = error_of(lambda: browse_tool.main([seg, '--out', str(tmp_path / 'b')]))
     assert f'{missing}img_dir/train not found' in message
+
+
+@pytest.mark.slow  # builds a Runner
+def test_unavailable_weights_stop_train_and_infer_with_one_line(tmp_path, coco_mini, monkeypatch):
+    """Offline without a weights folder: one `error:` line that names the download command and
+    how to train from scratch, no traceback."""
+    from focalnet_mm.weights import sources
+    closed = 'http://127.0.0.1:9/focalnet_tiny_lrf.pth'  # discard port: connection refused
+    monkeypatch.setitem(sources.WEIGHT_SOURCES, 'tiny_lrf', (sources.Source(closed, 'official'), ))
+    monkeypatch.setenv(sources.CACHE_ENV, str(tmp_path / 'cache'))
+    monkeypatch.delenv(sources.OFFLINE_ENV, raising=False)
+    make_det_set(coco_mini, tmp_path / 'data')
+    config = det_config(tmp_path, tmp_path / 'data')
+    options = [o for o in TINY_DET if not o.startswith('model.backbone.')]
+    message = error_of(lambda: train_tool.main([config, '--work-dir', str(tmp_path / 'w'),
+                                                '--cfg-options', *options]))
+    assert f'{closed} (' in message and 'focalnet-download-weights tiny_lrf --dir DIR' in message
+    assert message.endswith('--cfg-options model.backbone.init_cfg=None')
+    message = error_of(lambda: infer_tool.main([osp.join(REPO_ROOT, 'demo', 'demo.jpg'), config,
+                                                '--weights', 'focalnet://tiny_lrf',
+                                                '--out-dir', str(tmp_path / 'infer')]))
+    assert f'{closed} (' in message
 
 
 @pytest.mark.slow  # builds a Runner

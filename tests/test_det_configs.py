@@ -37,9 +37,11 @@ EXPECTED = sorted(
        for rf in ('srf', 'lrf')]
     # Cascade S/B: asked for by users, not released officially (recipe: Cascade T's)
     + [f'cascade_maskrcnn_focalnet_{s}_lrf_3x' for s in 'sb'])
-# DINO configs (L/XL/H, their own recipe and naming) are checked in tests/test_det_dino.py
+# DINO and Mask2Former configs (FocalNet-L/XL/H, their own recipes and naming) are checked in
+# tests/test_det_dino.py and tests/test_mask2former.py
+OWN_TESTS = ('dino_', 'mask2former_')
 CONFIGS = sorted(osp.splitext(osp.basename(p))[0] for p in glob.glob(osp.join(DET_DIR, '*.py'))
-                 if not osp.basename(p).startswith('dino_'))
+                 if not osp.basename(p).startswith(OWN_TESTS))
 
 # #Params (M) of the official model-zoo tables (microsoft/FocalNet README.md, "Object Detection
 # on COCO"), measured there with mmdet 2.x get_flops.py.
@@ -224,7 +226,7 @@ def test_metafile_indexes_every_det_config():
         index = yaml.safe_load(f)
     collections = {c['Name'] for c in index['Collections']}
     models = {m['Name']: m for m in index['Models'] if m['Config'].startswith('configs/det/')
-              and not m['Name'].startswith('dino_')}
+              and not m['Name'].startswith(OWN_TESTS)}
     assert sorted(models) == EXPECTED
     for name, entry in models.items():
         assert entry['Config'] == f'configs/det/{name}.py'

@@ -19,14 +19,14 @@ from collections import OrderedDict
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope, init_default_scope
 
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
+from focalnet_mm.archs import resolve_arch
 
 from conftest import REPO_ROOT, load_tool
-from meta_build import on_meta
+from meta_build import norm_parameter_names, on_meta, optimizer_groups
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
 
@@ -158,17 +158,11 @@ def test_optimizer_groups_follow_detrex(name):
     torch.manual_seed(0)
     with torch.device('meta'):
         model = MODELS.build(copy.deepcopy(cfg.model))
-    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    groups = {id(p): g for g in wrapper.optimizer.param_groups for p in g['params']}
-    norm_types = (torch.nn.LayerNorm, torch.nn.GroupNorm)
-    norm_params = {id(p) for m in model.modules() if isinstance(m, norm_types)
-                   for p in m.parameters(recurse=False)}
-    assert len(groups) == sum(1 for _ in model.parameters())
-    for pname, p in model.named_parameters():
-        g = groups[id(p)]
+    norm_params = norm_parameter_names(model)
+    for pname, g in optimizer_groups(model, cfg.optim_wrapper).items():
         backbone = pname.startswith('backbone.')
         assert g['lr'] == pytest.approx(1e-5 if backbone else 1e-4), pname
-        assert g['weight_decay'] == pytest.approx(0.0 if id(p) in norm_params else 1e-4), pname
+        assert g['weight_decay'] == pytest.approx(0.0 if pname in norm_params else 1e-4), pname
 
 
 # ------------------------------------------------------------------------------ parameters
@@ -192,6 +186,43 @@ def test_param_count_and_backbone_equals_timm(name):
 
 
 # ------------------------------------------------------------------------------ the converter
+with open(osp.join(osp.dirname(__file__), 'data', 'focalnet_dino_backbone_keys.json')) as f:
+    DINO_BACKBONE_KEYS = json.load(f)
+
+
+def focalnet_dino_backbone_shapes(backbone_kwargs, return_interm_indices):
+    """{key: shape} of the backbone part of a FocalNet-DINO checkpoint, expanded from the key
+    layout written down from its code (tests/data/focalnet_dino_backbone_keys.json), not from
+    our FocalNet: the preset gives only the sizes and flags."""
+    arch = resolve_arch(**backbone_kwargs)
+    layout, shapes = DINO_BACKBONE_KEYS, OrderedDict()
+    per_stage = lambda value, i: value[i] if isinstance(value, (list, tuple)) else value  # noqa: E731
+    conv = arch['use_conv_embed']
+    sizes = dict(K_stem=7 if conv else arch['patch_size'], K_down=3 if conv else 2)
+
+    def add(group, **names):
+        for key, dims in layout[group].items():
+            shape = tuple(eval(d, {'__builtins__': {}}, {**sizes, **names}) for d in dims)
+            shapes[layout['prefix'] + key.format(**names)] = shape
+
+    add('stem', C=arch['embed_dim'])
+    for i, depth in enumerate(arch['depths']):
+        C, L, W = arch['embed_dim'] * 2 ** i, per_stage(arch['focal_levels'], i), \
+            per_stage(arch['focal_windows'], i)
+        for j in range(depth):
+            add('block', i=i, j=j, C=C, L=L)
+            for level in range(L):
+                add('focal_level', i=i, j=j, l=level, C=C, W=W)
+            for flag in ('use_layerscale', 'use_postln_in_modulation'):
+                if arch[flag]:
+                    add(flag, i=i, j=j, C=C)
+        if i in layout['downsample_after_stages']:
+            add('downsample', i=i, C=C)
+    for i in return_interm_indices:
+        add('out_norm', i=i, C=arch['embed_dim'] * 2 ** i)
+    return shapes
+
+
 def focalnet_dino_state_dict(backbone_kwargs, return_interm_indices, num_feature_levels,
                              enc_layers=6, dec_layers=6, num_queries=900, hidden=256, ffn=2048,
                              heads=8, points=4, num_classes=91, dn_labelbook_size=91, fill=None):
@@ -201,13 +232,10 @@ def focalnet_dino_state_dict(backbone_kwargs, return_interm_indices, num_feature
     memory), so real-size L/XL/H layouts cost nothing.
     """
     fill = fill or (lambda i, shape: torch.full((), float(i)).expand(shape))
-    shapes = OrderedDict()
-    # backbone.0 = FocalNet (Joiner[0]); the official key layout plus norm{i} per returned stage
-    with torch.device('meta'):
-        focal = FocalNet(**backbone_kwargs, out_indices=tuple(return_interm_indices))
-    for k, v in focal.state_dict().items():
-        shapes['backbone.0.' + k] = tuple(v.shape)
-    channels = [focal.num_features[i] for i in return_interm_indices]
+    # backbone.0 = FocalNet (Joiner[0]): the key layout of the FocalNet-DINO code, from the fixture
+    shapes = focalnet_dino_backbone_shapes(backbone_kwargs, return_interm_indices)
+    embed_dim = resolve_arch(**backbone_kwargs)['embed_dim']
+    channels = [embed_dim * 2 ** i for i in return_interm_indices]
     # transformer (DeformableTransformer, two_stage_type 'standard', embed_init_tgt)
     shapes['transformer.level_embed'] = (num_feature_levels, hidden)
     msda = lambda p: {f'{p}.sampling_offsets.weight': (heads * num_feature_levels * points * 2, hidden),  # noqa
@@ -617,7 +645,7 @@ def test_metafile_indexes_every_dino_config():
 
 
 @pytest.mark.slow
-def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini):
+def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini, capsys):
     """tools/analysis_tools/estimate_train_memory.py on the small L config: static memory is 16
     bytes per parameter, checkpointing the backbone keeps fewer activations, and the deformable
     attention keeps what the CUDA kernel keeps (less than mmcv's PyTorch path)."""
@@ -626,6 +654,11 @@ def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini):
     results = tool.main([config, '--sizes', '96', '128', '--target', '256', '256'])
     (params, static, cp_acts), (_, _, plain_acts) = results['true'], results['false']
     assert static == 16 * params and 0 < cp_acts < plain_acts
+    # the result is what it prints, last (not under thousands of parameter-init log lines)
+    out = capsys.readouterr()
+    lines = (out.out + out.err).strip().splitlines()
+    assert len(lines) < 20 and lines[-3].startswith('Estimated training peak per GPU (2 x 256x256')
+    assert lines[-2].startswith('  with_cp=true: ') and lines[-1].startswith('  with_cp=false: ')
     cfg = Config.fromfile(config)
     cfg.model.backbone.init_cfg = None
     init_default_scope('mmdet')
@@ -645,3 +678,12 @@ def test_memory_estimator_counts_saved_activations(tmp_path, coco_mini):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model.loss(inputs, samples)
     assert with_kernel < sum(storages.values())
+
+
+def test_converter_on_a_missing_or_empty_file_is_one_line(tmp_path):
+    config = osp.join(REPO_ROOT, 'configs', 'det', 'dino_focalnet_l_fl4_4scale_12e.py')
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    for name, match in (('missing.pth', r"missing\.pth' not found"), ('empty.pth', 'is empty')):
+        with pytest.raises(SystemExit, match=match) as error:
+            CONVERTER.main([str(tmp_path / name), str(tmp_path / 'out.pth'), '--config', config])
+        assert '\n' not in str(error.value.code)

@@ -85,7 +85,11 @@ def test_segmentor_writes_label_maps_and_honours_no_save_vis(images, tmp_path):
                               '--no-save-vis'])
     assert [p['sem_seg_shape'] for p in predictions] == [[96, 128], [120, 90]]  # full size
     assert not (out_dir / 'vis').exists()
-    assert len(os.listdir(out_dir / 'preds')) == 2
+    # one label map per image, named after it (not by position), at the image's size
+    assert sorted(os.listdir(out_dir / 'preds')) == ['a.png', 'b.png']
+    label_map = np.asarray(Image.open(out_dir / 'preds' / 'b.png'))
+    assert label_map.shape == (120, 90) and set(np.unique(label_map)) <= set(
+        predictions[1]['classes_present'])
 
 
 def test_inferencer_leaves_the_runners_visualizer_name_free(images, tmp_path):

@@ -202,25 +202,30 @@ def test_detr_args_namespace_is_readable(tmp_path):
     assert report.prefix == 'backbone.0.body.' and not report.missing_expected
 
 
-def test_url_checkpoint_is_cached_then_read_safely(tmp_path, monkeypatch):
-    """The URL branch without network: the download is faked, the read is the safe one."""
-    import torch.hub
+def test_url_checkpoint_is_cached_then_read_safely(tmp_path, monkeypatch, server):
+    """A URL served by a real local server: downloaded once into torch.hub's cache, its
+    name-<sha256 prefix>.pth verified, then read by the safe reader (the pickled code never runs)."""
+    import hashlib
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     source = save(tmp_path, {'model': net().state_dict(), 'extra': Payload(str(tmp_path / 'ran'))})
-    calls = []
-
-    def fake_download(url, dst, hash_prefix=None, progress=True):
-        calls.append((url, hash_prefix))
-        with open(source, 'rb') as f, open(dst, 'wb') as g:
-            g.write(f.read())
-
-    monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
-    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
-    url = 'https://example.com/weights/focalnet_tiny-1234abcd.pth?download=1'
+    body = open(source, 'rb').read()
+    prefix = hashlib.sha256(body).hexdigest()[:8]
+    url = server.add(f'/weights/focalnet_tiny-{prefix}.pth?download=1', body)
     with pytest.raises(W.UnsafeCheckpointError):
         W.load_pretrained(net(), url)
-    assert calls == [(url, '1234abcd')]
-    assert (tmp_path / 'hub' / 'checkpoints' / 'focalnet_tiny-1234abcd.pth').exists()
+    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / f'focalnet_tiny-{prefix}.pth'
+    assert cached.read_bytes() == body
     assert not (tmp_path / 'ran').exists()
+    with pytest.raises(W.UnsafeCheckpointError):
+        W.load_pretrained(net(), url)  # from the cache: no second request
+    assert len(server.requests) == 1
+
+    # a file whose bytes do not match the sha256 prefix in its name is refused and not kept
+    wrong = server.add('/weights/focalnet_tiny-00000000.pth', body)
+    with pytest.raises(W.WeightsHashError, match=r'does not start with 00000000') as error:
+        W.load_pretrained(net(), wrong)
+    assert '\n' not in str(error.value)
+    assert not (cached.parent / 'focalnet_tiny-00000000.pth').exists()
 
 
 class _Detector(torch.nn.Module):
@@ -259,3 +264,17 @@ def test_whole_model_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_pat
     torch.save({'state_dict': extra}, path)
     W.check_whole_model_checkpoint(trained, path)  # extra tensors: a warning, not an error
     assert '1 tensors of the file are not used by the model (roi_head.fc)' in capsys.readouterr().out
+
+
+def test_empty_or_truncated_file_is_one_line(tmp_path):
+    """An interrupted copy or download: a ValueError naming the file, not torch's EOFError or
+    zip-reader traceback (tools print it as one line)."""
+    empty, truncated = tmp_path / 'empty.pth', tmp_path / 'truncated.pth'
+    empty.write_bytes(b'')
+    torch.save({'w': torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    with pytest.raises(ValueError, match=r'empty\.pth is empty \(0 bytes\), not a checkpoint'):
+        W.read_checkpoint(str(empty))
+    with pytest.raises(ValueError, match=r'truncated\.pth is not a readable checkpoint') as error:
+        W.read_checkpoint(str(truncated))
+    assert '\n' not in str(error.value)

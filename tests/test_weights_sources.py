@@ -6,13 +6,13 @@ network.
 """
 import glob
 import hashlib
-import http.server
 import io
 import logging
 import os
 import os.path as osp
 import re
-import threading
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -23,7 +23,7 @@ from focalnet_mm import ARCHS, FocalNet
 from focalnet_mm.weights import sources as S
 from focalnet_mm.weights import timm_to_official
 
-from conftest import load_tool
+from conftest import REPO_ROOT, free_port, load_tool
 
 timm = pytest.importorskip('timm')
 from timm.models.focalnet import FocalNet as TimmFocalNet  # noqa: E402
@@ -32,49 +32,6 @@ TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=3, focal_windows=3)
 
 
 # --------------------------------------------------------------------------- fixtures
-class Server:
-    """127.0.0.1 server: ``routes`` maps a path to (status, body); ``requests`` lists paths."""
-
-    def __init__(self):
-        self.routes, self.requests = {}, []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                server.requests.append(self.path)
-                status, body = server.routes.get(self.path, (404, b'not found'))
-                self.send_response(status)
-                self.send_header('Content-Length', str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.base = f'http://127.0.0.1:{self.httpd.server_address[1]}'
-        threading.Thread(target=self.httpd.serve_forever, kwargs=dict(poll_interval=0.05),
-                         daemon=True).start()
-
-    def add(self, path, body, status=200):
-        self.routes[path] = (status, body)
-        return self.base + path
-
-    def count(self, path):
-        return self.requests.count(path)
-
-
-@pytest.fixture
-def server(monkeypatch):
-    for var in ('http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
-    srv = Server()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
-
-
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """A fresh cache per test; no offline folder from the environment."""
@@ -160,10 +117,10 @@ def test_409_falls_through_to_next_source_and_loads(server, net, monkeypatch, ca
                                hub_path('timm/focalnet_tiny_lrf.ms_in1k')]
 
 
-def test_one_log_line_names_the_source_used(server, net, monkeypatch):
+@pytest.fixture
+def mm_log():
+    """The messages logged through mmengine's current logger during the test."""
     from mmengine.logging import MMLogger
-    hub = server.add(hub_path('timm/x'), timm_bytes(net))
-    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(hub, 'timm'), ))
     records = []
 
     class Collect(logging.Handler):
@@ -172,11 +129,15 @@ def test_one_log_line_names_the_source_used(server, net, monkeypatch):
 
     logger, handler = MMLogger.get_current_instance(), Collect()
     logger.addHandler(handler)
-    try:
-        S.fetch_weights('focalnet://tiny_lrf', progress=False)
-    finally:
-        logger.removeHandler(handler)
-    used = [r for r in records if r.startswith('focalnet://tiny_lrf: using')]
+    yield records
+    logger.removeHandler(handler)
+
+
+def test_one_log_line_names_the_source_used(server, net, monkeypatch, mm_log):
+    hub = server.add(hub_path('timm/x'), timm_bytes(net))
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(hub, 'timm'), ))
+    S.fetch_weights('focalnet://tiny_lrf', progress=False)
+    used = [r for r in mm_log if r.startswith('focalnet://tiny_lrf: using')]
     assert len(used) == 1 and hub in used[0] and '\n' not in used[0]
 
 
@@ -219,8 +180,8 @@ def test_two_hub_files_named_model_safetensors_do_not_overwrite_each_other(serve
     path_a = S.fetch_weights('focalnet://tiny_srf', progress=False)
     path_b = S.fetch_weights('focalnet://tiny_lrf', progress=False)
     assert path_a != path_b and osp.basename(path_a).endswith('model.safetensors')
-    assert open(path_a, 'rb').read() == server.routes[hub_path('timm/focalnet_tiny_srf.ms_in1k')][1]
-    assert open(path_b, 'rb').read() == server.routes[hub_path('timm/focalnet_tiny_lrf.ms_in1k')][1]
+    assert open(path_a, 'rb').read() == server.body(hub_path('timm/focalnet_tiny_srf.ms_in1k'))
+    assert open(path_b, 'rb').read() == server.body(hub_path('timm/focalnet_tiny_lrf.ms_in1k'))
     # same preset, two repos, one file name: still two files
     assert S.file_name(a) != S.file_name(b)
 
@@ -250,6 +211,18 @@ def test_download_tool_fills_a_folder_and_the_offline_folder_wins_without_any_re
     assert server.requests == []
 
 
+def test_failed_download_leaves_no_empty_folders(server, monkeypatch, tmp_path, capsys):
+    download_weights = load_tool('tools/download_weights.py')
+    url = server.add('/release/focalnet_tiny_lrf.pth', b'PublicAccessNotPermitted', 409)
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official'), ))
+    (tmp_path / 'keep').mkdir()
+    for folder in (tmp_path / 'new' / 'weights', tmp_path / 'keep'):
+        assert download_weights.main(['tiny_lrf', '--dir', str(folder), '--no-progress']) == 1
+        assert 'HTTP 409' in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['keep']  # 'new/weights' removed again
+    assert list((tmp_path / 'keep').iterdir()) == []  # no <preset>/ folder left in an existing one
+
+
 def test_all_sources_failed_names_every_url_and_how_to_pass_a_file(server, monkeypatch):
     a = server.add('/release/focalnet_tiny_lrf.pth', b'PublicAccessNotPermitted', 409)
     b = server.base + hub_path('timm/focalnet_tiny_lrf.ms_in1k')  # 404
@@ -262,7 +235,7 @@ def test_all_sources_failed_names_every_url_and_how_to_pass_a_file(server, monke
     assert '\n' not in message
     assert f'{a} (HTTP 409' in message and f'{b} (HTTP 404' in message and f'{closed} (' in message
     assert 'checkpoint=/path/to/file' in message and S.OFFLINE_ENV in message
-    assert 'tools/download_weights.py tiny_lrf' in message
+    assert 'focalnet-download-weights tiny_lrf --dir DIR' in message
 
 
 def test_unobtainable_preset_says_why_in_one_line_and_takes_a_local_copy(tmp_path, monkeypatch):
@@ -292,30 +265,133 @@ def test_mmengine_load_checkpoint_reads_short_names_in_official_layout(server, n
     assert 'layers.0.downsample.proj.weight' in state  # timm's layers.1.downsample, renamed
 
 
-def test_only_local_rank_0_downloads_the_others_wait_then_read(server, net, monkeypatch):
-    import mmengine.dist as dist
-    url = server.add('/release/focalnet_tiny_lrf.pth', official_bytes(net))
-    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'official'), ))
-    target = osp.join(S.cache_root(), S.relative_path('tiny_lrf', S.WEIGHT_SOURCES['tiny_lrf'][0]))
-    waited = []
+# --------------------------------------------------------------------------- what servers answer
+def cache_files():
+    return sorted(glob.glob(osp.join(S.cache_root(), '**', '*'), recursive=True))
 
-    def barrier():  # rank 0 downloads while rank 1 waits here
-        waited.append(True)
-        os.makedirs(osp.dirname(target), exist_ok=True)
-        with open(target, 'wb') as f:
-            f.write(official_bytes(net))
 
-    monkeypatch.setattr(dist, 'get_dist_info', lambda: (1, 2))
-    monkeypatch.setattr(dist, 'get_local_rank', lambda: 1)
-    monkeypatch.setattr(dist, 'barrier', barrier)
-    assert S.fetch_weights('focalnet://tiny_lrf') == target
-    assert waited == [True] and server.requests == []
-    # a rank that finds the file locally still passes its one barrier (no rank waits in vain)
-    monkeypatch.setattr(dist, 'barrier', lambda: waited.append('cached'))
-    monkeypatch.setattr(dist, 'get_dist_info', lambda: (0, 2))
-    monkeypatch.setattr(dist, 'get_local_rank', lambda: 0)
-    assert S.fetch_weights('focalnet://tiny_lrf') == target
-    assert waited == [True, 'cached'] and server.requests == []
+def test_redirects_of_the_release_and_the_hub_are_followed(server, net):
+    """GitHub answers a release asset with 302 to its object store, the hub answers 302 to its
+    CDN; the file is cached under the name of the URL asked for, not of the redirect."""
+    body, safetensors = official_bytes(net), timm_bytes(net)
+    server.add('/objects/release-asset-1', body)
+    server.add('/cdn-lfs/sha256-abc', safetensors)
+    release = server.redirect('/release/focalnet_tiny_lrf.pth', server.base + '/objects/release-asset-1')
+    hub = server.redirect(hub_path('timm/focalnet_tiny_lrf.ms_in1k'), '/cdn-lfs/sha256-abc')  # relative
+    for url, fmt, expected in ((release, 'official', body), (hub, 'timm', safetensors)):
+        path = S.fetch_weights('focalnet://tiny_lrf', sources=[S.Source(url, fmt)], progress=False)
+        assert path.endswith(S.file_name(url)) and open(path, 'rb').read() == expected
+    assert server.requests == ['/release/focalnet_tiny_lrf.pth', '/objects/release-asset-1',
+                               hub_path('timm/focalnet_tiny_lrf.ms_in1k'), '/cdn-lfs/sha256-abc']
+
+
+@pytest.mark.parametrize('layout', ['official', 'timm'])
+def test_a_body_cut_short_is_not_cached_and_the_next_source_is_used(server, net, layout):
+    body = official_bytes(net) if layout == 'official' else timm_bytes(net)
+    cut = server.add('/release/cut.pth', body[:len(body) // 2], length=len(body))  # connection lost
+    good = server.add(hub_path('timm/focalnet_tiny_lrf.ms_in1k'), timm_bytes(net))
+    path = S.fetch_weights('focalnet://tiny_lrf', progress=False,
+                           sources=[S.Source(cut, layout), S.Source(good, 'timm')])
+    assert cache_files() == [osp.dirname(path), path] and path.endswith('model.safetensors')
+    with pytest.raises(S.WeightsUnavailableError) as error:
+        S.fetch_weights('focalnet://tiny_srf', sources=[S.Source(cut, layout)], progress=False)
+    message = str(error.value)
+    assert '\n' not in message
+    assert f'{cut} (DownloadError: body cut short: {len(body) // 2} of the {len(body)} bytes' in message
+    assert not os.listdir(osp.join(S.cache_root(), 'tiny_srf'))  # no partial or temporary file
+
+
+def test_a_file_whose_own_header_says_it_is_cut_is_refused(server, net):
+    """No Content-Length to compare with (the server closes the connection): the file's own
+    structure says it is incomplete (a zip without its end, a safetensors file shorter than
+    its header)."""
+    for name, body in (('a.pth', official_bytes(net)), ('b.safetensors', timm_bytes(net))):
+        url = server.add(f'/{name}', body[:-100])  # Content-Length of what is sent: consistent
+        with pytest.raises(S.WeightsUnavailableError, match=r'cut short or damaged') as error:
+            S.fetch_weights('focalnet://tiny_lrf', sources=[S.Source(url, 'official')],
+                            progress=False)
+        assert '\n' not in str(error.value) and url in str(error.value)
+    assert [f for f in cache_files() if osp.isfile(f)] == []
+
+
+@pytest.mark.parametrize('content_type', ['text/html; charset=utf-8', 'application/octet-stream'])
+def test_an_html_page_answered_with_200_is_never_cached_as_the_checkpoint(server, content_type,
+                                                                         monkeypatch):
+    """A sign-in / error page served with status 200 (labelled as HTML, or not)."""
+    page = b'<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>'
+    url = server.add(hub_path('timm/focalnet_tiny_lrf.ms_in1k'), page,
+                     headers={'Content-Type': content_type})
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(url, 'timm'), ))
+    with pytest.raises(S.WeightsUnavailableError) as error:
+        build()
+    message = str(error.value)
+    assert '\n' not in message and f'{url} (DownloadError: answered ' in message
+    assert 'HTML page' in message and 'checkpoint=/path/to/file' in message
+    assert [f for f in cache_files() if osp.isfile(f)] == []
+
+
+@pytest.mark.parametrize('damage', ['cut', 'replaced'])
+def test_a_stale_cached_file_is_removed_and_downloaded_again(server, net, damage, mm_log):
+    """The cache is ours: a cached file that no longer matches its sha256 (when the table has
+    one) or is not a whole checkpoint is replaced by a fresh download, with one warning."""
+    body = official_bytes(net)
+    url = server.add('/release/focalnet_tiny_lrf.pth', body)
+    source = S.Source(url, 'official', sha(body) if damage == 'replaced' else None)
+    path = S.fetch_weights('focalnet://tiny_lrf', sources=[source], progress=False)
+    with open(path, 'wb') as f:  # cut by an older downloader / another valid file put there
+        f.write(body[:len(body) // 3] if damage == 'cut' else timm_bytes(net))
+    assert S.fetch_weights('focalnet://tiny_lrf', sources=[source], progress=False) == path
+    assert open(path, 'rb').read() == body and server.count('/release/focalnet_tiny_lrf.pth') == 2
+    warned = [r for r in mm_log if 'removed the cached' in r]
+    reason = 'sha256 ' if damage == 'replaced' else 'cut short or damaged'
+    assert len(warned) == 1 and reason in warned[0] and warned[0].endswith('downloading it again')
+    # the source now serves other bytes than its recorded sha256: refused in one line, not kept
+    server.add('/release/focalnet_tiny_lrf.pth', timm_bytes(net))
+    os.remove(path)
+    if damage == 'replaced':
+        with pytest.raises(S.WeightsHashError, match=r'file removed') as error:
+            S.fetch_weights('focalnet://tiny_lrf', sources=[source], progress=False)
+        assert '\n' not in str(error.value) and not osp.exists(path)
+
+
+SHARING_RANK = """
+import sys
+import torch.distributed as dist
+dist.init_process_group('gloo')
+from focalnet_mm.weights import sources as S
+path = S.fetch_weights('focalnet://tiny_lrf', sources=[S.Source({url!r}, 'official')],
+                       progress=False)
+print('RESULT', path, S.sha256_of(path), flush=True)
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_cache_one_downloads_the_other_waits(server, net, tmp_path):
+    """Two real ranks (gloo) on one machine: local rank 0 downloads (the server takes 2 s to send
+    the body), local rank 1 waits at the barrier and reads the same complete file."""
+    body = official_bytes(net)
+    url = server.add('/release/focalnet_tiny_lrf.pth', body, delay=2.0)
+    port = free_port()
+    ranks = [subprocess.Popen(
+        [sys.executable, '-c', SHARING_RANK.format(url=url)], cwd=REPO_ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT, OMP_NUM_THREADS='1', MASTER_ADDR='127.0.0.1',
+                 MASTER_PORT=str(port), WORLD_SIZE='2', RANK=str(rank), LOCAL_RANK=str(rank),
+                 **{S.CACHE_ENV: str(tmp_path / 'shared_cache')}))
+        for rank in range(2)]
+    try:
+        outputs = [proc.communicate(timeout=240)[0] for proc in ranks]
+    finally:
+        for proc in ranks:
+            proc.kill()
+    assert [proc.returncode for proc in ranks] == [0, 0], outputs
+    results = [re.search(r'^RESULT (\S+) (\w+)$', out, re.M) for out in outputs]
+    assert all(results), outputs
+    expected = str(tmp_path / 'shared_cache' / S.relative_path('tiny_lrf', S.Source(url, 'official')))
+    assert [r.groups() for r in results] == [(expected, sha(body))] * 2
+    assert server.count('/release/focalnet_tiny_lrf.pth') == 1
 
 
 # --------------------------------------------------------------------------- configs & docs
@@ -392,4 +468,4 @@ def test_plain_hub_urls_named_model_safetensors_do_not_collide(server, net, tmp_
     b = server.add(hub_path('timm/b'), timm_bytes(net, 2.0))
     path_a, path_b = (download_checkpoint(u, model_dir=str(tmp_path)) for u in (a, b))
     assert path_a != path_b
-    assert open(path_b, 'rb').read() == server.routes[hub_path('timm/b')][1]
+    assert open(path_b, 'rb').read() == server.body(hub_path('timm/b'))

@@ -117,12 +117,19 @@ def run(scope, inferencer, images, args):
         return out['predictions']
     if scope == 'mmseg':
         from mmengine.infer import BaseInferencer
-        # MMSegInferencer.__call__ can only write both or neither; its base takes each folder
+        from PIL import Image
+        # MMSegInferencer.__call__ can only write both or neither; its base takes each folder.
+        # Its label maps would be named by position (00000000_pred.png): written here instead,
+        # named after their images.
         out = BaseInferencer.__call__(
             inferencer, inputs=images, batch_size=args.batch_size, show=args.show,
-            img_out_dir='' if args.no_save_vis else osp.join(args.out_dir, 'vis'),
-            pred_out_dir='' if args.no_save_pred else osp.join(args.out_dir, 'preds'))
+            img_out_dir='' if args.no_save_vis else osp.join(args.out_dir, 'vis'), pred_out_dir='')
         maps = out['predictions'] if len(images) > 1 else [out['predictions']]
+        if not args.no_save_pred:
+            os.makedirs(osp.join(args.out_dir, 'preds'), exist_ok=True)
+            for image, label_map in zip(images, maps):  # pixel value = class index
+                name = osp.splitext(osp.basename(image))[0] + '.png'
+                Image.fromarray(label_map.astype('uint8')).save(osp.join(args.out_dir, 'preds', name))
         return [dict(sem_seg_shape=list(m.shape), classes_present=sorted(int(c) for c in set(m.ravel())))
                 for m in maps]
     show_dir = '' if args.no_save_vis else osp.join(args.out_dir, 'vis')
@@ -150,9 +157,10 @@ def main(argv=None):
     images = list_images([args.inputs])
     if args.weights is None:
         print('warning: no --weights: the model has random weights', flush=True)
+    from focalnet_mm.weights import WeightsHashError, WeightsUnavailableError
     try:
         scope, inferencer = build_inferencer(args.config, args.weights, args.device)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError, WeightsUnavailableError, WeightsHashError) as e:
         sys.exit(f'error: {e}')
     from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope(scope):

@@ -3,19 +3,20 @@
     python tools/run_demo.py            # 64 images, 3 epochs of 32 iterations, mAP after each
     python tools/run_demo.py --full     # 200 images, 3 epochs of 100 iterations, higher mAP
 
-Times on 2 CPU cores, setup excluded (the README's Quick start table has each machine's numbers):
-the default run 4½-5½ minutes on an AMD EPYC without AVX-512 (box/mask mAP after the last epoch
-0.012-0.026 / 0.011-0.043 over four runs: from scratch, the first epochs' mAP is near noise level,
-the training loss falls from ~3.5 to ~2); --full about 16 minutes there and 5½-6 minutes on an
-idle Intel AVX-512 machine (box/mask mAP 0.16-0.20/0.25-0.27). The default run was not timed on
-an Intel machine.
+Times on 2 CPU cores, setup excluded (the README's Quick start table; details in
+docs/benchmarks.md): the default run 4½-5½ minutes on an AMD EPYC without AVX-512 (box/mask mAP
+after the last epoch 0.012-0.026 / 0.011-0.043 over four runs: from scratch, the first epochs' mAP
+is near noise level, the training loss falls from ~3.5 to ~2) and 1 min 55 s on a 2-core Intel
+AVX-512 machine (box 0.016 / mask 0.032, reported in issue 28); --full about 16 minutes on the AMD
+machine and 5½-6 minutes on the Intel one (box/mask mAP 0.16-0.20/0.25-0.27).
 
 1. generates the synthetic COCO-format data set (tools/data/make_demo_coco.py) unless present,
 2. trains configs/demo/maskrcnn_focalnet_t_demo.py as tools/train.py does (mmengine's log shows
    progress, loss and ETA), evaluating with CocoMetric (bbox + segm) after every epoch, so box and
    mask mAP are in the log and in the curves after each epoch,
-3. draws the curves (loss, lr, mAP) as PNG and prints the mAP and mean training loss of each
-   epoch, how long each phase took, and where the logs and checkpoints are.
+3. draws the curves (loss, lr, mAP) and validation images with their true and predicted boxes
+   and masks side by side as PNG, and prints the mAP and mean training loss of each epoch, how
+   long each phase took, and where the pictures, logs and checkpoints are.
 """
 import argparse
 import json
@@ -33,6 +34,7 @@ from focalnet_mm.cli import build_runner_from_cfg, load_script  # noqa: E402
 
 CONFIG = osp.join('configs', 'demo', 'maskrcnn_focalnet_t_demo.py')
 IMAGE_SIZE, MAX_OBJECTS = 160, 3  # demo images about as large as the config's training scale
+NUM_PICTURES = 4  # validation images in predictions.png
 
 
 def load_tool(relative_path, name):
@@ -97,8 +99,10 @@ class PhaseTimer(Hook):
         self.validation_s, self.evaluations, self.epoch_losses = 0.0, [], {}
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if outputs and 'loss' in outputs:
-            self.epoch_losses.setdefault(runner.epoch, []).append(float(outputs['loss']))
+        if outputs and 'loss' in outputs:  # the loss tensor still holds its graph: detach
+            loss = outputs['loss']
+            loss = loss.detach() if hasattr(loss, 'detach') else loss
+            self.epoch_losses.setdefault(runner.epoch, []).append(float(loss))
 
     def before_val_epoch(self, runner):
         self._start = time.time()
@@ -106,6 +110,34 @@ class PhaseTimer(Hook):
     def after_val_epoch(self, runner, metrics=None):
         self.validation_s += time.time() - self._start
         self.evaluations.append((runner.epoch, dict(metrics or {})))
+
+
+def draw_predictions(runner, out_file, num_images=NUM_PICTURES, score_thr=0.3):
+    """Validation images, ground truth (left) beside the trained model's prediction (right), one
+    image per row, as one PNG: mmdet's DetLocalVisualizer draws each pair."""
+    import mmcv
+    import numpy as np
+    import torch
+    from mmengine.dataset import pseudo_collate
+
+    dataset = runner.val_loop.dataloader.dataset
+    visualizer = runner.visualizer
+    visualizer.dataset_meta = dataset.metainfo
+    model = runner.model
+    model.eval()
+    rows = []
+    with torch.no_grad():
+        for index in range(min(num_images, len(dataset))):
+            [sample] = model.test_step(pseudo_collate([dataset[index]]))
+            image = mmcv.imread(sample.img_path, channel_order='rgb')
+            visualizer.add_datasample(osp.basename(sample.img_path), image, sample, draw_gt=True,
+                                      draw_pred=True, pred_score_thr=score_thr)
+            rows.append(visualizer.get_image())
+    width = max(row.shape[1] for row in rows)
+    rows = [np.pad(row, ((0, 4), (0, width - row.shape[1]), (0, 0)), constant_values=255)
+            for row in rows]
+    mmcv.imwrite(np.concatenate(rows)[..., ::-1], out_file)
+    return len(rows)
 
 
 def main(argv=None):
@@ -156,7 +188,7 @@ def main(argv=None):
         checkpoint = shown(f.read().strip())
     train_log = shown(osp.join(runner.log_dir, f'{runner.timestamp}.log'))
 
-    print('[3/3] drawing the training curves', flush=True)
+    print('[3/3] drawing the training curves and predictions on validation images', flush=True)
     phase_start = time.time()
     analyze_logs = load_tool(osp.join('tools', 'analysis_tools', 'analyze_logs.py'), 'analyze_logs')
     curves = osp.join(args.work_dir, 'curves.png')
@@ -167,6 +199,8 @@ def main(argv=None):
     except analyze_logs.LogError as e:  # e.g. a run shorter than the logging interval
         curves = None
         print(f'no training curves drawn: {e}', flush=True)
+    pictures = osp.join(args.work_dir, 'predictions.png')
+    drawn = draw_predictions(runner, pictures)
     phases['curves'] = time.time() - phase_start
 
     metrics = timer.evaluations[-1][1]
@@ -187,6 +221,8 @@ def main(argv=None):
     print(f'  checkpoint   : {checkpoint}')
     if curves:
         print(f'  curves       : {shown(curves)} (loss, lr, mAP; tools/analysis_tools/analyze_logs.py)')
+    print(f'  predictions  : {shown(pictures)} ({drawn} validation images; left: true boxes and '
+          'masks, right: predicted, score >= 0.3)')
     print(f'  work dir     : {shown(args.work_dir)}/ (logs, vis_data/scalars.json, checkpoints)')
     python = shown(sys.executable) if sys.executable.startswith(ROOT + os.sep) else 'python'
     data = '' if data_root == 'data/demo_coco/' else ' --cfg-options ' + ' '.join(overrides)

@@ -177,6 +177,10 @@ fi
 # for opencv-python (GUI build, needs libGL), which would shadow the headless build, and mim-style
 # "mmcv" requirements would pull an mmcv without ops. Their real dependencies are listed here.
 OPENMMLAB=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0)
+# mmdet's CocoPanopticMetric imports `panopticapi` (cocodataset/panopticapi, not on PyPI under that
+# name); panopticapi-lite is a PyPI copy of that module. Its code needs numpy and Pillow only, so
+# it goes in without its declared extras (scikit-image & co.), like the OpenMMLab packages.
+NO_DEPS=("${OPENMMLAB[@]}" panopticapi-lite==0.2.0)
 # mmpretrain 1.2.0 imports GenerationMixin & co. from transformers.modeling_utils, which 4.52
 # removed; without them its multimodal models, and mmdet.models that imports mmpretrain, fail.
 TRANSFORMERS_PIN='>=4.28,<4.52'
@@ -184,12 +188,16 @@ RUFF_VERSION=0.16.9  # the linter .ci/run runs (configured in pyproject.toml)
 DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matplotlib rich termcolor
       pycocotools scipy shapely six terminaltables tqdm prettytable ftfy regex einops
       importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout pytest-xdist tensorboard onnx
-      onnxruntime "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION")
+      onnxruntime "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION"
+      click colorama model-index 'pandas<3' tabulate)  # the last line: what openmim imports
+# openmim (the `mim` command) without its declared opendatalab dependency, which it never imports
+# and which would downgrade setuptools, requests and rich
+OPENMIM=openmim==0.3.9
 stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, timm and deps" \
   "check access to PyPI, then re-run"
-if ! satisfied "${DEPS[@]}" "${OPENMMLAB[@]}"; then  # the final check below imports them
+if ! satisfied "${DEPS[@]}" "${NO_DEPS[@]}" "$OPENMIM"; then  # the final check below imports them
   "${PIP[@]}" "${DEPS[@]}"
-  "${PIP[@]}" --no-deps "${OPENMMLAB[@]}"
+  "${PIP[@]}" --no-deps "${NO_DEPS[@]}" "$OPENMIM"
 fi
 
 stage "focalnet_mm: this package in editable mode" "run '$PY -m pip install -e $ROOT --no-deps' to see the error"
@@ -200,7 +208,10 @@ editable_here() {
 assert p.realpath(p.dirname(p.dirname(u.find_spec("focalnet_mm").origin))) == p.realpath(sys.argv[1])' \
     "$ROOT" >/dev/null 2>&1)
 }
-editable_here || "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+# (setup.py links configs/, tools/ and model-index.yml into focalnet_mm/.mim on this install: what
+# focalnet_mm:: config bases and mim read)
+{ editable_here && [ -e "$ROOT/focalnet_mm/.mim/model-index.yml" ]; } \
+  || "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
 # Earlier versions of this script wrote an interpreter-start fix for transformers 5; the pin above
 # replaces it.
@@ -209,6 +220,7 @@ rm -f "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/f
 stage "check: importing the whole stack" "run '$PY -c \"import focalnet_mm\"' to see the error"
 "$PY" - <<'EOF'
 import mmcv.ops, mmdet.models, mmseg.models, mmpretrain.models, timm, focalnet_mm  # this order on purpose
+import panopticapi.evaluation  # mmdet's CocoPanopticMetric
 import torch, mmcv, mmengine, mmdet, mmseg, mmpretrain
 print(f'    torch {torch.__version__} | mmcv {mmcv.__version__} (ops) | mmengine {mmengine.__version__} | '
       f'mmdet {mmdet.__version__} | mmseg {mmseg.__version__} | mmpretrain {mmpretrain.__version__} | '

@@ -78,10 +78,10 @@ def enable_visualization(cfg, args):
     if args.show:
         hook['show'], hook['wait_time'] = True, args.wait_time
     if args.show_dir:
-        if scope == 'mmdet':  # DetVisualizationHook joins it with <work_dir>/<timestamp> itself
-            hook['test_out_dir'] = args.show_dir
-            return
         show_dir = osp.join(cfg.work_dir, args.show_dir)  # absolute paths stay as they are
+        if scope == 'mmdet':  # absolute: DetVisualizationHook would nest it in <work_dir>/<timestamp>/
+            hook['test_out_dir'] = osp.abspath(show_dir)
+            return
         if scope == 'mmseg':  # SegVisualizationHook has no output dir: the visualizer saves
             cfg.visualizer['save_dir'] = show_dir
         else:

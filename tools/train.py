@@ -4,6 +4,7 @@
     bash tools/dist_train.sh configs/maskrcnn_focalnet_t_3x.py 8
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
@@ -12,16 +13,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import DictAction  # noqa: E402
 
-import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import (  # noqa: E402
-    DatasetNotFoundError,
-    build_runner_from_cfg,
-    check_datasets,
-    finish_distributed,
-    prepare_config,
-)
-from focalnet_mm.engine import lost_rank_message, make_training_safe  # noqa: E402
-from focalnet_mm.training_checks import check_num_classes, warn_about_run  # noqa: E402
+# focalnet_mm (compat fixes + registration, before any config is read) and the stack behind it are
+# imported by make_config/main, after the arguments are parsed: `train.py -h`, which `mim train`
+# runs before every training, answers in a second instead of after importing the whole stack.
 
 
 def parse_args(argv=None):
@@ -46,7 +40,14 @@ def parse_args(argv=None):
 
 def make_config(args):
     """Everything checked before a model is built."""
+    from mmengine.logging import print_log
+
+    from focalnet_mm.cli import check_datasets, prepare_config  # imports focalnet_mm first
+    from focalnet_mm.engine import make_training_safe
+    from focalnet_mm.training_checks import check_num_classes, drop_foreign_pretrained
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    for line in drop_foreign_pretrained(cfg):  # e.g. mmseg bases' ResNet model.pretrained
+        print_log(line, logger='current', level=logging.WARNING)
     if args.amp:
         import torch
         if not torch.cuda.is_available():  # mmengine's AmpOptimWrapper asserts a GPU
@@ -60,7 +61,7 @@ def make_config(args):
                              'auto_scale_lr = dict(enable=False, base_batch_size=16) to it.')
         cfg.auto_scale_lr.enable = True
     # atomic checkpoints, a checkpoint on SIGTERM/SIGUSR1, mid-epoch resume, a dist timeout;
-    # --resume checks the checkpoint and skips a damaged newest one (README "Training and testing")
+    # --resume checks the checkpoint and skips a damaged newest one (docs/training.md "Training and testing")
     make_training_safe(cfg, args.resume)
     loaders = ('train_dataloader', ) + (('val_dataloader', ) if cfg.get('val_cfg') else ())
     check_datasets(cfg, loaders)
@@ -73,8 +74,12 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = make_config(args)
-    except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # missing data included (DatasetNotFoundError)
         sys.exit(f'error: {e}')
+    from focalnet_mm.cli import build_runner_from_cfg
+    from focalnet_mm.engine import lost_rank_message
+    from focalnet_mm.training_checks import warn_about_run
+    from focalnet_mm.weights import WeightsHashError, WeightsUnavailableError
     runner = build_runner_from_cfg(cfg)
     try:
         warn_about_run(runner)  # warm-up longer than the run, training scale far above the images
@@ -85,6 +90,9 @@ def main(argv=None):
         runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')
     try:
         runner.train()
+    except (WeightsUnavailableError, WeightsHashError) as e:  # ImageNet weights, fetched at init
+        sys.exit(f'error: {e} To train without pretrained weights instead: --cfg-options '
+                 'model.backbone.init_cfg=None')
     except Exception as e:  # a dead rank makes the others fail: name it in one line
         message = lost_rank_message(e, cfg.env_cfg.dist_cfg.get('timeout'))
         if message is None:
@@ -95,4 +103,5 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    from focalnet_mm.cli import finish_distributed
     finish_distributed()

@@ -1,6 +1,6 @@
 """Training machinery on top of mmengine: preemption-safe checkpoints, mid-epoch resume, a clear
 message when a distributed rank dies, and gradient clipping that means the same under FSDP (see
-README "Training and testing")."""
+docs/training.md "Training and testing")."""
 from .checkpoint import (
     AtomicLocalBackend,
     NoResumableCheckpointError,

@@ -207,7 +207,19 @@ class SafeCheckpointHook(CheckpointHook):
         marker = osp.join(runner.work_dir, STOPPED_MARKER)
         if is_main_process() and osp.exists(marker):
             os.remove(marker)  # a new run started: the previous stop is handled
+        if is_main_process() and osp.isdir(str(self.out_dir)):
+            self._remove_partial_writes(runner)
         self._install_signal_handlers(runner)
+
+    def _remove_partial_writes(self, runner) -> None:
+        """Delete what a kill during a write left (``.<checkpoint>.tmp``, as large as a
+        checkpoint): a stop checkpoint's name is never written again, so nothing else would."""
+        for name in os.listdir(self.out_dir):
+            if name.startswith('.') and name.endswith('.tmp') and (
+                    CHECKPOINT_NAME.match(name[1:-4]) or name[1:-4] == 'last_checkpoint'):
+                os.remove(osp.join(self.out_dir, name))
+                runner.logger.info(f'Removed {name} in {self.out_dir}: an unfinished write of a '
+                                   'killed run')
 
     def _remove(self, path: str) -> None:
         if self.file_backend.isfile(path):

@@ -73,7 +73,7 @@ class FocalModulation(nn.Module):
         if impl == 'auto' or impl == 'triton':
             training = torch.is_grad_enabled() and (x.requires_grad
                                                     or self.f.weight.requires_grad)
-            impl = resolve_impl(impl, x, training)
+            impl = resolve_impl(impl, x, training, self.kernel_sizes[-1])
         q, modulator, _ = self.modulator_and_gates(x, impl)
         out = (q * modulator).permute(0, 2, 3, 1)
         if self.ln is not None:

@@ -15,12 +15,16 @@ L depthwise kernels, ``sum_l g_l * ctx_l + g_L * GELU(mean_hw(ctx_L))`` with
 ``triton``
     :mod:`focalnet_mm.ops.triton_focal`: one fused kernel per level forward (conv + GELU + gate +
     accumulate), fused elementwise backward, flipped-kernel input gradient, deterministic
-    two-stage weight gradient.
+    two-stage weight gradient; a ``torch.library`` custom op, so ``torch.compile`` (fullgraph)
+    and activation checkpointing keep it.
 
 The model owns the choice (``FocalNet(impl=...)``, see :mod:`focalnet_mm.models.focalnet`);
 ``auto`` is resolved per call by :func:`auto_impl` from :data:`AUTO_TABLE` (device, compute
-dtype, training or inference, map size). Every decision and every fallback is logged once.
+dtype, training or inference, map size, largest kernel). Resolution is plain Python on static
+facts (no tensor values), so under ``torch.compile`` it runs once at trace time and adds no graph
+break; every decision and every fallback is logged once by the eager runs.
 """
+import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -37,6 +41,17 @@ ENV_VAR = 'FOCALNET_IMPL'
 CPU_FAST_MIN_POSITIONS = 24 * 24
 
 ANY_DTYPE = None
+#: smallest H*W at which CUDA training takes ``triton``: the chain's fwd+bwd crossover lies between
+#: 25x42 (1050 positions, reference 1.05-1.2x faster in every precision) and 50x84 (4200, triton
+#: 1.1-1.2x faster), measured on one H200 (gpu_check.sh step (a), 2026-12-04)
+CUDA_TRITON_MIN_POSITIONS = 2048
+#: largest kernel at which CUDA fp16 inference takes ``fast``: measured at kernels 3/5/7 (224^2,
+#: classification); at 9/11/13 cuDNN's NHWC forward is 4-9x slower than the other two
+CUDA_FAST_MAX_KERNEL = 7
+_TRITON_INSTALLED = importlib.util.find_spec('triton') is not None
+#: the Triton interpreter (CPU tests); triton reads the variable when kernels are defined, so the
+#: value at import is the one that counts
+_TRITON_INTERPRET = os.environ.get('TRITON_INTERPRET', '0') == '1'
 
 
 @dataclass(frozen=True)
@@ -44,7 +59,8 @@ class AutoRule:
     """One row of the ``auto`` table: first matching row wins.
 
     ``dtypes`` ANY_DTYPE matches every compute dtype; ``min_positions`` is the smallest H*W the
-    row applies to; ``basis`` says where the choice comes from (a measurement or a guess).
+    row applies to; ``max_kernel`` the largest depthwise kernel of the module (None: any);
+    ``basis`` says where the choice comes from (a measurement, with its machine, or a guess).
     """
     device: str
     training: bool
@@ -52,6 +68,7 @@ class AutoRule:
     impl: str
     basis: str
     min_positions: int = 0
+    max_kernel: Optional[int] = None
 
 
 AUTO_TABLE: Tuple[AutoRule, ...] = (
@@ -64,15 +81,25 @@ AUTO_TABLE: Tuple[AutoRule, ...] = (
     AutoRule('cpu', True, ANY_DTYPE, 'reference',
              'measured: channels-last backward 1.5-5x slower below 20x20 in fp32; in bf16 '
              '3.5x slower at 2x96x32x32 (context chain, docs/benchmarks.md)'),
-    # CUDA rows: inference fp16 measured on one H200 (224x224, batch 128: fast 6326 img/s,
-    # triton 5685, reference 5197); everything else is a GUESS awaiting
-    # tools/analysis_tools/gpu_check.sh steps (a) and (c) (docs/benchmarks.md "GPU").
+    # CUDA rows: one NVIDIA H200, torch 2.11 + CUDA 13, triton 3.6, 2026-12-04
+    # (../shared/measurements/2026-12-04-h200, docs/benchmarks.md "GPU").
+    AutoRule('cuda', True, ANY_DTYPE, 'triton',
+             'measured on H200: Mask R-CNN FocalNet-T step fp32 212 ms (triton) vs 222 (reference) '
+             'vs 438 (fast), AMP 230/241/471; backbone fwd+bwd 93/107/294 ms fp32, 78/87/333 bf16',
+             min_positions=CUDA_TRITON_MIN_POSITIONS),
+    AutoRule('cuda', True, ANY_DTYPE, 'reference',
+             'measured on H200: chain fwd+bwd at 2x768x25x42 reference 2.05 ms vs triton 2.29 '
+             '(fp32), 2.04 vs 2.42 (bf16), 2.08 vs 2.29 (fp16); fast 3.5-4x slower'),
     AutoRule('cuda', False, (torch.float16, ), 'fast',
-             'measured on H200: 224^2 fp16 inference fast 1.22x reference, 1.11x triton'),
+             'measured on H200: 224^2 batch 128 fp16 inference, kernels 3/5/7: fast 6035 img/s, '
+             'triton 5623, reference 4107', max_kernel=CUDA_FAST_MAX_KERNEL),
     AutoRule('cuda', False, ANY_DTYPE, 'fast',
-             'GUESS (unmeasured): as fp16 inference; see gpu_check.sh'),
-    AutoRule('cuda', True, ANY_DTYPE, 'fast',
-             'GUESS (unmeasured per impl): cuDNN NHWC; triton awaits gpu_check.sh step (a)'),
+             'GUESS (unmeasured): fp32/bf16 inference with kernels <= 7 as fp16 (gpu_check.sh)',
+             max_kernel=CUDA_FAST_MAX_KERNEL),
+    AutoRule('cuda', False, ANY_DTYPE, 'triton',
+             'measured on H200: chain forward, kernels 9/11/13, fp32/bf16/fp16, fastest at '
+             '2x96x200x336 (2.3 vs reference 2.8 vs fast 20.4 ms fp32) and at every stage shape '
+             'within 0.1 ms of the fastest'),
 )
 
 _logged = set()
@@ -104,15 +131,8 @@ def requested_impl(impl: Optional[str]) -> Tuple[str, str]:
 
 
 def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _interpreting() -> bool:
-    return os.environ.get('TRITON_INTERPRET', '0') == '1'
+    """Whether the triton package is installed (looked up once, at import)."""
+    return _TRITON_INSTALLED
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -123,40 +143,57 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def auto_impl(device: str, dtype: torch.dtype, training: bool, positions: int) -> AutoRule:
+def auto_impl(device: str, dtype: torch.dtype, training: bool, positions: int,
+              max_kernel: int = 0) -> AutoRule:
     """The first :data:`AUTO_TABLE` row matching; other devices get ``reference``."""
     for rule in AUTO_TABLE:
         if (rule.device == device and rule.training == training and positions >= rule.min_positions
+                and (rule.max_kernel is None or max_kernel <= rule.max_kernel)
                 and (rule.dtypes is ANY_DTYPE or dtype in rule.dtypes)):
             return rule
     return AutoRule(device, training, ANY_DTYPE, 'reference', 'no table row for this device')
 
 
-def resolve_impl(impl: str, x: torch.Tensor, training: bool) -> str:
-    """The implementation that runs for a (B, H, W, C) input ``x`` when ``impl`` is requested."""
-    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+def _log_eager(message: str) -> None:
+    # under torch.compile the choice is made at trace time and logging would break the graph
+    if not torch.compiler.is_compiling():
+        log_once(message)
+
+
+def resolve_impl(impl: str, x: torch.Tensor, training: bool, max_kernel: int = 0) -> str:
+    """The implementation that runs for a (B, H, W, C) input ``x`` when ``impl`` is requested.
+
+    ``max_kernel`` is the module's largest depthwise kernel (rows of the ``auto`` table depend on
+    it). Only static facts are read (device, dtype, shape, flags), so dynamo evaluates this at
+    trace time without a graph break.
+    """
+    exporting = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
     if impl == 'auto':
         dtype = compute_dtype(x)
         rule = auto_impl(x.device.type, dtype, training,
-                         x.shape[1] * x.shape[2] if x.dim() == 4 else 0)
-        if rule.impl == 'triton' and (exporting or torch.compiler.is_compiling()):
-            rule = AutoRule(rule.device, training, ANY_DTYPE, 'fast', 'export/compile')
+                         x.shape[1] * x.shape[2] if x.dim() == 4 else 0, max_kernel)
+        chosen = rule.impl
+        if chosen == 'triton' and (exporting or not _TRITON_INSTALLED):
+            chosen = 'reference'  # the next-fastest measured path, plain ops
+            _log_eager('FocalNet impl auto: triton ' + (
+                'cannot be exported (custom kernels)' if exporting else
+                'is not installed (pip install triton)') + "; running 'reference' instead")
         mode = 'training' if training else 'inference'
-        if not torch.compiler.is_compiling():  # logged by the eager runs; no graph break
-            log_once(f'FocalNet impl auto -> {rule.impl!r} for {x.device.type} {dtype} {mode}'
-                     + (f' on maps >= {rule.min_positions} positions' if rule.min_positions
-                        else '') + f' ({rule.basis})')
-        return rule.impl
+        _log_eager(f'FocalNet impl auto -> {chosen!r} for {x.device.type} {dtype} {mode}'
+                   + (f' on maps >= {rule.min_positions} positions' if rule.min_positions else '')
+                   + (f' with kernels <= {rule.max_kernel}' if rule.max_kernel else '')
+                   + f' ({rule.basis})')
+        return chosen
     if impl == 'triton':
-        if exporting or torch.compiler.is_compiling():
-            # exporters and inductor need plain ops; 'fast' is the same function in plain ops.
-            log_once("FocalNet impl 'triton' runs as 'fast' under ONNX export / torch.compile "
-                     '(Triton custom kernels are opaque to them; same function in plain ops).')
+        if exporting:
+            # ONNX / TorchScript need plain ops; 'fast' is the same function in plain ops.
+            _log_eager("FocalNet impl 'triton' runs as 'fast' under ONNX export / tracing (Triton "
+                       'kernels cannot be exported; same function in plain ops).')
             return 'fast'
-        if not triton_available():
+        if not _TRITON_INSTALLED:
             raise RuntimeError("FocalNet impl='triton' needs the triton package (pip install "
                                "triton); or use impl='fast'.")
-        if x.device.type != 'cuda' and not _interpreting():
+        if x.device.type != 'cuda' and not _TRITON_INTERPRET:
             raise RuntimeError(f"FocalNet impl='triton' runs on CUDA tensors only "
                                f'(TRITON_INTERPRET=1 for CPU tests); got a {x.device.type} '
                                "tensor, use impl='fast'.")

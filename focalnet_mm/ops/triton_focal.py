@@ -18,7 +18,7 @@ input shape (multi-scale training) reuses the compiled kernels instead of compil
 Channels are the fastest axis of every tile, so loads and stores are coalesced; math is fp32 in
 registers whatever the storage dtype. Runs under ``TRITON_INTERPRET=1`` on CPU tensors.
 """
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -214,72 +214,134 @@ def _kkc(weight: torch.Tensor, flip: bool = False) -> torch.Tensor:
     return w.permute(1, 2, 0).reshape(-1, w.shape[0]).contiguous()
 
 
-class _FocalContext(torch.autograd.Function):
+def chain_forward(src: torch.Tensor, gates: torch.Tensor, weights: Sequence[torch.Tensor],
+                  scale: float) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+    """(acc, mean, pres): the chain's output (B, H, W, C), the (B, C) fp32 mean of the last
+    level's GELU output, and every level's pre-activation (what the backward needs)."""
+    levels = len(weights)
+    acc = torch.empty_like(src)
+    pres = []
+    x = src
+    for level, weight in enumerate(weights):
+        pre = torch.empty_like(src)
+        post = torch.empty_like(src)
+        _dwconv(x, _kkc(weight), weight.shape[-1], pre, acc=acc, gate=gates[..., level],
+                scale=scale, first=level == 0, post=post)
+        pres.append(pre)
+        x = post
+    mean = x.float().mean((1, 2))  # (B, C) of the last level's GELU output
+    glob = F.gelu(mean)
+    acc.addcmul_((glob * scale).to(acc.dtype)[:, None, None, :], gates[..., levels:])
+    return acc, mean, pres
 
-    @staticmethod
-    def forward(ctx, src, gates, scale, *weights):
-        levels = len(weights)
-        acc = torch.empty_like(src)
-        pres = []
-        x = src
-        for level, weight in enumerate(weights):
-            pre = torch.empty_like(src)
-            post = torch.empty_like(src)
-            _dwconv(x, _kkc(weight), weight.shape[-1], pre, acc=acc, gate=gates[..., level],
-                    scale=scale, first=level == 0, post=post)
-            pres.append(pre)
-            x = post
-        mean = x.float().mean((1, 2))  # (B, C) of the last level's GELU output
-        glob = F.gelu(mean)
-        acc.addcmul_((glob * scale).to(acc.dtype)[:, None, None, :], gates[..., levels:])
-        ctx.scale = scale
-        ctx.save_for_backward(src, gates, mean, *weights, *pres)
-        return acc
 
-    @staticmethod
-    def backward(ctx, grad_acc):
-        src, gates, mean = ctx.saved_tensors[:3]
-        rest = ctx.saved_tensors[3:]
-        levels = len(rest) // 2
-        weights, pres = rest[:levels], rest[levels:]
-        scale = ctx.scale
-        grad_acc = grad_acc.contiguous()
-        B, H, W, C = src.shape
-        grad_gates = torch.empty(gates.shape, dtype=torch.float32, device=src.device)
-        # global level: acc += scale * GELU(mean_hw(post_L)) * g_L
-        glob = F.gelu(mean)
-        g_last = gates[..., levels].float()
-        grad_gates[..., levels] = scale * torch.einsum('bhwc,bc->bhw', grad_acc.float(), glob)
-        grad_glob = scale * torch.einsum('bhwc,bhw->bc', grad_acc.float(), g_last)
-        cdf = 0.5 * (1.0 + torch.erf(mean * _RSQRT2))
-        dgelu = cdf + mean * torch.exp(-0.5 * mean * mean) * _RSQRT_2PI
-        grad_next_bc = (grad_glob * dgelu / (H * W)).contiguous()  # into every pixel of post_L
-        grad_weights = [None] * levels
-        grad_next = None
-        P = B * H * W
-        block_p, block_c = gate_tiles(C)
-        for level in reversed(range(levels)):
-            pre, weight = pres[level], weights[level]
-            K = weight.shape[-1]
-            grad_pre = torch.empty_like(pre)
-            gate = gates[..., level]
-            last = level == levels - 1
-            _gate_gelu_bwd_kernel[(triton.cdiv(P, block_p), )](
-                grad_acc, pre, gate, grad_next if grad_next is not None else pre,
-                grad_next_bc if last else mean, grad_pre, grad_gates[..., level], P, H * W, C,
-                gate.stride(2), grad_gates.stride(2), scale,
-                HAS_NEXT=grad_next is not None, HAS_NEXT_BC=last,
-                BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4, num_stages=1)
-            if ctx.needs_input_grad[3 + level]:
-                # level l convolves GELU(pre_{l-1}); level 0 convolves src
-                level_src = src if level == 0 else pres[level - 1]
-                grad_weights[level] = _weight_grad(grad_pre, level_src, K, level > 0,
-                                                   weight.dtype)
-            if level > 0 or ctx.needs_input_grad[0]:
-                grad_next = _dwconv(grad_pre, _kkc(weight, flip=True), K, torch.empty_like(pre))
-            else:
-                grad_next = None
-        return (grad_next, grad_gates.to(gates.dtype), None, *grad_weights)
+def chain_backward(grad_acc: torch.Tensor, src: torch.Tensor, gates: torch.Tensor,
+                   mean: torch.Tensor, weights: Sequence[torch.Tensor],
+                   pres: Sequence[torch.Tensor], scale: float, needs_src_grad: bool,
+                   needs_weight_grad: Sequence[bool]):
+    """(grad_src or None, grad_gates, [grad_weight or None per level]) of :func:`chain_forward`."""
+    levels = len(weights)
+    grad_acc = grad_acc.contiguous()
+    B, H, W, C = src.shape
+    grad_gates = torch.empty(gates.shape, dtype=torch.float32, device=src.device)
+    # global level: acc += scale * GELU(mean_hw(post_L)) * g_L
+    glob = F.gelu(mean)
+    g_last = gates[..., levels].float()
+    grad_gates[..., levels] = scale * torch.einsum('bhwc,bc->bhw', grad_acc.float(), glob)
+    grad_glob = scale * torch.einsum('bhwc,bhw->bc', grad_acc.float(), g_last)
+    cdf = 0.5 * (1.0 + torch.erf(mean * _RSQRT2))
+    dgelu = cdf + mean * torch.exp(-0.5 * mean * mean) * _RSQRT_2PI
+    grad_next_bc = (grad_glob * dgelu / (H * W)).contiguous()  # into every pixel of post_L
+    grad_weights = [None] * levels
+    grad_next = None
+    P = B * H * W
+    block_p, block_c = gate_tiles(C)
+    for level in reversed(range(levels)):
+        pre, weight = pres[level], weights[level]
+        K = weight.shape[-1]
+        grad_pre = torch.empty_like(pre)
+        gate = gates[..., level]
+        last = level == levels - 1
+        _gate_gelu_bwd_kernel[(triton.cdiv(P, block_p), )](
+            grad_acc, pre, gate, grad_next if grad_next is not None else pre,
+            grad_next_bc if last else mean, grad_pre, grad_gates[..., level], P, H * W, C,
+            gate.stride(2), grad_gates.stride(2), scale,
+            HAS_NEXT=grad_next is not None, HAS_NEXT_BC=last,
+            BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4, num_stages=1)
+        if needs_weight_grad[level]:
+            # level l convolves GELU(pre_{l-1}); level 0 convolves src
+            level_src = src if level == 0 else pres[level - 1]
+            grad_weights[level] = _weight_grad(grad_pre, level_src, K, level > 0, weight.dtype)
+        if level > 0 or needs_src_grad:
+            grad_next = _dwconv(grad_pre, _kkc(weight, flip=True), K, torch.empty_like(pre))
+        else:
+            grad_next = None
+    return grad_next, grad_gates.to(gates.dtype), grad_weights
+
+
+# ------------------------------------------------------------------------------ the custom op
+# Registered with torch.library so that torch.compile (fullgraph) and activation checkpointing
+# see one opaque op with a fake (shape) implementation and a registered backward, instead of a
+# Python autograd.Function that dynamo would have to trace or break on.
+@torch.library.custom_op('focalnet_mm::focal_context_fwd', mutates_args=())
+def _fwd_op(src: torch.Tensor, gates: torch.Tensor, weights: List[torch.Tensor],
+            scale: float) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+    acc, mean, pres = chain_forward(src, gates, weights, scale)
+    return acc, mean, pres
+
+
+@_fwd_op.register_fake
+def _(src, gates, weights, scale):
+    return (torch.empty_like(src), src.new_empty((src.shape[0], src.shape[3]), dtype=torch.float32),
+            [torch.empty_like(src) for _ in weights])
+
+
+@torch.library.custom_op('focalnet_mm::focal_context_bwd', mutates_args=())
+def _bwd_op(grad_acc: torch.Tensor, src: torch.Tensor, gates: torch.Tensor, mean: torch.Tensor,
+            weights: List[torch.Tensor], pres: List[torch.Tensor], scale: float,
+            needs_src_grad: bool, needs_weight_grad: List[bool]
+            ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+    grad_src, grad_gates, grad_weights = chain_backward(
+        grad_acc, src, gates, mean, weights, pres, scale, needs_src_grad, needs_weight_grad)
+    # an op returns tensors only: an empty tensor stands for "not needed"
+    empty = src.new_empty(0)
+    return (empty if grad_src is None else grad_src, grad_gates,
+            [empty if g is None else g for g in grad_weights])
+
+
+@_bwd_op.register_fake
+def _(grad_acc, src, gates, mean, weights, pres, scale, needs_src_grad, needs_weight_grad):
+    empty = src.new_empty(0)
+    return (torch.empty_like(src) if needs_src_grad else empty, torch.empty_like(gates),
+            [torch.empty_like(w) if need else empty for w, need in zip(weights, needs_weight_grad)])
+
+
+def _setup_context(ctx, inputs, output):
+    src, gates, weights, scale = inputs
+    _, mean, pres = output
+    ctx.scale = scale
+    ctx.levels = len(weights)
+    ctx.mark_non_differentiable(mean, *pres)
+    ctx.save_for_backward(src, gates, mean, *weights, *pres)
+
+
+def _backward(ctx, grad_acc, _grad_mean, _grad_pres):
+    # saved_tensors is read exactly once: non-reentrant activation checkpointing unpacks each
+    # saved tensor once and raises on a second read
+    saved = ctx.saved_tensors
+    levels = ctx.levels
+    src, gates, mean = saved[:3]
+    weights, pres = list(saved[3:3 + levels]), list(saved[3 + levels:])
+    needs_src, needs_gates, needs_weights, _ = ctx.needs_input_grad
+    needs_weight_grad = list(needs_weights) if isinstance(needs_weights, (list, tuple)) \
+        else [bool(needs_weights)] * levels
+    grad_src, grad_gates, grad_weights = _bwd_op(
+        grad_acc, src, gates, mean, weights, pres, ctx.scale, bool(needs_src), needs_weight_grad)
+    return (grad_src if needs_src else None, grad_gates if needs_gates else None,
+            [g if need else None for g, need in zip(grad_weights, needs_weight_grad)], None)
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def focal_context_triton(src: torch.Tensor, gates: torch.Tensor, weights: List[torch.Tensor],
@@ -294,7 +356,8 @@ def focal_context_triton(src: torch.Tensor, gates: torch.Tensor, weights: List[t
     pix = gates.stride(2)
     if gates.stride(1) != W * pix or gates.stride(0) != H * W * pix:
         gates = gates.contiguous()  # the kernels address a pixel as base + pixel_index * stride
-    return _FocalContext.apply(src, gates, float(scale), *weights)
+    return _fwd_op(src, gates, list(weights), float(scale))[0]
 
 
-__all__ = ['focal_context_triton', 'conv_tiles', 'gate_tiles', 'wgrad_tiles']
+__all__ = ['focal_context_triton', 'chain_forward', 'chain_backward', 'conv_tiles', 'gate_tiles',
+           'wgrad_tiles']

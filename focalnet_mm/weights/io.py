@@ -9,7 +9,15 @@ from typing import Optional
 
 import torch
 
-from .sources import fetch_weights, file_name, is_short_name
+from .sources import (
+    WeightsHashError,
+    download_file,
+    fetch_weights,
+    file_name,
+    is_short_name,
+    local_rank,
+    sha256_of,
+)
 
 HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 CONVERTER = 'tools/model_converters/focalnet2mm.py'
@@ -35,26 +43,39 @@ def local_checkpoint_file(path, weights_dir: Optional[str] = None) -> str:
 
 
 def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
-    """Download ``url`` once into torch.hub's checkpoint cache (rank 0 first); returns the path.
+    """Download ``url`` once into torch.hub's checkpoint cache (local rank 0 first); the path.
 
-    The file is read afterwards by the same safe reader as a local file. A sha256 prefix in the
-    file name (OpenMMLab ``name-<8 hex>.pth``) is verified, as torch.hub does. Hub files with a
-    generic name (``model.safetensors``) are cached under a name derived from the whole URL.
+    The same downloader as ``focalnet://`` names (:func:`sources.download_file`: whole files
+    only, never an HTML page). The file is read afterwards by the same safe reader as a local
+    file. A sha256 prefix in the file name (OpenMMLab ``name-<8 hex>.pth``) is verified, as
+    torch.hub does. Hub files with a generic name (``model.safetensors``) are cached under a name
+    derived from the whole URL.
     """
     from mmengine.dist import barrier, get_dist_info
-    from torch.hub import HASH_REGEX, download_url_to_file, get_dir
+    from torch.hub import HASH_REGEX, get_dir
 
     model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
     os.makedirs(model_dir, exist_ok=True)
     filename = osp.basename(url.split('?')[0])
     path = osp.join(model_dir, file_name(url) if filename in HF_WEIGHT_FILES else filename)
     rank, world_size = get_dist_info()
-    if rank == 0 and not osp.exists(path):
-        match = HASH_REGEX.search(filename)
-        download_url_to_file(url, path, hash_prefix=match.group(1) if match else None,
-                             progress=True)
+    error = None
+    if local_rank(rank) == 0 and not osp.exists(path):
+        try:
+            download_file(url, path)
+            match = HASH_REGEX.search(filename)
+            actual = sha256_of(path)
+            if match and not actual.startswith(match.group(1)):
+                os.remove(path)
+                raise WeightsHashError(
+                    f'{url}: sha256 {actual} does not start with {match.group(1)} (the prefix in '
+                    'its name); the file was removed. Fetch it again or pass a trusted local file.')
+        except Exception as e:  # noqa: BLE001  (raised after the barrier: no rank waits in vain)
+            error = e
     if world_size > 1:
         barrier()
+    if error is not None:
+        raise error
     return path
 
 
@@ -67,6 +88,12 @@ def resolve_checkpoint_file(path: str) -> str:
         raise FileNotFoundError(f'{path} is a folder without {" or ".join(HF_WEIGHT_FILES)}; '
                                 'point the checkpoint at the weights file itself.')
     if not osp.isfile(path):
+        if '://' in path:  # open-mmlab://, torchvision://: other backbones' model zoos
+            raise FileNotFoundError(
+                f'FocalNet cannot load {path!r}: it names another backbone\'s weights, usually '
+                'inherited from a base config (mmseg bases set model.pretrained); set '
+                "model.pretrained=None, and for ImageNet weights model.backbone.init_cfg=dict("
+                "type='Pretrained', checkpoint='focalnet://<arch>').")
         raise FileNotFoundError(f'FocalNet checkpoint {path!r} not found; check the path in '
                                 'init_cfg=dict(type="Pretrained", checkpoint=...) / pretrained=.')
     return path
@@ -98,6 +125,14 @@ def read_checkpoint(path, map_location='cpu', weights_dir: Optional[str] = None)
             'objects can run code, so only tensors and plain containers are read. If you trust the '
             f'file, rewrite it as plain tensors with: python {CONVERTER} {path} OUT.pth '
             '--trust-pickle') from None
+    except EOFError:  # an empty file
+        raise ValueError(f'{path} is empty ({osp.getsize(path)} bytes), not a checkpoint; '
+                         'download or copy it again.') from None
+    except RuntimeError as e:  # torch's zip reader on a truncated or non-checkpoint file
+        if 'zip archive' not in str(e) and 'PytorchStreamReader' not in str(e):
+            raise
+        raise ValueError(f'{path} is not a readable checkpoint (truncated, or not written by '
+                         f'torch.save: {str(e).split(".")[0]}); download or copy it again.') from None
 
 
 def read_sidecar_config(path) -> Optional[dict]:

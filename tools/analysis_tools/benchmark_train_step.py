@@ -12,8 +12,10 @@ synthetic batch (random images, boxes and masks, or label maps), configs interle
     python tools/analysis_tools/benchmark_train_step.py configs/det/atss_focalnet_t_lrf_3x.py \\
         --device cpu --batch 1 --size 128 128 --repeats 2 --iters 1
 
-Models start from random weights (init_cfg is not applied: nothing is downloaded); the optimizer
-is the config's ``optim_wrapper`` (``--amp``: AmpOptimWrapper, as tools/train.py --amp).
+Models are initialised as a training run initialises them (``model.init_weights()``: the heads'
+priors such as DINO's classification bias, the backbone's official init), with every pretrained
+entry dropped (nothing is downloaded), so the losses printed are those a real run starts from. The
+optimizer is the config's ``optim_wrapper`` (``--amp``: AmpOptimWrapper, as tools/train.py --amp).
 """
 import argparse
 import datetime
@@ -49,9 +51,9 @@ def parse_args(argv=None):
     p.add_argument('--size', type=int, nargs=2, default=(800, 1344), metavar=('H', 'W'))
     p.add_argument('--objects', type=int, default=8, help='synthetic objects per image (det)')
     p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper)')
-    p.add_argument('--impl', choices=CHOICES, default=None,
-                   help='FocalNet backbones: model.backbone.impl (default: the config\'s, else '
-                        'FOCALNET_IMPL, else auto)')
+    p.add_argument('--impl', '--impls', dest='impls', nargs='+', choices=CHOICES, default=None,
+                   help='FocalNet backbones: model.backbone.impl, one row per value, timed side '
+                        'by side (default: the config\'s, else FOCALNET_IMPL, else auto)')
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--iters', type=int, default=10)
     p.add_argument('--warmup', type=int, default=3)
@@ -136,8 +138,33 @@ def config_file(config):
     return _get_external_cfg_base_path(get_installed_path(package), relative)
 
 
-def build(config, args, device):
-    """(name, scope, model, optim_wrapper, batch) for one config."""
+def drop_pretrained(node, path='model'):
+    """Remove every ``Pretrained`` init_cfg and ``pretrained`` entry below ``node`` (in place);
+    returns the dotted paths removed (weights are never downloaded by a benchmark)."""
+    removed = []
+    if isinstance(node, dict):
+        for key in list(node):
+            value = node[key]
+            if key == 'pretrained' and value:
+                node[key] = None
+                removed.append(f'{path}.pretrained')
+            elif key == 'init_cfg' and value:
+                entries = value if isinstance(value, (list, tuple)) else [value]
+                kept = [e for e in entries if not (isinstance(e, dict) and e.get('type') == 'Pretrained')]
+                if len(kept) != len(entries):
+                    node[key] = (kept or None) if isinstance(value, (list, tuple)) else None
+                    removed.append(f'{path}.init_cfg')
+            else:
+                removed += drop_pretrained(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            removed += drop_pretrained(value, f'{path}[{i}]')
+    return removed
+
+
+def build(config, args, device, impl=None):
+    """(name, scope, model, optim_wrapper, batch) for one config (FocalNet backbones with
+    ``impl`` when given)."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     cfg = Config.fromfile(config_file(config))
@@ -147,18 +174,26 @@ def build(config, args, device):
                          'segmentation configs (use benchmark_backbone.py for classifiers)')
     # the scope is set only while this tool builds and steps (callers' scope is left untouched)
     with DefaultScope.overwrite_default_scope(scope):
-        return build_in_scope(cfg, config, scope, args, device)
+        return build_in_scope(cfg, config, scope, args, device, impl)
 
 
-def build_in_scope(cfg, config, scope, args, device):
+def is_focalnet(cfg):
+    backbone = cfg.model.get('backbone')
+    return backbone is not None and str(backbone.get('type')).endswith('FocalNet')
+
+
+def build_in_scope(cfg, config, scope, args, device, impl=None):
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS
-    backbone = cfg.model.get('backbone')
-    if args.impl is not None and backbone is not None and str(backbone.get('type')).endswith(
-            'FocalNet'):
-        backbone['impl'] = args.impl
-    model = MODELS.build(cfg.model)  # init_cfg is not applied: nothing is downloaded
+    if impl is not None and is_focalnet(cfg):
+        cfg.model.backbone['impl'] = impl
+    dropped = drop_pretrained(cfg.model)
+    if dropped:
+        print(f'note: {osp.basename(config)}: pretrained weights not loaded ({", ".join(dropped)}); '
+              'every other init_cfg applies', flush=True)
+    model = MODELS.build(cfg.model)
+    model.init_weights()  # as the runner does: heads' priors, the backbone's official init
     model = revert_sync_batchnorm(model).to(device).train()  # one process: SyncBN -> BN
     optim_cfg = cfg.optim_wrapper.copy()
     if args.amp:
@@ -175,7 +210,7 @@ def build_in_scope(cfg, config, scope, args, device):
         if crop and tuple(crop) != (h, w):
             print(f'note: {osp.basename(config)} pads every input to its crop size {tuple(crop)}; '
                   f'--size {crop[0]} {crop[1]} times what its training runs', flush=True)
-    name = osp.splitext(osp.basename(config))[0]
+    name = osp.splitext(osp.basename(config))[0] + (f'[{impl}]' if impl and is_focalnet(cfg) else '')
     return name, scope, model, optim_wrapper, batch
 
 
@@ -188,9 +223,16 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    rows = [build(config, args, device) for config in args.configs]
+    rows, configs = [], []
+    for config in args.configs:
+        for impl in (args.impls or [None]):
+            row = build(config, args, device, impl)
+            rows.append(row)
+            configs.append(config)
+            if not row[0].endswith(']'):  # not a FocalNet backbone: one row is enough
+                break
     results = {name: dict(config=config, ms=[], peak_mem_mib=None, losses=None)
-               for config, (name, *_) in zip(args.configs, rows)}
+               for config, (name, *_) in zip(configs, rows)}
 
     def step(model, optim_wrapper, batch):
         return model.train_step(batch, optim_wrapper)
@@ -233,8 +275,9 @@ def main(argv=None):
     table = '\n'.join(lines)
     env = bench.environment(device)
     h, w = args.size
+    impls = ' '.join(args.impls or ['config/auto'])
     print(f'\n{env.get("gpu", env["cpu"])} | torch {env["torch"]} | batch {args.batch} x 3 x {h} x '
-          f'{w} | amp={args.amp} | focal impl {args.impl or "config/auto"} | {args.repeats} repeats x '
+          f'{w} | amp={args.amp} | focal impl {impls} | {args.repeats} repeats x '
           f'{args.iters} iters\n')
     print(table)
     out = args.out or osp.join('work_dirs', 'benchmarks', f'train_step_{device.type}_{args.batch}x'

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one-call GPU check (docs/benchmarks.md "GPU"): every step under `timeout`, each result
-# written to OUT_DIR as soon as it exists (8 files at most), about 7 minutes on an H100/H200
+# written to OUT_DIR as soon as it exists (8 files at most), about 9 minutes on an H100/H200
 # including `bash .gpu/setup_device.sh`.
 #
 #   bash tools/analysis_tools/gpu_check.sh OUT_DIR              # a CUDA GPU
@@ -10,9 +10,12 @@
 #     conv backend, at the 4 Mask R-CNN stage shapes, kernels 9/11/13  -> a_context_chain.json
 # (b) GPU numerics tests of the kernels, each with a time limit           -> log.txt
 # (c) backbone forward+backward at 2x3x800x1344, every impl, timm, Swin-T -> c_backbone_train.json
-# (d) Mask R-CNN train step vs Swin-T, fp32 and AMP                       -> d_maskrcnn_{fp32,amp}.json
-# (e) 224^2 inference, batch 128, fp16, eager and torch.compile           -> e_infer224.json
-# plus env.txt (device, versions) and log.txt (every step's output, tables, failures).
+# (d) Mask R-CNN train step vs Swin-T per impl (auto, reference, triton), fp32 and AMP, batch 2
+#     and 8, then a DINO-L (fl3, 4-scale, with_cp) step with the default impl
+#                                                                          -> d_maskrcnn_{fp32,amp}.json
+# (e) 224^2 inference, batch 128, fp16, eager and torch.compile, every impl -> e_infer224.json
+# plus env.txt (device, versions) and log.txt (every step's output, tables, failures); the JSON of
+# each (d)/(e) run also lands in log.txt, so one file per step is enough to come back.
 # A failing or timed-out step is recorded in log.txt and the next step runs. The CPU limits are
 # generous: on a shared 2-core machine at load ~10 the CPU run took 307 s.
 set -uo pipefail
@@ -20,8 +23,12 @@ OUT=${1:?usage: gpu_check.sh OUT_DIR [--device cpu]}
 DEVICE=cuda
 if [ "${2:-}" = "--device" ]; then DEVICE=${3:?--device needs cuda or cpu}; fi
 case $DEVICE in cuda|cpu) ;; *) echo "error: --device $DEVICE: use cuda or cpu" >&2; exit 2;; esac
-PYTHON=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# the repository's .venv (tools/setup_env.sh) when there is one, as dist_train.sh; else python3
+# (the GPU machine's stack from .gpu/setup_device.sh); PYTHON=... overrides both
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
 cd "$ROOT"
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUT"
@@ -30,9 +37,19 @@ LOG=$OUT/log.txt
 B=tools/analysis_tools
 T0=$SECONDS
 
+# The whole script stays within BUDGET seconds (default 570: one device call may run 600 s): a
+# step's limit is cut to what is left, and a step with under 10 s left is skipped (logged).
+BUDGET=${GPU_CHECK_BUDGET:-570}
+
 # run NAME SECONDS CMD...: the step's output goes to log.txt as it comes; a failure is logged
 run() {
     local name=$1 limit=$2; shift 2
+    local left=$((BUDGET - (SECONDS - T0)))
+    if [ $left -lt 10 ]; then
+        echo "== SKIPPED (budget of ${BUDGET}s spent): $name" | tee -a "$LOG"
+        return
+    fi
+    [ $limit -gt $left ] && limit=$left
     echo "== [$((SECONDS - T0))s] $name (limit ${limit}s): $*" | tee -a "$LOG"
     timeout --kill-after=10 "$limit" "$@" >> "$LOG" 2>&1
     local rc=$?
@@ -81,13 +98,31 @@ if [ "$DEVICE" = cuda ]; then
     run "(c) backbone train 2x3x800x1344" 70 "$PYTHON" $B/benchmark_backbone.py --device cuda \
         --batch 2 --size 800 1344 --mode train --dtype fp32 bf16 --impls reference fast triton \
         --repeats 3 --iters 3 --warmup 2 --out "$OUT/c_backbone_train.json"
-    run "(d) Mask R-CNN step fp32" 40 "$PYTHON" $B/benchmark_train_step.py --device cuda \
-        --batch 2 --size 800 1344 --repeats 3 --iters 3 --warmup 2 --out "$OUT/d_maskrcnn_fp32.json"
-    run "(d) Mask R-CNN step AMP" 40 "$PYTHON" $B/benchmark_train_step.py --device cuda --amp \
-        --batch 2 --size 800 1344 --repeats 3 --iters 3 --warmup 2 --out "$OUT/d_maskrcnn_amp.json"
-    run "(e) 224 inference eager + compiled" 50 "$PYTHON" $B/benchmark_backbone.py --device cuda \
-        --batch 128 --size 224 224 --focal-windows 3 --mode infer --dtype fp16 --compile off on \
-        --repeats 3 --iters 5 --warmup 2 --out "$OUT/e_infer224.json"
+    # (d): per precision and batch, one process times the three impls and Swin-T side by side
+    for prec in fp32 amp; do
+        AMP=(); [ $prec = amp ] && AMP=(--amp)
+        for batch in 2 8; do
+            run "(d) Mask R-CNN step $prec batch=$batch" 75 "$PYTHON" $B/benchmark_train_step.py \
+                --device cuda "${AMP[@]}" --impls auto reference triton --batch $batch \
+                --size 800 1344 --repeats 3 --iters 2 --warmup 2 --out "$OUT/d_b$batch.json"
+            cat "$OUT/d_b$batch.json" >> "$OUT/d_maskrcnn_$prec.json" 2>/dev/null
+            rm -f "$OUT/d_b$batch.json"
+        done
+    done
+    run "(d) DINO-L fl3 4-scale step, with_cp, default impl" 90 "$PYTHON" \
+        $B/benchmark_train_step.py configs/det/dino_focalnet_l_fl3_4scale_12e.py --device cuda \
+        --batch 2 --size 800 1333 --repeats 2 --iters 2 --warmup 1 --out "$OUT/d_dino_l.json"
+    cat "$OUT/d_dino_l.json" >> "$LOG" 2>/dev/null && rm -f "$OUT/d_dino_l.json"
+    # (e): inductor compiles each model once (about 40-60 s each on an H200): one limit per impl
+    run "(e) 224 inference eager" 60 "$PYTHON" $B/benchmark_backbone.py --device cuda \
+        --batch 128 --size 224 224 --focal-windows 3 --mode infer --dtype fp16 --compile off \
+        --impls reference fast triton auto --repeats 3 --iters 5 --warmup 2 \
+        --out "$OUT/e_infer224.json"
+    run "(e) 224 inference compiled (auto, triton, timm)" 200 "$PYTHON" $B/benchmark_backbone.py \
+        --device cuda --batch 128 --size 224 224 --focal-windows 3 --mode infer --dtype fp16 \
+        --compile on --impls auto triton --models focalnet timm_focalnet --repeats 3 --iters 5 \
+        --warmup 2 --out "$OUT/e_compiled.json"
+    cat "$OUT/e_compiled.json" >> "$OUT/e_infer224.json" 2>/dev/null && rm -f "$OUT/e_compiled.json"
 else
     TINY=(--embed-dim 16 --depths 1 1 1 1)
     run "(a) context chain (tiny)" 90 "$PYTHON" $B/benchmark_focal_context.py --device cpu \
@@ -107,5 +142,5 @@ else
         --repeats 1 --iters 1 --warmup 1 --out "$OUT/e_infer224.json"
 fi
 echo "== finished in $((SECONDS - T0))s; results in $OUT" | tee -a "$LOG"
-grep -E '^== (TIMEOUT|FAILED)' "$LOG" && exit 1
+grep -E '^== (TIMEOUT|FAILED|SKIPPED)' "$LOG" && exit 1
 exit 0

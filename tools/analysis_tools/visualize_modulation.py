@@ -110,7 +110,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     sheet = osp.join(args.out, 'contact_sheet.png')
     if len(rendered) > 1:
         written.append(sheet)
-    print(f'{len(written)} figure(s) written to {args.out}')
+    print(f'{len(written)} figure(s) written to {args.out}'
+          + ('' if len(rendered) > 1 else ' (no contact_sheet.png: it needs two or more images)'))
     return written
 
 

@@ -16,6 +16,10 @@ val_ann_file = 'annotations/val.json'
 val_img_dir = 'val/'
 image_scale = (640, 480)  # (long, short) side limits, ratio kept: about your images' own size
 max_epochs = 12
+# ImageNet FocalNet-T lrf (the COCO recipe's weights; fetched once, or read from
+# $FOCALNET_WEIGHTS_DIR offline: focalnet-download-weights tiny_lrf --dir DIR); None trains the
+# backbone from scratch (no download; needs far more data and epochs)
+pretrained = 'focalnet://tiny_lrf'
 # -----------------------------------------------------------------------------
 
 num_classes = len(classes)
@@ -24,9 +28,8 @@ dataset_layout_hint = (f'your COCO-format set: {data_root}{train_ann_file} with 
                        f'{data_root}{train_img_dir} (and the same for val); edit data_root and the '
                        'file names at the top of the config (docs/custom_dataset.md)')
 
-# ImageNet FocalNet-T lrf by its short name (the same file as the COCO recipe's URL)
 model = dict(
-    backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='focalnet://tiny_lrf')),
+    backbone=dict(init_cfg=pretrained and dict(type='Pretrained', checkpoint=pretrained)),
     roi_head=dict(bbox_head=dict(num_classes=num_classes), mask_head=dict(num_classes=num_classes)))
 
 # single scale with +-20 % jitter around image_scale, flip: the recipe's multi-scale at your size

@@ -1,6 +1,7 @@
 # UPerNet + FocalNet-T (lrf, kernels 9/11/13) on your own semantic segmentation set: images and
 # label maps (one PNG per image whose pixel values are class indices) in mmseg's folder layout
 #   <data_root>/img_dir/{train,val}/NAME<img_suffix>    <data_root>/ann_dir/{train,val}/NAME<seg_map_suffix>
+# (the four folder names are set below)
 # Copy this file, edit the block below, then (docs/custom_dataset.md):
 #   python tools/browse_dataset.py configs/seg/custom/upernet_focalnet_t_custom.py --out work_dirs/browse
 #   python tools/train.py configs/seg/custom/upernet_focalnet_t_custom.py
@@ -15,21 +16,29 @@ palette = [(0, 0, 0), (128, 64, 128), (0, 0, 142)]  # one RGB colour per class, 
 reduce_zero_label = False  # True when 0 means "unlabelled": ignored, and value i is classes[i - 1]
 img_suffix = '.jpg'  # image NAME.jpg has the label map NAME.png
 seg_map_suffix = '.png'
+train_img_dir = 'img_dir/train'  # this and the next three: relative to data_root
+train_ann_dir = 'ann_dir/train'
+val_img_dir = 'img_dir/val'
+val_ann_dir = 'ann_dir/val'
 image_scale = (1024, 512)  # (long, short) side limits, ratio kept: about your images' own size
 crop_size = (512, 512)  # training crops (h, w) after a random 0.5-2x resize around image_scale
 max_epochs = 50
+# ImageNet FocalNet-T lrf (the ADE20K recipe's weights; fetched once, or read from
+# $FOCALNET_WEIGHTS_DIR offline: focalnet-download-weights tiny_lrf --dir DIR); None trains the
+# backbone from scratch (no download; needs far more data and epochs)
+pretrained = 'focalnet://tiny_lrf'
 # -----------------------------------------------------------------------------
 
 num_classes = len(classes)
 metainfo = dict(classes=classes, palette=palette)
-dataset_layout_hint = (f'your images in {data_root}img_dir/{{train,val}}/ and label maps in '
-                       f'{data_root}ann_dir/{{train,val}}/; edit data_root at the top of the config '
+dataset_layout_hint = (f'your images in {data_root}{train_img_dir}/ and {data_root}{val_img_dir}/, '
+                       f'label maps in {data_root}{train_ann_dir}/ and {data_root}{val_ann_dir}/; '
+                       'edit data_root and the folders at the top of the config '
                        '(docs/custom_dataset.md)')
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    # ImageNet FocalNet-T lrf by its short name (the same file as the ADE20K recipe's URL)
-    backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='focalnet://tiny_lrf')),
+    backbone=dict(init_cfg=pretrained and dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(num_classes=num_classes),
     auxiliary_head=dict(num_classes=num_classes))
 
@@ -48,6 +57,18 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
+# multi-scale + flip test (tools/test.py --tta): mmseg's ratios, around image_scale (mmseg's ADE20K
+# base resizes the original images by these ratios, which for large images costs many times more)
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(int(image_scale[0] * r), int(image_scale[1] * r)), keep_ratio=True)
+         for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)],
+        [dict(type='RandomFlip', prob=0., direction='horizontal'),
+         dict(type='RandomFlip', prob=1., direction='horizontal')],
+        [dict(type='LoadAnnotations')],
+        [dict(type='PackSegInputs')]])
+]
 dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix=img_suffix,
                seg_map_suffix=seg_map_suffix, reduce_zero_label=reduce_zero_label)
 train_dataloader = dict(
@@ -55,10 +76,10 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),  # epochs instead of the recipe's iterations
     drop_last=True,  # a last batch of one image would fail in the pyramid pooling's BatchNorm
     dataset=dict(**dataset, pipeline=train_pipeline,
-                 data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train')))
+                 data_prefix=dict(img_path=train_img_dir, seg_map_path=train_ann_dir)))
 val_dataloader = dict(
     dataset=dict(**dataset, pipeline=test_pipeline,
-                 data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val')))
+                 data_prefix=dict(img_path=val_img_dir, seg_map_path=val_ann_dir)))
 test_dataloader = val_dataloader
 # the per-class IoU/Acc table (rows named by `classes`) is printed after every validation
 

@@ -1,0 +1,245 @@
+"""Every FocalNet impl x activation checkpointing x train/eval x torch.compile, against reference.
+
+The pairs users run, not only the default: two bugs reached main because only the default impl
+was tested with ``with_cp`` (triton read its saved tensors twice, which non-reentrant
+checkpointing forbids) and under ``torch.compile`` (triton logged inside the compiled region, a
+graph break per block). Every comparison is with ``reference``, the timm-exact path, on a
+well-conditioned loss: a fixed random projection of every output (the mean square of
+LayerNorm'd features has a gradient of ~0, which would hide wrong gradients).
+
+``triton`` runs under the Triton interpreter (TRITON_INTERPRET=1) in a subprocess, because triton
+reads the variable when kernels are defined.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from focalnet_mm.models import FocalNet
+from focalnet_mm.ops import triton_available
+
+from conftest import REPO_ROOT
+
+SMALL = dict(embed_dim=8, depths=(1, 1, 2, 1), focal_windows=3, drop_path_rate=0.0)
+#: stage-0 map 25x29 = 725 positions: CPU training ``auto`` takes ``fast`` there (>= 24x24) and
+#: ``reference`` in the later stages, so ``auto`` mixes both
+SIZE = (2, 3, 100, 116)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_impl(monkeypatch):
+    monkeypatch.delenv('FOCALNET_IMPL', raising=False)
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
+
+
+def _outputs_and_grads(model, x, projections, train):
+    """Outputs, the input gradient and every parameter gradient of a projected loss."""
+    model.train(train)
+    model.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    outs = model(x)
+    sum((o * p).sum() for o, p in zip(outs, projections)).backward()
+    return [o.detach() for o in outs] + [x.grad] + [p.grad for p in model.parameters()]
+
+
+@pytest.fixture(scope='module')
+def reference_run():
+    torch.manual_seed(0)
+    x = torch.randn(SIZE)
+    model = FocalNet('tiny_lrf', impl='reference', **SMALL)
+    with torch.no_grad():
+        projections = [torch.randn_like(o) for o in model(x)]
+    return model, x, projections, {
+        train: _outputs_and_grads(model, x, projections, train) for train in (False, True)}
+
+
+@pytest.mark.parametrize('train', [False, True], ids=['eval', 'train'])
+@pytest.mark.parametrize('with_cp', [False, True], ids=['no_cp', 'with_cp'])
+@pytest.mark.parametrize('impl', ['reference', 'fast', 'auto'])
+def test_every_impl_with_and_without_checkpointing_matches_reference(reference_run, impl, with_cp,
+                                                                      train):
+    ref_model, x, projections, expected = reference_run
+    model = FocalNet('tiny_lrf', impl=impl, with_cp=with_cp, **SMALL)
+    model.load_state_dict(ref_model.state_dict())
+    got = _outputs_and_grads(model, x, projections, train)
+    assert len(got) == len(expected[train])
+    for g, e in zip(got, expected[train]):
+        assert g is not None and _rel(g, e) < 1e-5
+
+
+def _counting_backend(graphs, backend):
+    compile_graph = torch._dynamo.lookup_backend(backend)
+
+    def count(gm, example_inputs):
+        graphs.append(gm)
+        return compile_graph(gm, example_inputs)
+    return count
+
+
+def _compile_and_compare(ref_model, impl, backend, modes, sizes):
+    """fullgraph=True raises on any graph break; every (mode, size) is compared with eager."""
+    model = FocalNet('tiny_lrf', impl=impl, **SMALL)
+    model.load_state_dict(ref_model.state_dict())
+    torch._dynamo.reset()
+    graphs = []
+    compiled = torch.compile(model, fullgraph=True, backend=_counting_backend(graphs, backend))
+    gen = torch.Generator().manual_seed(1)
+    for train in modes:
+        for size in sizes:
+            x = torch.randn((2, 3) + size, generator=gen)
+            with torch.no_grad():
+                projections = [torch.randn(o.shape, generator=gen) for o in model.eval()(x)]
+            eager = _outputs_and_grads(model, x, projections, train)
+            got = _outputs_and_grads(compiled, x, projections, train)
+            for g, e in zip(got, eager):
+                assert _rel(g, e) < 1e-5
+    # at most one graph per (mode, size), never a forward split into pieces
+    assert 1 <= len(graphs) <= len(modes) * len(sizes)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize('impl', ['reference', 'fast', 'auto'])
+def test_compiled_backbone_has_no_graph_breaks(reference_run, impl):
+    """Dynamo's trace (the part that breaks graphs), eval and train, two input sizes: the second
+    recompiles for the new shape (for ``auto`` on CPU training it also crosses the 24x24 map
+    size where the choice changes), which must not break the graph either."""
+    _compile_and_compare(reference_run[0], impl, 'eager', (False, True), ((64, 72), SIZE[2:]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_compiled_backbone_through_aot_autograd_matches_eager(reference_run):
+    """AOTAutograd (what inductor builds on) traces forward and backward of ``auto``."""
+    _compile_and_compare(reference_run[0], 'auto', 'aot_eager', (True, ), ((64, 72), SIZE[2:]))
+
+
+_TRITON_MATRIX = textwrap.dedent('''
+    import json, sys
+    import torch
+    import torch.utils.checkpoint as cp
+    from mmengine.config import Config
+    from focalnet_mm.models import FocalNet
+    from focalnet_mm.ops import focal_context
+    from focalnet_mm.ops.focal_context import _aggregate_reference
+    from focalnet_mm.ops.triton_focal import focal_context_triton
+    part = sys.argv[1]
+    results = {}
+
+    def rel(a, b):
+        return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
+
+    def run(model, x, projections, train):
+        model.train(train)
+        model.zero_grad(set_to_none=True)
+        x = x.detach().clone().requires_grad_(True)
+        outs = model(x)
+        sum((o * p).sum() for o, p in zip(outs, projections)).backward()
+        return [o.detach() for o in outs] + [x.grad] + [p.grad for p in model.parameters()]
+
+    def worst(a, b):
+        assert len(a) == len(b) and all(t is not None for t in a), 'missing gradients'
+        return max(rel(s, t) for s, t in zip(a, b))
+
+    torch.manual_seed(0)
+    small = dict(embed_dim=8, depths=(1, 1, 1, 1), focal_windows=3, drop_path_rate=0.0)
+    x = torch.randn(2, 3, 32, 36)
+    ref = FocalNet('tiny_lrf', impl='reference', **small)
+    with torch.no_grad():
+        projections = [torch.randn_like(o) for o in ref(x)]
+    expected = {train: run(ref, x, projections, train) for train in (False, True)}
+
+    if part == 'eager':
+        # the backbone: with_cp x train/eval (with_cp checkpoints non-reentrantly)
+        for with_cp in (False, True):
+            model = FocalNet('tiny_lrf', impl='triton', with_cp=with_cp, **small)
+            model.load_state_dict(ref.state_dict())
+            for train in (False, True):
+                results[f'backbone cp={with_cp} train={train}'] = worst(
+                    run(model, x, projections, train), expected[train])
+        # the op under both checkpointing modes
+        src = torch.randn(2, 5, 7, 8, requires_grad=True)
+        gates = torch.randn(2, 5, 7, 3, requires_grad=True)
+        weights = [torch.randn(8, 1, k, k, requires_grad=True) for k in (3, 5)]
+        leaves = [src, gates, *weights]
+        probe = torch.randn(2, 5, 7, 8)
+        want = 0.5 * _aggregate_reference(src, gates, weights, False).permute(0, 2, 3, 1)
+        want = torch.autograd.grad((want * probe).sum(), leaves)
+        op = lambda s, g, *w: focal_context_triton(s, g, list(w), 0.5)
+        for reentrant in (False, True):
+            for t in leaves:
+                t.grad = None
+            (cp.checkpoint(op, *leaves, use_reentrant=reentrant) * probe).sum().backward()
+            results[f'op reentrant={reentrant}'] = worst([t.grad for t in leaves], want)
+        # a DINO config's backbone, impl as the config leaves it (auto), with the CUDA rows of the
+        # auto table applied to this CPU: what a GPU run of the config trains with
+        cfg = Config.fromfile('configs/det/dino_focalnet_l_fl3_4scale_12e.py').model.backbone
+        cfg.pop('type'), cfg.pop('init_cfg', None), cfg.pop('_delete_', None)
+        assert cfg.get('impl') is None and cfg.with_cp is True, cfg
+        cfg.update(embed_dim=8, depths=(1, 1, 1, 1), drop_path_rate=0.0)
+        focal_context.AUTO_TABLE = tuple(
+            focal_context.AutoRule('cpu', r.training, r.dtypes, r.impl, r.basis, 0, r.max_kernel)
+            for r in focal_context.AUTO_TABLE if r.device == 'cuda')
+        dino = FocalNet(**cfg)
+        dino_ref = FocalNet(**dict(cfg, impl='reference', with_cp=False))
+        dino_ref.load_state_dict(dino.state_dict())
+        xd = torch.randn(1, 3, 32, 36)
+        with torch.no_grad():
+            proj_d = [torch.randn_like(o) for o in dino_ref(xd)]
+        ran = []
+        real = focal_context._aggregate_triton
+        focal_context._aggregate_triton = lambda *a: ran.append(1) or real(*a)
+        results['dino default impl with_cp'] = worst(run(dino, xd, proj_d, True),
+                                                     run(dino_ref, xd, proj_d, True))
+        results['dino ran triton'] = float(len(ran))
+    else:
+        # torch.compile(fullgraph=True): the custom op is one opaque node, no graph break
+        model = FocalNet('tiny_lrf', impl='triton', with_cp=part == 'compile_cp', **small)
+        model.load_state_dict(ref.state_dict())
+        compiled = torch.compile(model, fullgraph=True, backend='aot_eager')
+        for train in (False, True):
+            for size in ((32, 36), (40, 28)):
+                xs = torch.randn(2, 3, *size)
+                with torch.no_grad():
+                    proj = [torch.randn_like(o) for o in ref.eval()(xs)]
+                results[f'compiled train={train} size={size}'] = worst(
+                    run(compiled, xs, proj, train), run(ref, xs, proj, train))
+    print('RESULTS', json.dumps(results))
+''')
+
+
+def _triton_matrix(part):
+    env = dict(os.environ, TRITON_INTERPRET='1')
+    env.pop('FOCALNET_IMPL', None)
+    proc = subprocess.run([sys.executable, '-c', _TRITON_MATRIX, part], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.split('RESULTS', 1)[1])
+
+
+@pytest.mark.skipif(not triton_available(), reason='triton is not installed')
+@pytest.mark.timeout(900)
+def test_triton_with_checkpointing_and_the_dino_default_match_reference():
+    results = _triton_matrix('eager')
+    # each of the 4 blocks ran triton twice: the forward, and its recomputation by with_cp
+    assert results.pop('dino ran triton') == 8.0
+    assert len(results) == 7, results
+    for name, worst in results.items():
+        assert worst < 1e-5, (name, results)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not triton_available(), reason='triton is not installed')
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize('part', ['compile', 'compile_cp'])
+def test_triton_compiles_fullgraph_and_matches_reference(part):
+    results = _triton_matrix(part)
+    assert len(results) == 4, results
+    for name, worst in results.items():
+        assert worst < 1e-5, (name, results)
