@@ -19,7 +19,7 @@ from focalnet_mm.ops import triton_available
 
 pytestmark = pytest.mark.skipif(not triton_available(), reason='triton is not installed')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CANDIDATE_NAMES = ['h4w32c32n4-g4x32r64', 'h4w64c32n4-g8x32r64', 'h2w64c32n4-g8x32r64',
+CANDIDATE_NAMES = ['h4w32c32n4-g4x32r64', 'h4w64c32n4-g8x32r64', 'h2w64c32n8-g8x32r64',
                    'h4w64c32n8-g8x32r64']
 
 _CHECKS = textwrap.dedent('''
@@ -155,7 +155,7 @@ def test_tile_table_candidates_and_bad_input():
 @pytest.mark.timeout(300)
 def test_candidates_benchmark_runs_under_the_interpreter(tmp_path):
     out = tmp_path / 'cand.json'
-    name = 'h2w64c32n4-g8x32r64'
+    name = 'h2w64c32n8-g8x32r64'
     env = dict(os.environ, TRITON_INTERPRET='1', OMP_NUM_THREADS='1')
     env.pop('FOCALNET_IMPL', None)
     proc = subprocess.run(

@@ -31,11 +31,12 @@ One kernel, ``_tile_conv_kernel``, serves every pass through compile-time modes:
   gradient; the last level runs the same epilogue without a conv (``HAS_CONV=False``);
 * plain (``MODE_PLAIN``): the source gradient of level 0.
 
-The weight gradient (``_tile_wgrad_kernel``) is a separate pass over the same (TILE_W x BLOCK_C)
-row tiles: fusing it into the input-gradient pass would need a register accumulator indexed by
-the runtime kernel row, which Triton cannot express. Each program owns one kernel row kh, one
-channel block and a fixed group of image rows, accumulates all K column taps at once in a
-(KP, TILE_W, BLOCK_C) register tile and writes one partial sum; ``torch.sum`` over the groups
+The weight gradient is a separate pass (``triton_focal._dw_weight_grad_kernel`` with this module's
+tiles, on the ``post`` the backward epilogue stored, so no GELU per tap): fusing it into the
+input-gradient pass would need a register accumulator indexed by the runtime kernel row, which
+Triton cannot express. Each program owns one kernel row kh, one channel block and a fixed group
+of image rows, accumulates all K column taps at once in a (KP, TILE_W, BLOCK_C) register tile and
+writes one partial sum; ``torch.sum`` over the groups
 finishes it: a fixed-order two-stage reduction, no atomics, bitwise reproducible. Gate gradients
 are reduced the same way (one partial per channel block). Math is fp32 in registers whatever the
 storage dtype; H, W and strides are not specialised on, so new input sizes reuse compiled kernels.
@@ -49,8 +50,9 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-_RSQRT2 = 0.7071067811865476
-_RSQRT_2PI = 0.3989422804014327
+# one home for what both kernel sets share: GELU, the (K*K, C) kernel layout, the weight gradient
+from .triton_focal import _RSQRT2, _RSQRT_2PI, _dw_weight_grad_kernel, _gelu, _kkc
+
 MODE_FWD, MODE_BWD, MODE_PLAIN = 0, 1, 2
 
 
@@ -74,12 +76,13 @@ class TileConfig:
 
 
 #: the shipped candidates, side by side; `benchmark_focal_context.py --candidates` ranks them.
-#: Register budget at 4 warps (128 threads): conv accumulator TILE_H*TILE_W*BLOCK_C/128 fp32
-#: registers (16-32), weight-gradient accumulator KP*wgrad_w*wgrad_c/128 (16-32 at KP=16).
+#: Conv accumulators a thread: TILE_H*TILE_W*BLOCK_C/(32*num_warps) fp32 registers; weight
+#: gradient: KP*wgrad_w*wgrad_c/(32*num_warps). Registers and spills per variant: the sm_90
+#: report in docs/benchmarks.md (none spills; each compiles in seconds).
 CANDIDATES: Dict[str, TileConfig] = {c.name: c for c in (
     TileConfig(4, 32, 32, 4, 4, 32),  # default: 32 accumulators a thread, ~100 registers
     TileConfig(4, 64, 32, 4, 8, 32),  # most reuse per loaded row (64 accumulators a thread)
-    TileConfig(2, 64, 32, 4, 8, 32),  # least FMA waste, (2+K-1)/K
+    TileConfig(2, 64, 32, 8, 8, 32),  # least FMA waste, (2+K-1)/K (on 4 warps: 8 B stack)
     TileConfig(4, 64, 32, 8, 8, 32),  # as the second on 8 warps: half the registers a thread
 )}
 DEFAULT_CONFIG = next(iter(CANDIDATES))
@@ -116,11 +119,6 @@ def _resolve(config: Union[None, str, TileConfig], C: int, K: int,
 
 
 # ------------------------------------------------------------------------------ kernels
-@triton.jit
-def _gelu(x):
-    return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
-
-
 @triton.jit
 def _epilogue(res, b, row, cols, chans, chan_ok, out_ptr, pre_ptr, post_ptr, acc_ptr, gate_ptr,
               grad_acc_ptr, bc_ptr, gpart_ptr, H, W, C, P, g_sp, scale, cblk,
@@ -228,49 +226,7 @@ def _tile_conv_kernel(x_ptr, w_ptr, out_ptr, pre_ptr, post_ptr, acc_ptr, gate_pt
                   MODE, FIRST, HAS_BC, STORE_POST)
 
 
-@triton.jit(do_not_specialize=('H', 'W', 'n_rows', 'rows_per_group'))
-def _tile_wgrad_kernel(grad_ptr, src_ptr, part_ptr, H, W, C, n_rows, rows_per_group,
-                       K: tl.constexpr, KP: tl.constexpr, TILE_W: tl.constexpr,
-                       BLOCK_C: tl.constexpr):
-    """First stage of the weight gradient: one group of (b, h) rows, one kernel row kh, all K
-    column taps (padded to KP), BLOCK_C channels; writes part[group, kh, kw, c]."""
-    group = tl.program_id(0)
-    kh = tl.program_id(1)
-    chans = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
-    chan_ok = chans < C
-    kws = tl.arange(0, KP)
-    pad = K // 2
-    acc = tl.zeros((KP, TILE_W, BLOCK_C), dtype=tl.float32)
-    for rr in tl.range(0, rows_per_group, loop_unroll_factor=1):
-        bh = group * rows_per_group + rr
-        b = bh // H
-        src_row = bh % H + kh - pad
-        row_ok = (bh < n_rows) & (src_row >= 0) & (src_row < H)
-        for w0 in tl.range(0, W, TILE_W, loop_unroll_factor=1):
-            cols = w0 + tl.arange(0, TILE_W)
-            g = tl.load(grad_ptr + (bh * W + cols)[:, None] * C + chans[None, :],
-                        mask=(cols < W)[:, None] & chan_ok[None, :] & row_ok,
-                        other=0.0).to(tl.float32)
-            src_cols = cols[None, :] + kws[:, None] - pad  # (KP, TILE_W)
-            s_ok = (src_cols >= 0) & (src_cols < W) & (kws < K)[:, None] & row_ok
-            s_offs = ((b * H + src_row) * W + src_cols)[:, :, None] * C + chans[None, None, :]
-            s = tl.load(src_ptr + s_offs, mask=s_ok[:, :, None] & chan_ok[None, None, :],
-                        other=0.0).to(tl.float32)
-            acc += g[None, :, :] * s
-    part = tl.sum(acc, axis=1)  # (KP, BLOCK_C)
-    offs = ((group * K + kh) * K + kws)[:, None] * C + chans[None, :]
-    tl.store(part_ptr + offs, part, mask=(kws < K)[:, None] & chan_ok[None, :])
-
-
 # ------------------------------------------------------------------------------ launches
-def _kkc(weight: torch.Tensor, flip: bool = False) -> torch.Tensor:
-    """(C, 1, K, K) -> (K*K, C) contiguous, optionally rotated 180 degrees (input gradient)."""
-    w = weight[:, 0]
-    if flip:
-        w = w.flip((1, 2))
-    return w.permute(1, 2, 0).reshape(-1, w.shape[0]).contiguous()
-
-
 def _conv(cfg: TileConfig, K: int, mode: int, shape, x=None, w=None, out=None, pre=None,
           post=None, acc=None, gate=None, grad_acc=None, bc=None, gpart=None, scale=1.0,
           first=False):
@@ -296,9 +252,10 @@ def _wgrad(cfg: TileConfig, grad_pre: torch.Tensor, src: torch.Tensor, K: int,
     rows_per_group = triton.cdiv(n_rows, cfg.wgrad_groups)
     groups = triton.cdiv(n_rows, rows_per_group)
     part = torch.empty((groups, K, K, C), dtype=torch.float32, device=src.device)
-    _tile_wgrad_kernel[(groups, K, triton.cdiv(C, cfg.wgrad_c))](
+    _dw_weight_grad_kernel[(groups, K, triton.cdiv(C, cfg.wgrad_c))](
         grad_pre, src, part, H, W, C, n_rows, rows_per_group, K=K, KP=triton.next_power_of_2(K),
-        TILE_W=cfg.wgrad_w, BLOCK_C=cfg.wgrad_c, num_warps=cfg.num_warps, num_stages=1)
+        GELU_SRC=False, BLOCK_W=cfg.wgrad_w, BLOCK_C=cfg.wgrad_c, num_warps=cfg.num_warps,
+        num_stages=1)
     return part.sum(0).permute(2, 0, 1)[:, None].to(dtype).contiguous()
 
 
