@@ -10,15 +10,16 @@ BLOCK_C channels (channels fastest: coalesced loads). Triton cannot index or shi
 tile by a runtime amount, so the (TILE_H+K-1) x (TILE_W+K-1) halo window cannot be loaded into
 registers once and re-sliced per tap. What is expressible: the kernel walks the TILE_H+K-1 input
 rows of the window once (a runtime loop); for each input row it loads the K column-shifted
-TILE_W x BLOCK_C segments (the shifts of one row hit the same cache lines, so the row comes from
-DRAM/L2 once and from L1 K times) and scatters every segment into all TILE_H output rows it
-feeds at once, as one 3-D FMA ``acc[r] += segment * w[ih - r, kw]`` (the per-row weights are a
-(TILE_H, BLOCK_C) gather, zero where ``ih - r`` is outside the kernel). Each input row is read
-once per tile instead of once per output row (today's ``triton_focal`` reads it K times); the
-price is TILE_H - 1 wasted FMAs per loaded row at the window's ends, (TILE_H+K-1)/K x the useful
-work. TILE_H trades the two, which is why the tile is a measured choice (``CANDIDATES``,
-``TILE_TABLE``), not a guess. Only the K column taps are unrolled, so compile time and register
-use stay bounded for K up to 13 (docs/benchmarks.md, sm_90 report).
+TILE_W x BLOCK_C segments (a runtime loop; the shifts of one row hit the same cache lines, so the
+row comes from DRAM/L2 once and from L1 K times) and adds every segment into each of the TILE_H
+output rows it feeds, ``acc_r += segment * w[i - r, kw]``, with one hand-written accumulator per
+row (TILE_H <= 4: a register tile cannot be indexed by a runtime row, and a 3-D row x column x
+channel accumulator made Triton gather the (row, channel) weights through shared memory per tap).
+Each input row is read once per tile instead of once per output row (``triton_focal`` reads it K
+times); the price is masked weight rows at the window's ends, (TILE_H+K-1)/K x the useful FMAs.
+TILE_H trades the two, which is why the tile is a measured choice (``CANDIDATES``,
+``TILE_TABLE``), not a guess. No tap loop is unrolled, so compile time and registers stay bounded
+for K up to 13 (docs/benchmarks.md, "Tiled Triton chain kernels").
 
 One kernel, ``_tile_conv_kernel``, serves every pass through compile-time modes:
 
@@ -36,10 +37,10 @@ tiles, on the ``post`` the backward epilogue stored, so no GELU per tap): fusing
 input-gradient pass would need a register accumulator indexed by the runtime kernel row, which
 Triton cannot express. Each program owns one kernel row kh, one channel block and a fixed group
 of image rows, accumulates all K column taps at once in a (KP, TILE_W, BLOCK_C) register tile and
-writes one partial sum; ``torch.sum`` over the groups
-finishes it: a fixed-order two-stage reduction, no atomics, bitwise reproducible. Gate gradients
-are reduced the same way (one partial per channel block). Math is fp32 in registers whatever the
-storage dtype; H, W and strides are not specialised on, so new input sizes reuse compiled kernels.
+writes one partial sum; ``torch.sum`` over the groups finishes it: a fixed-order two-stage
+reduction, no atomics, bitwise reproducible. Gate gradients are reduced the same way (one partial
+per channel block). Math is fp32 in registers whatever the storage dtype; H, W and strides are
+not specialised on, so new input sizes reuse compiled kernels.
 Runs under ``TRITON_INTERPRET=1`` on CPU tensors. Offsets are int32: tensors up to 2**31 elements.
 """
 from dataclasses import dataclass

@@ -68,9 +68,11 @@ def parse_args(argv=None):
                    help='default: reference fast, plus triton on CUDA when installed')
     p.add_argument('--precisions', nargs='+', choices=PRECISIONS, default=None,
                    help='default: fp32 tf32 bf16 fp16 on CUDA, fp32 bf16 on CPU')
-    p.add_argument('--repeats', type=int, default=5, help='timed repeats (median reported)')
-    p.add_argument('--iters', type=int, default=10, help='iterations per repeat')
-    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--repeats', type=int, default=None,
+                   help='timed repeats, median reported (default 5; 3 with --candidates)')
+    p.add_argument('--iters', type=int, default=None,
+                   help='iterations per repeat (default 10; 5 with --candidates)')
+    p.add_argument('--warmup', type=int, default=None, help='default 3; 2 with --candidates')
     p.add_argument('--out', default=None, help='JSON file (default work_dirs/benchmarks/...)')
     p.add_argument('--candidates', action='store_true',
                    help='rank the tiled kernels\' tile candidates against triton and reference '
@@ -81,6 +83,9 @@ def parse_args(argv=None):
                    help='--candidates on CUDA: processes compiling the kernel variants before '
                    'timing (default min(8, CPUs); 0: compile while timing)')
     args = p.parse_args(argv)
+    for name, default, short in (('repeats', 5, 3), ('iters', 10, 5), ('warmup', 3, 2)):
+        if getattr(args, name) is None:  # --candidates: 6 rows per shape, a minute in all
+            setattr(args, name, short if args.candidates else default)
     cuda = args.device.startswith('cuda')
     if cuda and not torch.cuda.is_available():
         p.error('--device cuda but torch.cuda.is_available() is False; use --device cpu.')
