@@ -20,7 +20,13 @@ from focalnet_mm.cli import (  # noqa: E402
     finish_distributed,
     prepare_config,
 )
-from focalnet_mm.engine import lost_rank_message, make_training_safe  # noqa: E402
+from focalnet_mm.engine import (  # noqa: E402
+    NonFiniteLossError,
+    TooManyBadSamplesError,
+    lost_rank_message,
+    make_training_safe,
+)
+from focalnet_mm.engine.bad_samples import one_line  # noqa: E402
 from focalnet_mm.training_checks import check_num_classes, warn_about_run  # noqa: E402
 
 
@@ -85,6 +91,8 @@ def main(argv=None):
         runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')
     try:
         runner.train()
+    except (NonFiniteLossError, TooManyBadSamplesError) as e:  # (also from a DataLoader worker)
+        sys.exit(f'error: {one_line(e)}')
     except Exception as e:  # a dead rank makes the others fail: name it in one line
         message = lost_rank_message(e, cfg.env_cfg.dist_cfg.get('timeout'))
         if message is None:
