@@ -15,6 +15,7 @@ from typing import List
 from mmengine import registry as mmengine_registry
 
 from .engine import (
+    CheckSegMapSize,
     FiniteAmpOptimWrapper,
     FiniteFSDPOptimWrapper,
     FiniteOptimWrapper,
@@ -59,3 +60,4 @@ for _wrapper in (FiniteOptimWrapper, FiniteAmpOptimWrapper, FiniteFSDPOptimWrapp
     register(_wrapper, _wrapper.__name__, 'OPTIM_WRAPPERS', include_mmengine=True)
 register(NonFiniteLossHook, 'NonFiniteLossHook', 'HOOKS', include_mmengine=True)
 register(SkipBadSamples, 'SkipBadSamples', 'DATASETS', include_mmengine=True)
+register(CheckSegMapSize, 'CheckSegMapSize', 'TRANSFORMS', include_mmengine=True)

@@ -20,13 +20,13 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from PIL import Image
+from test_custom_dataset import DET_TEMPLATE, SEG_TEMPLATE, TINY_DET, TINY_SEG, edit_template, error_of
 
 import focalnet_mm  # noqa: F401  (registers the wrapper, the optimizer wrappers and the hook)
 from focalnet_mm.engine import make_training_safe
 from focalnet_mm.engine.bad_samples import SkipBadSamples, TooManyBadSamplesError, one_line, wrap_datasets
 
 from conftest import load_tool
-from test_custom_dataset import DET_TEMPLATE, SEG_TEMPLATE, TINY_DET, TINY_SEG, edit_template, error_of
 
 check_tool = load_tool('tools/check_dataset.py', 'bad_data_check_tool')
 train_tool = load_tool('tools/train.py', 'bad_data_train_tool')
@@ -60,7 +60,7 @@ def broken_coco(coco_mini, root):
 
 def det_config(tmp_path, root, **values):
     values = dict(dict(data_root=str(root) + '/', classes=CLASSES, image_scale=(160, 128),
-                       max_epochs=2, train_img_dir='images/', val_img_dir='images/'), **values)
+                       max_epochs=4, train_img_dir='images/', val_img_dir='images/'), **values)
     return edit_template(DET_TEMPLATE, tmp_path / 'maskrcnn_broken.py', **values)
 
 
@@ -125,9 +125,9 @@ def test_check_dataset_decode_and_a_clean_set(tmp_path, coco_mini, capsys):
     assert {k: len(v) for k, v in reports[0].problems.items() if v} == {'no_annotations': 1}
 
 
-def broken_seg(camvid_mini, root):
+def broken_seg(camvid_mini, root, bad_value=True):
     """camvid_mini as an ADE-style set (0 = unlabelled, classes 1..4), one label map 10 px too
-    narrow and one with a value beyond the classes."""
+    narrow and (``bad_value``) one with a value beyond the classes."""
     frames = sorted(glob.glob(osp.join(camvid_mini, 'images', '*.png')))
     for split in ('train', 'val'):
         os.makedirs(root / 'img_dir' / split)
@@ -139,7 +139,7 @@ def broken_seg(camvid_mini, root):
         label[:36] = 1 + i % 4
         if i == 1:
             label = label[:, :86]  # the wrong size
-        if i == 2:
+        if i == 2 and bad_value:
             label[0, 0] = 9  # beyond 4 classes
         for split in ('train', 'val'):
             image.save(root / 'img_dir' / split / f'{name}.jpg')
@@ -150,7 +150,7 @@ def broken_seg(camvid_mini, root):
 def seg_config(tmp_path, root, **values):
     values = dict(dict(data_root=str(root) + '/', classes=('road', 'car', 'building', 'sky'),
                        palette=[(1, 1, 1)] * 4, reduce_zero_label=True, image_scale=(96, 72),
-                       crop_size=(64, 64), max_epochs=2), **values)
+                       crop_size=(64, 64), max_epochs=4), **values)
     return edit_template(SEG_TEMPLATE, tmp_path / 'upernet_broken.py', **values)
 
 
@@ -253,7 +253,7 @@ def test_training_on_a_broken_coco_set_skips_and_names_each_file_once(tmp_path, 
     # 5 images with objects (filter_empty_gt), 2 of them unreadable: 40 % bad, allowed here;
     # two workers that are new processes every epoch
     runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET + [
-        'train_dataloader.num_workers=2', 'val_cfg=None', 'val_dataloader=None',
+        'train_dataloader.num_workers=2', 'train_cfg.max_epochs=2', 'val_cfg=None', 'val_dataloader=None',
         'val_evaluator=None', 'default_hooks.checkpoint.save_best=None',
         'skip_bad_samples.max_share=0.5', 'visualizer.name=bad_det_train'])
     assert runner.iter == 10  # 2 epochs x 5 (each bad sample replaced by a good one)
@@ -265,7 +265,7 @@ def test_training_on_a_broken_coco_set_skips_and_names_each_file_once(tmp_path, 
     # the default share (1 %) stops the same run with one line
     message = error_of(lambda: train_tool.main([config, '--work-dir', str(tmp_path / 'w2'),
                                                 '--cfg-options'] + TINY_DET + [
-        'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+        'train_cfg.max_epochs=2', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
         'default_hooks.checkpoint.save_best=None', 'visualizer.name=bad_det_stop']))
     assert re.match(r'error: 1 of 5 samples \(20.0%\) cannot be loaded, more than '
                     r'skip_bad_samples.max_share=0.01 allows; the last: \S+000000(128372|404249).jpg',
@@ -292,38 +292,49 @@ class _NaNAt(Hook):
 
 @pytest.mark.slow
 def test_a_nan_loss_stops_seg_training_before_the_weights_change(tmp_path, camvid_mini):
-    """ADE-style set with a wrong-size label map: training skips it; a NaN loss at iteration 3
-    stops the run with iter_2.pth as the last checkpoint and a non-zero exit; mode=drop goes on."""
+    """ADE-style set with a label map of the wrong size (which mmseg would let through to a crash
+    in the model) and a missing one: both skipped, named once; a NaN loss at iteration 3 stops the run
+    with iter_2.pth as the last checkpoint and a non-zero exit; mode=drop goes on."""
     from mmengine.registry import HOOKS
     HOOKS.register_module(name='_NaNAt', module=_NaNAt, force=True)
-    broken_seg(camvid_mini, tmp_path / 'data')
-    config = seg_config(tmp_path, tmp_path / 'data')
-    common = TINY_SEG + ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
-                         'default_hooks.checkpoint.save_best=None', 'default_hooks.checkpoint.by_epoch=False',
-                         'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=-1',
-                         'train_dataloader.batch_size=1', 'skip_bad_samples.max_share=0.5',
-                         'custom_hooks=[dict(type="_NaNAt",at=3)]']
+    frames = broken_seg(camvid_mini, tmp_path / 'data', bad_value=False)
+    missing = osp.splitext(osp.basename(frames[4]))[0]
+    os.remove(tmp_path / 'data' / 'ann_dir' / 'train' / f'{missing}.png')
+    # 10 epochs in the template: a warm-up of 0.1 * 10 * 2 = 2 iterations; 3 epochs trained
+    config = seg_config(tmp_path, tmp_path / 'data', max_epochs=10)
+    with open(config, 'a') as f:
+        f.write("custom_hooks = [dict(type='_NaNAt', at=3)]\n")
+    common = TINY_SEG + ['train_cfg.max_epochs=3', 'val_cfg=None', 'val_dataloader=None',
+                         'val_evaluator=None', 'default_hooks.checkpoint.save_best=None',
+                         'default_hooks.checkpoint.by_epoch=False', 'default_hooks.checkpoint.interval=1',
+                         'default_hooks.checkpoint.max_keep_ckpts=-1', 'skip_bad_samples.max_share=0.5']
     work_dir = tmp_path / 'stop'
     message = error_of(lambda: train_tool.main([config, '--work-dir', str(work_dir), '--cfg-options']
                                                + common + ['visualizer.name=bad_seg_stop']))
-    assert re.match(r'error: non-finite loss at iteration 3 \(epoch 1, 3/5\) \(decode\.loss_ce=nan, '
-                    r'.*\), batch: \S+\.jpg: training stopped before the weights were updated; the '
-                    r'newest checkpoint, \S+iter_2\.pth, is the last good one', message), message
-    assert sorted(os.listdir(work_dir / '')) and not (work_dir / 'iter_3.pth').exists()
+    # 5 frames, batch 2, drop_last: 2 iterations an epoch; iteration 3 is the first of epoch 2
+    assert re.match(r'error: non-finite loss at iteration 3 \(epoch 2, 1/2\) \(loss=nan, '
+                    r'decode\.loss_ce=nan, aux\.loss_ce=nan\), batch: \S+\.jpg, \S+\.jpg: training '
+                    r'stopped before the weights were updated; the newest checkpoint, \S+iter_2\.pth, '
+                    r'is the last good one', message), message
+    assert (work_dir / 'iter_2.pth').exists() and not (work_dir / 'iter_3.pth').exists()
+    assert (work_dir / 'last_checkpoint').read_text().endswith('iter_2.pth')
     weights = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
-    assert (work_dir / 'last_checkpoint').read_text().endswith('iter_2.pth')
-    log = read_log(str(work_dir))
-    # the label map of the wrong size and the one with value 9 make the pipeline/loss raise?
-    # (mmseg: the crop of a smaller label raises; value 9 becomes 8 > 3 classes in the loss)
-    assert len(re.findall(r'skipped a sample that cannot be loaded: \S+0006R0_f02310\.jpg', log)) == 1
 
     work_dir = tmp_path / 'drop'
     runner = train_tool.main([config, '--work-dir', str(work_dir), '--cfg-options'] + common + [
         'nonfinite_loss.mode=drop', 'visualizer.name=bad_seg_drop'])
-    assert runner.iter == 10
+    assert runner.iter == 6
     log = read_log(str(work_dir))
     assert len(re.findall(r'non-finite loss at iteration 3 .*batch dropped, weights not updated '
                           r'\(1 of at most 10 dropped\)', log)) == 1
-    final = torch.load(work_dir / 'iter_10.pth', map_location='cpu', weights_only=False)['state_dict']
-    assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())
+    named = re.findall(rf'skipped a sample that cannot be loaded: \S+{missing}\.jpg, \S+{missing}\.png '
+                       r'\(FileNotFoundError', log)
+    assert len(named) == 1, log
+    narrow = osp.splitext(osp.basename(frames[1]))[0]
+    named = re.findall(rf'skipped a sample that cannot be loaded: \S+{narrow}\.jpg, \S+{narrow}\.png '
+                       r'\(ValueError: label map \S+ is 86x72 but its image is 96x72\)', log)
+    assert len(named) == 1, log
+    # weights and BatchNorm statistics: the dropped batch's forward pass left no trace
+    final = torch.load(work_dir / 'iter_6.pth', map_location='cpu', weights_only=False)['state_dict']
+    assert [k for k, v in final.items() if v.is_floating_point() and not torch.isfinite(v).all()] == []

@@ -1,7 +1,7 @@
 """Training machinery on top of mmengine: preemption-safe checkpoints, mid-epoch resume, a clear
 message when a distributed rank dies, gradient clipping that means the same under FSDP, broken
 samples skipped and named, and a stop at a non-finite loss (see README "Training and testing")."""
-from .bad_samples import SkipBadSamples, TooManyBadSamplesError, wrap_datasets
+from .bad_samples import CheckSegMapSize, SkipBadSamples, TooManyBadSamplesError, wrap_datasets
 from .checkpoint import (
     AtomicLocalBackend,
     NoResumableCheckpointError,
@@ -25,5 +25,6 @@ from .training import make_training_safe
 __all__ = ['AtomicLocalBackend', 'NoResumableCheckpointError', 'SafeCheckpointHook', 'atomic_write',
            'checkpoint_problem', 'find_resumable_checkpoint', 'DEFAULT_DIST_TIMEOUT',
            'lost_rank_message', 'ResumableEpochBasedTrainLoop', 'FSDPOptimWrapper', 'make_training_safe',
-           'SkipBadSamples', 'TooManyBadSamplesError', 'wrap_datasets', 'FiniteOptimWrapper',
-           'FiniteAmpOptimWrapper', 'FiniteFSDPOptimWrapper', 'NonFiniteLossError', 'NonFiniteLossHook']
+           'CheckSegMapSize', 'SkipBadSamples', 'TooManyBadSamplesError', 'wrap_datasets',
+           'FiniteOptimWrapper', 'FiniteAmpOptimWrapper', 'FiniteFSDPOptimWrapper', 'NonFiniteLossError',
+           'NonFiniteLossHook']

@@ -153,6 +153,34 @@ class SkipBadSamples:
                   f'allowed; found by the {where})', logger='current', level=logging.WARNING)
 
 
+class CheckSegMapSize:
+    """Pipeline step after LoadAnnotations: raise when a label map is not the size of its image.
+
+    mmseg would resize and crop both alike and fail later, in the model (``torch.stack`` of
+    label crops of different sizes), where no data set wrapper can skip the sample.
+    """
+
+    def __call__(self, results: dict) -> dict:
+        label, image = results.get('gt_seg_map'), results.get('img')
+        if label is not None and image is not None and label.shape[:2] != image.shape[:2]:
+            raise ValueError(f'label map {results.get("seg_map_path")} is {label.shape[1]}x'
+                             f'{label.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}')
+        return results
+
+
+def _with_size_check(pipeline):
+    """The pipeline with CheckSegMapSize right after its LoadAnnotations (dict configs)."""
+    if not isinstance(pipeline, list) or any(
+            isinstance(t, dict) and t.get('type') == 'CheckSegMapSize' for t in pipeline):
+        return pipeline
+    checked = []
+    for transform in pipeline:
+        checked.append(transform)
+        if isinstance(transform, dict) and str(transform.get('type', '')).endswith('LoadAnnotations'):
+            checked.append(dict(type='CheckSegMapSize'))
+    return checked
+
+
 # --------------------------------------------------------------------------- config side
 def _wrap(dataset, max_bad_share: float):
     if not isinstance(dataset, dict) or dataset.get('type') == 'SkipBadSamples':
@@ -163,11 +191,14 @@ def _wrap(dataset, max_bad_share: float):
     if 'datasets' in dataset:  # ConcatDataset
         dataset['datasets'] = [_wrap(d, max_bad_share) for d in dataset['datasets']]
         return dataset
+    if 'pipeline' in dataset:
+        dataset['pipeline'] = _with_size_check(dataset['pipeline'])
     return dict(type='SkipBadSamples', dataset=dataset, max_bad_share=max_bad_share)
 
 
 def wrap_datasets(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> None:
-    """Put :class:`SkipBadSamples` around every leaf data set of the config's dataloaders.
+    """Put :class:`SkipBadSamples` around every leaf data set of the config's dataloaders (and
+    :class:`CheckSegMapSize` after the LoadAnnotations of their pipelines).
 
     Leaves rather than the whole: a repeated or concatenated set then marks each file once, and
     each set's share is its own. ``cfg.skip_bad_samples = dict(max_share=0.01)`` (the default)

@@ -16,6 +16,7 @@ the loss and the optimizer step:
   (at most ``max_dropped`` times).
 """
 import logging
+from contextlib import contextmanager
 from typing import List
 
 import torch
@@ -44,6 +45,17 @@ class FiniteLossGuard:
 
     nonfinite_iteration = False
     amp_overflows_in_a_row = 0
+    #: set by NonFiniteLossHook in mode='drop': buffers (BatchNorm statistics) that a dropped
+    #: batch's forward pass changed are put back, as its step never happens
+    keep_buffers = False
+    _buffers = None
+
+    @contextmanager
+    def optim_context(self, model):
+        if self.keep_buffers:
+            self._buffers = [(b, b.detach().clone()) for b in model.buffers() if b.is_floating_point()]
+        with super().optim_context(model):
+            yield
 
     def update_params(self, loss, step_kwargs=None, zero_kwargs=None) -> None:
         if isinstance(self, AmpOptimWrapper):  # overflow is the loss scaler's business
@@ -54,6 +66,9 @@ class FiniteLossGuard:
         if not bool(finite.item()):
             self.nonfinite_iteration = True
             self.zero_grad(**(zero_kwargs or {}))
+            with torch.no_grad():
+                for buffer, saved in self._buffers or ():
+                    buffer.copy_(saved)
             return
         super().update_params(loss, step_kwargs, zero_kwargs)
 
@@ -118,6 +133,7 @@ class NonFiniteLossHook(Hook):
             raise TypeError(f'NonFiniteLossHook needs an optimizer wrapper that skips non-finite '
                             f'losses ({", ".join(GUARDED_TYPES.values())}), got '
                             f'{type(wrapper).__name__}: set nonfinite_loss=None to train without it')
+        wrapper.keep_buffers = self.mode == 'drop'
 
     def _where(self, runner) -> str:
         done = runner.iter + 1
