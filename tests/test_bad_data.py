@@ -240,6 +240,45 @@ def test_nonfinite_guard_is_applied_to_the_optimizer_wrapper():
     assert 'type' not in cfg.optim_wrapper and 'custom_hooks' not in cfg
 
 
+def _fake_runner(wrapper, iteration):
+    from types import SimpleNamespace
+
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_instance('bad_data_amp')
+    hub.update_info('last_ckpt', '/w/iter_4.pth')
+    return SimpleNamespace(optim_wrapper=wrapper, iter=iteration, message_hub=hub,
+                           train_loop=SimpleNamespace(max_iters=100))
+
+
+def test_amp_overflows_in_a_row_stop_the_run(monkeypatch):
+    """AMP: the loss scaler skips an overflowing step itself; N skipped steps in a row stop the
+    run. (mmengine's AmpOptimWrapper wants a GPU: here the scaler is torch's CPU GradScaler.)"""
+    from mmengine.optim.optimizer import amp_optimizer_wrapper
+
+    from focalnet_mm.engine import FiniteAmpOptimWrapper, NonFiniteLossError, NonFiniteLossHook
+    monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)
+    param = torch.nn.Parameter(torch.ones(2))
+    wrapper = FiniteAmpOptimWrapper(optimizer=torch.optim.SGD([param], lr=0.1))
+    wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=8.0)
+    hook = NonFiniteLossHook(max_amp_overflows=3)
+    for iteration in range(2):
+        wrapper.update_params((param * float('inf')).sum())
+        hook.after_train_iter(_fake_runner(wrapper, iteration), iteration, {}, {})
+    assert wrapper.amp_overflows_in_a_row == 2 and torch.equal(param.detach(), torch.ones(2))
+    wrapper.update_params(param.sum())  # a finite step: the count starts again
+    assert wrapper.amp_overflows_in_a_row == 0 and param[0].item() == pytest.approx(0.9)
+    for iteration in range(3, 6):
+        wrapper.update_params((param * float('nan')).sum())
+        if iteration < 5:
+            hook.after_train_iter(_fake_runner(wrapper, iteration), iteration, {}, {})
+    with pytest.raises(NonFiniteLossError, match=r'^3 AMP steps in a row skipped for inf/NaN '
+                                                 r'gradients up to iteration 6 \(nonfinite_loss.'
+                                                 r'max_amp_overflows=3\).* the newest checkpoint, '
+                                                 r'/w/iter_4.pth, is the last good'):
+        hook.after_train_iter(_fake_runner(wrapper, 5), 5, {}, {})
+    assert param[0].item() == pytest.approx(0.9)
+
+
 # --------------------------------------------------------------------------- training (slow)
 def read_log(work_dir):
     return '\n'.join(open(p).read() for p in glob.glob(osp.join(work_dir, '*', '*.log')))

@@ -77,7 +77,8 @@ class FiniteLossGuard:
             return super().step(**kwargs)
         before = self.loss_scaler.get_scale()
         super().step(**kwargs)
-        # the dynamic loss scaler lowers its scale exactly when it skipped the step for inf/NaN
+        # the dynamic loss scaler (--amp's) lowers its scale exactly when it skipped the step for
+        # inf/NaN; a static loss_scale keeps it, so its skipped steps are not counted
         skipped = self.loss_scaler.get_scale() < before
         self.amp_overflows_in_a_row = self.amp_overflows_in_a_row + 1 if skipped else 0
 
