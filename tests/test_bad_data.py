@@ -168,6 +168,27 @@ def test_check_dataset_seg_label_of_the_wrong_size(tmp_path, camvid_mini, capsys
                          'label values outside the classes'}
 
 
+def test_check_dataset_classification_list(tmp_path, capsys):
+    """An mmpretrain image list with a missing file and a label beyond the classes."""
+    make = load_tool('tools/data/make_demo_imagenet.py', 'bad_data_make_imagenet')
+    root = tmp_path / 'cls'
+    make.write_dataset(str(root), classes=2, train_per_class=2, val_per_class=1, size=32, seed=0)
+    with open(root / 'meta' / 'train.txt', 'a') as f:
+        f.write('n00000001/gone.JPEG 1\nn00000000/n00000000_0.JPEG 5\n')
+    config = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'cls',
+                      'focalnet_p4_e64_tinyimagenet_64x64.py')
+    with pytest.raises(SystemExit) as exit_:
+        check_tool.main([config, '--split', 'train', '--nproc', '1', '--out', str(tmp_path / 'out'),
+                         '--cfg-options', f'train_dataloader.dataset.data_root={root}',
+                         'train_dataloader.dataset.ann_file=meta/train.txt',
+                         'train_dataloader.dataset.data_prefix=train',
+                         'train_dataloader.dataset.metainfo.classes=[a,b]'])
+    assert exit_.value.code == 1
+    rows = table_counts(capsys.readouterr().out)
+    assert rows == {'samples': [6], 'image file missing': [1], 'class label outside the classes': [1]}
+    assert sorted(os.listdir(tmp_path / 'out')) == ['train_image_sizes.png', 'train_per_class.png']
+
+
 # --------------------------------------------------------------------------- skipping (fast)
 class _Listed:
     """A data set whose samples 1 and 3 raise (as a missing file does)."""
