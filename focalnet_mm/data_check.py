@@ -79,6 +79,23 @@ class Report:
     def add(self, kind: str, what: str) -> None:
         self.problems[kind].append(what)
 
+    def add_image(self, path: str, size, problem: Optional[str]) -> bool:
+        """Record what :func:`inspect_image` found; True when the image is readable."""
+        if problem is None:
+            self.image_sizes.append(size)
+        elif problem == 'missing':
+            self.add('missing', path)
+        else:
+            self.add('undecodable', f'{path}: {problem}')
+        return problem is None
+
+    def set_per_class(self, counts: Counter, classes, known=None) -> None:
+        """Counts per class; a class with none (among ``known`` ones) is a problem."""
+        self.per_class = {c: counts.get(c, 0) for c in classes}
+        for cls, count in self.per_class.items():
+            if count == 0 and (known is None or cls in known):
+                self.add('empty_class', repr(cls))
+
     @property
     def crashes(self) -> bool:
         return any(KINDS[k][1] for k, v in self.problems.items() if v)
@@ -232,25 +249,16 @@ def check_coco(name: str, ann_file: str, img_dir: str, classes, decode: bool = F
             instances[class_of[ann['category_id']]] += 1
             report.object_sizes.append(math.sqrt(box[2] * box[3]))
             with_objects.add(image['id'])
-    report.per_class = {c: instances.get(c, 0) for c in classes}
-    for cls, count in report.per_class.items():
-        if count == 0 and cls in by_name:
-            report.add('empty_class', repr(cls))
+    report.set_per_class(instances, classes, known=by_name)
     for image in images:
         if image['id'] not in with_objects:
             report.add('no_annotations', image['file_name'])
     paths = [osp.join(img_dir, image['file_name']) for image in images]
     for image, path, (size, problem) in zip(images, paths, run_parallel(
             _image_task, [(p, decode) for p in paths], nproc)):
-        if problem == 'missing':
-            report.add('missing', path)
-        elif problem:
-            report.add('undecodable', f'{path}: {problem}')
-        else:
-            report.image_sizes.append(size)
-            if size != (image.get('width'), image.get('height')):
-                report.add('size_mismatch', f"{path}: {size[0]}x{size[1]}, JSON {image.get('width')}x"
-                           f"{image.get('height')}")
+        if report.add_image(path, size, problem) and size != (image.get('width'), image.get('height')):
+            report.add('size_mismatch', f"{path}: {size[0]}x{size[1]}, JSON {image.get('width')}x"
+                       f"{image.get('height')}")
     return report
 
 
@@ -263,12 +271,7 @@ def check_seg(name: str, pairs: List[Tuple[str, str]], classes, reduce_zero_labe
     images_with = Counter()
     for (image_path, label_path), ((size, problem), (label, label_problem)) in zip(
             pairs, run_parallel(_pair_task, [(i, s, decode) for i, s in pairs], nproc)):
-        if problem == 'missing':
-            report.add('missing', image_path)
-        elif problem:
-            report.add('undecodable', f'{image_path}: {problem}')
-        else:
-            report.image_sizes.append(size)
+        report.add_image(image_path, size, problem)
         if label_problem == 'missing':
             report.add('missing_label', label_path)
             continue
@@ -293,10 +296,7 @@ def check_seg(name: str, pairs: List[Tuple[str, str]], classes, reduce_zero_labe
         if outside:
             report.add('label_values', f'{label_path}: values {sorted(outside)[:8]} (classes: '
                        f'{len(classes)}{", reduce_zero_label" if reduce_zero_label else ""})')
-    report.per_class = {c: images_with.get(c, 0) for c in classes}
-    for cls, count in report.per_class.items():
-        if count == 0:
-            report.add('empty_class', repr(cls))
+    report.set_per_class(images_with, classes)
     return report
 
 
@@ -308,20 +308,12 @@ def check_cls(name: str, samples: List[Tuple[str, int]], classes, decode: bool =
     counts = Counter()
     for (path, label), (size, problem) in zip(samples, run_parallel(
             _image_task, [(p, decode) for p, _ in samples], nproc)):
-        if problem == 'missing':
-            report.add('missing', path)
-        elif problem:
-            report.add('undecodable', f'{path}: {problem}')
-        else:
-            report.image_sizes.append(size)
+        report.add_image(path, size, problem)
         if classes and not 0 <= int(label) < len(classes):
             report.add('bad_label', f'{path}: label {label} (classes: {len(classes)})')
         elif classes:
             counts[classes[int(label)]] += 1
-    report.per_class = {c: counts.get(c, 0) for c in classes or ()}
-    for cls, count in report.per_class.items():
-        if count == 0:
-            report.add('empty_class', repr(cls))
+    report.set_per_class(counts, classes or ())
     return report
 
 
@@ -402,7 +394,7 @@ def write_histograms(report: Report, out_dir: str) -> List[str]:
         ax.hist(report.object_sizes, bins=50)
         for edge in (32, 96):  # COCO's small / medium / large
             ax.axvline(edge, color='gray', linestyle='--')
-        ax.set(xlabel='sqrt(box area) (px; COCO small < 32 < medium < 96 < large)', ylabel='objects',
+        ax.set(xlabel='sqrt(box area), px (dashed: COCO small | medium | large)', ylabel='objects',
                title=f'{report.name}: object sizes ({len(report.object_sizes)})')
         save(fig, 'object_sizes')
     if report.per_class:
