@@ -300,6 +300,32 @@ def test_amp_overflows_in_a_row_stop_the_run(monkeypatch):
     assert param[0].item() == pytest.approx(0.9)
 
 
+def _leaves(dataset):
+    if dataset.get('type') == 'SkipBadSamples':
+        return [dataset]
+    inner = [dataset['dataset']] if 'dataset' in dataset else list(dataset.get('datasets', [dataset]))
+    return [dataset] if inner == [dataset] else [leaf for d in inner for leaf in _leaves(d)]
+
+
+@pytest.mark.slow  # reads every config of the project (about 0.5 s each)
+def test_every_project_config_is_guarded():
+    """What tools/train.py applies reaches every config: a guarded optimizer wrapper, the hook,
+    and every data set of every dataloader wrapped."""
+    paths = sorted(glob.glob(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs',
+                                      '**', '*.py'), recursive=True))
+    assert len(paths) >= 50
+    for path in paths:
+        cfg = Config.fromfile(path)
+        make_training_safe(cfg)
+        wrap_datasets(cfg)
+        assert cfg.optim_wrapper.type.startswith('Finite'), path
+        assert [h['type'] for h in cfg.custom_hooks].count('NonFiniteLossHook') == 1, path
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            if cfg.get(loader):
+                leaves = _leaves(cfg[loader].dataset)
+                assert leaves and all(leaf.type == 'SkipBadSamples' for leaf in leaves), (path, loader)
+
+
 # --------------------------------------------------------------------------- training (slow)
 def read_log(work_dir):
     return '\n'.join(open(p).read() for p in glob.glob(osp.join(work_dir, '*', '*.log')))
