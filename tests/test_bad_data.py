@@ -249,6 +249,18 @@ def test_every_leaf_dataset_is_wrapped_once():
     assert cfg.val_dataloader.dataset.type == 'C'
 
 
+def test_label_map_size_is_checked_against_the_image_as_read():
+    """mmseg's test pipelines resize the image before loading the label: compare with the
+    image's original shape."""
+    from focalnet_mm.engine import CheckSegMapSize
+    check = CheckSegMapSize()
+    resized = dict(img=np.zeros((32, 40, 3)), ori_shape=(72, 96), gt_seg_map=np.zeros((72, 96)))
+    assert check(resized) is resized
+    with pytest.raises(ValueError, match=r'^label map x.png is 86x72 but its image is 96x72$'):
+        check(dict(resized, gt_seg_map=np.zeros((72, 86)), seg_map_path='x.png'))
+    assert check(dict(img=np.zeros((8, 8, 3)))) is not None  # no label: nothing to check
+
+
 def test_nonfinite_guard_is_applied_to_the_optimizer_wrapper():
     cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper', optimizer=dict(type='SGD', lr=0.1)),
                       nonfinite_loss=dict(mode='drop')))

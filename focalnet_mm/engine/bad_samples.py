@@ -161,10 +161,13 @@ class CheckSegMapSize:
     """
 
     def __call__(self, results: dict) -> dict:
-        label, image = results.get('gt_seg_map'), results.get('img')
-        if label is not None and image is not None and label.shape[:2] != image.shape[:2]:
+        label = results.get('gt_seg_map')
+        # the image as read: test pipelines resize it before loading the label (mmseg evaluates
+        # at the label's own resolution)
+        shape = results.get('ori_shape') or (results['img'].shape if 'img' in results else None)
+        if label is not None and shape is not None and tuple(label.shape[:2]) != tuple(shape[:2]):
             raise ValueError(f'label map {results.get("seg_map_path")} is {label.shape[1]}x'
-                             f'{label.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}')
+                             f'{label.shape[0]} but its image is {shape[1]}x{shape[0]}')
         return results
 
 
