@@ -23,6 +23,8 @@ from focalnet_mm.cli import (  # noqa: E402
     finish_distributed,
     prepare_config,
 )
+from focalnet_mm.engine import TooManyBadSamplesError  # noqa: E402
+from focalnet_mm.engine.bad_samples import one_line  # noqa: E402
 from focalnet_mm.weights import (  # noqa: E402
     check_whole_model_checkpoint,
     is_mmengine_model_checkpoint,
@@ -133,7 +135,10 @@ def main(argv=None):
                                          source=args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
-    return runner.test()
+    try:
+        return runner.test()
+    except TooManyBadSamplesError as e:  # (also from a DataLoader worker)
+        sys.exit(f'error: {one_line(e)}')
 
 
 if __name__ == '__main__':
