@@ -201,6 +201,18 @@ def test_cuda_auto_rows_follow_the_h200_measurements(training, dtype, positions,
         assert rule.basis.startswith('measured on H200')
 
 
+@pytest.mark.parametrize('features,expected', [(frozenset(), 'reference'),
+                                               (frozenset({'avx512_bf16'}), 'fast')])
+def test_cpu_bf16_training_row_depends_on_native_bf16(monkeypatch, features, expected):
+    """bf16 is emulated without AVX512-BF16 (NCHW faster) and native with it (channels-last
+    faster): the row follows the CPU it runs on; fp32 and small maps are unaffected."""
+    monkeypatch.setattr(focal_context, 'CPU_FEATURES', features)
+    assert focal_context.auto_impl('cpu', torch.bfloat16, True, 32 * 32, 7).impl == expected
+    assert focal_context.auto_impl('cpu', torch.bfloat16, True, 8 * 8, 7).impl == 'reference'
+    assert focal_context.auto_impl('cpu', torch.float32, True, 32 * 32, 7).impl == 'fast'
+    assert focal_context.auto_impl('cpu', torch.bfloat16, False, 32 * 32, 7).impl == 'reference'
+
+
 def test_auto_without_triton_installed_runs_reference_and_says_so(monkeypatch):
     logged = []
     monkeypatch.setattr(focal_context, '_logged', set())
