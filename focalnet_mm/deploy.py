@@ -1,0 +1,308 @@
+"""Deployment: a trained detector, segmentor or classifier -> ``end2end.onnx`` -> ONNX Runtime.
+
+MMDeploy 1.3.1 does the work (its rewriters turn mmdet's post-processing into ONNX ``TopK``,
+``NonMaxSuppression`` and ``RoiAlign``; its backend models turn the ONNX outputs back into
+DetDataSample / SegDataSample / DataSample). It ships no deploy configs in its wheel, so
+:func:`make_deploy_config` writes one from the model config: the post-processing limits that
+MMDeploy does not read from ``model.test_cfg`` are set from it, so the export keeps what the
+PyTorch model does. :func:`mmdeploy_export_fixes` (compat) makes MMDeploy run with torch >= 2.9.
+
+An export directory holds ``end2end.onnx`` (or ``end2end.engine``), ``deploy_cfg.py`` (the deploy
+config used) and ``model_cfg.py`` (the model config, with the test pipeline the export expects).
+"""
+import copy
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+from mmengine.config import Config
+
+from .compat import mmdeploy_export_fixes
+
+BACKENDS = ('onnxruntime', 'tensorrt')
+#: what MMDeploy 1.3.1 cannot export, and why (checked before anything is built)
+NOT_EXPORTABLE = {
+    'SparseRCNN': 'MMDeploy 1.3.1 has no rewriter for SparseRCNN / DIIHead (the learned proposals '
+                  'and the dynamic interaction head); export Mask R-CNN, Cascade Mask R-CNN or ATSS',
+}
+ONNX_FILE = 'end2end.onnx'
+ENGINE_FILE = 'end2end.engine'
+
+
+class DeployError(ValueError):
+    """A model or a request that cannot be deployed; the message names the fix."""
+
+
+def task_of(model_cfg: Config) -> str:
+    """MMDeploy's task name for a model config (raises DeployError for what does not export)."""
+    scope = model_cfg.get('default_scope')
+    model = model_cfg.model
+    if model.type in NOT_EXPORTABLE:
+        raise DeployError(f'{model.type} does not export: {NOT_EXPORTABLE[model.type]}')
+    if scope == 'mmdet':
+        return 'ObjectDetection'  # also with masks (MMDeploy has one mmdet task for both)
+    if scope == 'mmseg':
+        mode = (model.get('test_cfg') or {}).get('mode', 'whole')
+        if mode != 'whole':
+            raise DeployError(f"model.test_cfg.mode={mode!r} does not export (MMDeploy exports one "
+                              "forward pass over the whole image): set model.test_cfg=dict(mode='whole')")
+        return 'Segmentation'
+    if scope == 'mmpretrain':
+        return 'Classification'
+    raise DeployError(f'default_scope {scope!r}: only mmdet, mmseg and mmpretrain configs export')
+
+
+def _post_processing(model_cfg: Config) -> dict:
+    """MMDeploy's post-processing limits, taken from the model's own test_cfg where it has them.
+
+    MMDeploy keeps its own values for the candidates before NMS (``pre_top_k``) and the boxes per
+    class after it; with the model's larger limits the ONNX graph drops nothing the model keeps.
+    """
+    test_cfg = model_cfg.model.get('test_cfg') or {}
+    stages = [test_cfg.get(k) or {} for k in ('rpn', 'rcnn')] if 'rpn' in test_cfg else [test_cfg]
+    final = stages[-1]
+    nms = final.get('nms') or {}
+    pre = max([s.get('nms_pre', 1000) for s in stages] + [1000])
+    keep = max([s.get('max_per_img', 100) for s in stages] + [100])
+    return dict(score_threshold=final.get('score_thr', 0.05), confidence_threshold=0.005,
+                iou_threshold=nms.get('iou_threshold', 0.5), max_output_boxes_per_class=keep,
+                pre_top_k=max(pre, keep), keep_top_k=final.get('max_per_img', 100),
+                background_label_id=-1, export_postprocess_mask=False)
+
+
+def make_deploy_config(model_cfg: Config, backend: str = 'onnxruntime',
+                       shape: Optional[Sequence[int]] = None, fp16: bool = False) -> Config:
+    """The MMDeploy config for ``model_cfg``: static at ``shape`` = (H, W), else dynamic H, W.
+
+    ``fp16`` builds a half-precision TensorRT engine (ONNX Runtime on CPU runs fp32 only).
+    """
+    if backend not in BACKENDS:
+        raise DeployError(f'--backend {backend!r}: choose one of {", ".join(BACKENDS)}')
+    if fp16 and backend != 'tensorrt':
+        raise DeployError('--fp16 builds a TensorRT engine: add --backend tensorrt (ONNX Runtime '
+                          'on CPU runs the fp32 graph)')
+    task = task_of(model_cfg)
+    codebase = dict(mmdet='mmdet', mmseg='mmseg', mmpretrain='mmpretrain')[model_cfg.default_scope]
+    with_masks = bool((model_cfg.model.get('roi_head') or {}).get('mask_head'))
+    outputs = dict(ObjectDetection=['dets', 'labels'] + ['masks'] * with_masks,
+                   Segmentation=['output'], Classification=['output'])[task]
+    onnx_config = dict(type='onnx', export_params=True, keep_initializers_as_inputs=False,
+                       opset_version=11, save_file=ONNX_FILE, input_names=['input'],
+                       output_names=outputs, optimize=True,
+                       input_shape=None if shape is None else [int(shape[1]), int(shape[0])])
+    if shape is None:
+        axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
+        for name in outputs:
+            axes[name] = ({0: 'batch'} if task == 'Classification' else
+                          {0: 'batch', 2: 'height', 3: 'width'} if task == 'Segmentation' else
+                          {0: 'batch', 1: 'num_dets'})
+        onnx_config['dynamic_axes'] = axes
+    codebase_config = dict(type=codebase, task=task)
+    if codebase == 'mmdet':
+        codebase_config.update(model_type='end2end', post_processing=_post_processing(model_cfg))
+    elif codebase == 'mmseg':
+        codebase_config['with_argmax'] = True
+    cfg = dict(onnx_config=onnx_config, codebase_config=codebase_config,
+               backend_config=dict(type=backend))
+    if backend == 'tensorrt':
+        h, w = shape if shape is not None else _test_scale(model_cfg)
+        dynamic = shape is None
+        cfg['backend_config'].update(
+            common_config=dict(fp16_mode=fp16, max_workspace_size=1 << 32),
+            model_inputs=[dict(input_shapes=dict(input=dict(
+                min_shape=[1, 3, 320 if dynamic else h, 320 if dynamic else w], opt_shape=[1, 3, h, w],
+                max_shape=[1, 3, max(h, 1344) if dynamic else h, max(w, 1344) if dynamic else w])))])
+    return Config(cfg)
+
+
+def _test_scale(model_cfg: Config):
+    """(H, W) of the test pipeline's resize or crop (a TensorRT optimisation profile's middle)."""
+    for transform in model_cfg.get('test_pipeline', []):
+        for key in ('scale', 'crop_size'):
+            size = transform.get(key)
+            if size:
+                size = (size, size) if isinstance(size, int) else size
+                return sorted(size)[0], sorted(size)[-1]  # landscape
+    return 800, 1333
+
+
+def static_test_pipeline(model_cfg: Config, shape: Sequence[int]) -> Config:
+    """``model_cfg`` with test pipelines that resize to ``shape`` = (H, W), what a static detector
+    export sees (as MMDeploy's own tools do); segmentors and classifiers keep theirs."""
+    cfg = copy.deepcopy(model_cfg)
+    if cfg.get('default_scope') != 'mmdet':
+        return cfg
+    pipelines = [cfg.get('test_pipeline')] + [
+        (cfg.get(loader) or {}).get('dataset', {}).get('pipeline') for loader in
+        ('test_dataloader', 'val_dataloader')]
+    for pipeline in filter(None, pipelines):
+        for transform in pipeline:
+            if transform.get('type') == 'Resize':
+                transform.update(scale=(int(shape[1]), int(shape[0])), keep_ratio=False)
+    return cfg
+
+
+_registered = False
+
+
+def register_rewriters() -> None:
+    """Our MMDeploy rewriter for ONNX Runtime (once per process).
+
+    MMDeploy's default ``BBoxHead.predict_by_feat`` keeps, for class-specific box regression
+    (Mask R-CNN), only the box of each RoI's best class, so a detection of another class sits on
+    the wrong box. This one does what mmdet's ``multiclass_nms`` does: every (RoI, class) pair
+    above ``score_thr`` with its own box, NMS per class (mmdet's coordinate offsets, ONNX
+    ``NonMaxSuppression``), the best ``max_per_img`` kept.
+    """
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    from mmdeploy.core import FUNCTION_REWRITER
+    FUNCTION_REWRITER.register_rewriter(
+        'mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.predict_by_feat',
+        backend='onnxruntime')(_bbox_head_predict_by_feat)
+
+
+def _bbox_head_predict_by_feat(self, rois, cls_scores, bbox_preds, batch_img_metas, rcnn_test_cfg=None,
+                               rescale=False):
+    import torch
+    import torch.nn.functional as F
+    from mmdeploy.mmcv.ops.nms import ONNXNMSop, _select_nms_index
+    from mmdet.structures.bbox import get_box_tensor
+
+    img_shape = batch_img_metas[0]['img_shape']
+    scores = F.softmax(cls_scores, dim=-1)[..., :self.num_classes]  # [B, N, C]
+    bboxes = get_box_tensor(self.bbox_coder.decode(rois[..., 1:], bbox_preds, max_shape=img_shape))
+    batch, num_rois = scores.shape[:2]
+    classes = 1 if self.reg_class_agnostic else self.num_classes
+    bboxes = bboxes.reshape(batch, num_rois, classes, 4).expand(batch, num_rois, self.num_classes, 4)
+    bboxes = bboxes.reshape(batch, num_rois * self.num_classes, 4)
+    labels = torch.arange(self.num_classes, device=scores.device).repeat(num_rois)
+    scores = scores.reshape(batch, 1, num_rois * self.num_classes)
+    offsets = labels.to(bboxes) * (bboxes.max() + 1)  # one NMS, classes never overlap
+    keep = rcnn_test_cfg.max_per_img
+    selected = ONNXNMSop.apply(bboxes + offsets[None, :, None], scores, keep,
+                               torch.tensor([rcnn_test_cfg.nms.iou_threshold], dtype=torch.float32),
+                               torch.tensor([rcnn_test_cfg.score_thr], dtype=torch.float32))
+    # pad so that the top-k below always has max_per_img candidates (zero scores are dropped later)
+    pad = torch.zeros(keep, 4, device=bboxes.device, dtype=bboxes.dtype)
+    bboxes = torch.cat([bboxes, pad[None].expand(batch, keep, 4)], 1)
+    scores = torch.cat([scores, scores.new_zeros(batch, 1, keep)], 2)
+    dets, _, index = _select_nms_index(scores, bboxes, selected, batch, keep_top_k=keep,
+                                       pre_inds=torch.arange(bboxes.shape[1], device=bboxes.device)
+                                       [None].expand(batch, -1), output_index=True)
+    labels = torch.cat([labels, labels.new_zeros(keep + 1)])[index]  # index -1: a padded row
+    return dets, labels
+
+
+def build_pytorch_model(model_cfg: Config, checkpoint: Optional[str], device: str = 'cpu'):
+    """The PyTorch model in eval mode with ``checkpoint`` (whole model or a FocalNet file)."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import MODELS, DefaultScope
+
+    from .weights import (
+        check_whole_model_checkpoint,
+        is_mmengine_model_checkpoint,
+        load_model_weights,
+        read_checkpoint,
+    )
+    cfg = copy.deepcopy(model_cfg.model)
+    if cfg.get('backbone', {}).get('init_cfg'):  # the checkpoint brings the weights
+        cfg.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope(model_cfg.default_scope):
+        model = MODELS.build(cfg)
+    if checkpoint is not None:
+        state = read_checkpoint(checkpoint)
+        if is_mmengine_model_checkpoint(state):
+            check_whole_model_checkpoint(model, state, source=checkpoint)
+            from mmengine.runner.checkpoint import load_checkpoint
+            load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+        else:
+            load_model_weights(model, checkpoint)
+    if 'dataset_meta' not in vars(model) and model_cfg.get('default_scope') == 'mmdet':
+        model.dataset_meta = None
+    return revert_sync_batchnorm(model).to(device).eval()
+
+
+def export(model_cfg: Config, checkpoint: Optional[str], out_dir: str, image, backend: str = 'onnxruntime',
+           shape: Optional[Sequence[int]] = None, fp16: bool = False, device: str = 'cpu') -> str:
+    """Write ``end2end.onnx`` (+ the engine for TensorRT), ``deploy_cfg.py`` and ``model_cfg.py``
+    to ``out_dir``; returns the path of the file a backend runs. ``image`` (a path or an HxWx3
+    array) is traced through the model, so detectors should see one with objects."""
+    deploy_cfg = make_deploy_config(model_cfg, backend, shape, fp16)
+    if backend == 'tensorrt':
+        check_tensorrt()
+    from mmdeploy.apis import build_task_processor
+    from mmdeploy.apis.onnx import export as onnx_export
+    from mmdeploy.utils import get_dynamic_axes
+
+    register_rewriters()
+    os.makedirs(out_dir, exist_ok=True)
+    saved_cfg = static_test_pipeline(model_cfg, shape) if shape is not None else model_cfg
+    processor = build_task_processor(saved_cfg, deploy_cfg, device)
+    model = build_pytorch_model(model_cfg, checkpoint, device)
+    data, inputs = processor.create_input(image, deploy_cfg.onnx_config.input_shape,
+                                          data_preprocessor=model.data_preprocessor)
+    onnx_cfg = deploy_cfg.onnx_config
+    names = onnx_cfg.input_names + onnx_cfg.output_names
+    with mmdeploy_export_fixes():
+        onnx_export(model, inputs, input_metas=dict(data_samples=data['data_samples'], mode='predict'),
+                    output_path_prefix=osp.join(out_dir, 'end2end'), backend=backend,
+                    input_names=onnx_cfg.input_names, output_names=onnx_cfg.output_names,
+                    context_info=dict(deploy_cfg=deploy_cfg), opset_version=onnx_cfg.opset_version,
+                    dynamic_axes=get_dynamic_axes(deploy_cfg, names),
+                    keep_initializers_as_inputs=False, optimize=onnx_cfg.optimize)
+    deploy_cfg.dump(osp.join(out_dir, 'deploy_cfg.py'))
+    saved_cfg.dump(osp.join(out_dir, 'model_cfg.py'))
+    onnx_path = osp.join(out_dir, ONNX_FILE)
+    if backend == 'tensorrt':
+        from mmdeploy.apis.tensorrt import onnx2tensorrt
+        onnx2tensorrt(out_dir, ENGINE_FILE, 0, deploy_cfg, onnx_path, device='cuda:0')
+        return osp.join(out_dir, ENGINE_FILE)
+    return onnx_path
+
+
+def check_tensorrt() -> None:
+    """One line naming what to install when the TensorRT Python package or a GPU is missing."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise DeployError('--backend tensorrt needs TensorRT: pip install tensorrt (8.6, with a CUDA '
+                          'torch and GPU) plus MMDeploy\'s TensorRT ops (pip install '
+                          'mmdeploy-runtime-gpu==1.3.1); or export --backend onnxruntime and build the '
+                          'engine with trtexec (docs/deploy.md)') from None
+    import torch
+    if not torch.cuda.is_available():
+        raise DeployError('--backend tensorrt builds on a CUDA GPU; none is visible to torch here')
+
+
+def deployed_files(path: str):
+    """(model file, deploy_cfg.py, model_cfg.py) of an export: ``path`` is the file or its folder."""
+    folder = path if osp.isdir(path) else osp.dirname(path) or '.'
+    model_file = osp.join(path, ONNX_FILE) if osp.isdir(path) else path
+    files = (model_file, osp.join(folder, 'deploy_cfg.py'), osp.join(folder, 'model_cfg.py'))
+    for file in files:
+        if not osp.isfile(file):
+            raise FileNotFoundError(f'{file} not found: give end2end.onnx (or .engine) in a folder '
+                                    'written by tools/deploy.py')
+    return files
+
+
+def is_deployed(path: str) -> bool:
+    return path.endswith(('.onnx', '.engine'))
+
+
+def build_backend_model(path: str, device: str = 'cpu', model_cfg: Optional[Config] = None):
+    """The exported model as an mmengine model (``test_step`` gives the library's data samples).
+
+    ``model_cfg`` (default: the export's ``model_cfg.py``) supplies the data preprocessor and the
+    class names.
+    """
+    model_file, deploy_file, model_file_cfg = deployed_files(path)
+    from mmdeploy.apis import build_task_processor
+    deploy_cfg = Config.fromfile(deploy_file)
+    model_cfg = model_cfg if model_cfg is not None else Config.fromfile(model_file_cfg)
+    processor = build_task_processor(model_cfg, deploy_cfg, device)
+    model = processor.build_backend_model([model_file])
+    return model
