@@ -38,8 +38,14 @@ setup(
         'cls': ['mmpretrain==1.2.0'],
         # transformers: the converter's HF checks; < 4.52 because mmpretrain 1.2.0 imports names
         # that 4.52 removed (tools/setup_env.sh pins the same)
-        'tests': ['pytest', 'pytest-timeout', 'pytest-xdist', 'timm', 'onnx', 'transformers>=4.28,<4.52'],
+        'tests': ['pytest', 'pytest-timeout', 'pytest-xdist', 'timm', 'onnx==1.23.2',
+                  'transformers>=4.28,<4.52'],
         'lint': ['ruff==0.16.9'],
+        # tools/deploy.py: ONNX export with MMDeploy and ONNX Runtime (CPU). mmdeploy itself is not
+        # listed: its metadata asks for protobuf<=3.20.2, which onnx 1.23 (protobuf>=6.31) refuses; install
+        # it with `pip install --no-deps mmdeploy==1.3.1` (tools/setup_env.sh does both)
+        'deploy': ['onnx==1.23.2', 'onnxruntime==1.32.0', 'aenum==3.1.17', 'multiprocess==0.70.19',
+                   'dill==0.4.1'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -8,9 +8,11 @@ MMDeploy does not read from ``model.test_cfg`` are set from it, so the export ke
 PyTorch model does. :func:`mmdeploy_export_fixes` (compat) makes MMDeploy run with torch >= 2.9.
 
 An export directory holds ``end2end.onnx`` (or ``end2end.engine``), ``deploy_cfg.py`` (the deploy
-config used) and ``model_cfg.py`` (the model config, with the test pipeline the export expects).
+config used), ``model_cfg.py`` (the model config, with the test pipeline the export expects) and,
+when the checkpoint names them, the classes and palette (``dataset_meta.json``).
 """
 import copy
+import json
 import os
 import os.path as osp
 from typing import Optional, Sequence
@@ -27,6 +29,7 @@ NOT_EXPORTABLE = {
 }
 ONNX_FILE = 'end2end.onnx'
 ENGINE_FILE = 'end2end.engine'
+META_FILE = 'dataset_meta.json'  # class names / palette of the checkpoint
 
 
 class DeployError(ValueError):
@@ -146,13 +149,15 @@ _registered = False
 
 
 def register_rewriters() -> None:
-    """Our MMDeploy rewriter for ONNX Runtime (once per process).
+    """Our MMDeploy rewriters for ONNX Runtime (once per process), for class-specific boxes.
 
     MMDeploy's default ``BBoxHead.predict_by_feat`` keeps, for class-specific box regression
     (Mask R-CNN), only the box of each RoI's best class, so a detection of another class sits on
-    the wrong box. This one does what mmdet's ``multiclass_nms`` does: every (RoI, class) pair
-    above ``score_thr`` with its own box, NMS per class (mmdet's coordinate offsets, ONNX
-    ``NonMaxSuppression``), the best ``max_per_img`` kept.
+    the wrong box. Ours does what mmdet's ``multiclass_nms`` does: every (RoI, class) pair above
+    ``score_thr`` with its own box, NMS per class (mmdet's coordinate offsets, ONNX
+    ``NonMaxSuppression``), the best ``max_per_img`` kept. MMDeploy's ``CascadeRoIHead.predict_bbox``
+    refuses class-specific intermediate stages (FocalNet's Cascade Mask R-CNN has them); ours
+    refines each RoI with its best class's box, as mmdet's ``_refine_roi`` does.
     """
     global _registered
     if _registered:
@@ -162,6 +167,41 @@ def register_rewriters() -> None:
     FUNCTION_REWRITER.register_rewriter(
         'mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.predict_by_feat',
         backend='onnxruntime')(_bbox_head_predict_by_feat)
+    FUNCTION_REWRITER.register_rewriter(
+        'mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.predict_bbox',
+        backend='onnxruntime')(_cascade_roi_head_predict_bbox)
+
+
+def _cascade_roi_head_predict_bbox(self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg,
+                                   rescale=False, **kwargs):
+    import torch
+    from mmdet.structures.bbox import get_box_tensor
+
+    proposals = rpn_results_list[0]  # [B, N, 5]: boxes and scores
+    batch, num_rois = proposals.shape[:2]
+    batch_index = torch.arange(batch, device=proposals.device).float().view(-1, 1, 1).expand(
+        batch, num_rois, 1)
+    rois = torch.cat([batch_index, proposals[..., :4]], -1).reshape(-1, 5)
+    scores = []
+    for stage in range(self.num_stages):
+        results = self._bbox_forward(stage, x, rois, **kwargs)
+        cls_score = results['cls_score'].reshape(batch, num_rois, -1)
+        bbox_pred = results['bbox_pred'].reshape(batch, num_rois, -1)
+        scores.append(cls_score)
+        if stage < self.num_stages - 1:
+            head = self.bbox_head[stage]
+            if not head.reg_class_agnostic:  # the deltas of each RoI's best class
+                label = cls_score[..., :-1].argmax(-1)
+                bbox_pred = bbox_pred.reshape(batch, num_rois, -1, 4).gather(
+                    2, label[..., None, None].expand(batch, num_rois, 1, 4)).squeeze(2)
+            boxes = get_box_tensor(head.bbox_coder.decode(
+                rois.reshape(batch, num_rois, 5)[..., 1:], bbox_pred,
+                max_shape=batch_img_metas[0]['img_shape']))
+            rois = torch.cat([batch_index, boxes], -1).reshape(-1, 5)
+    return self.bbox_head[-1].predict_by_feat(
+        rois=rois.reshape(batch, num_rois, 5), cls_scores=sum(scores) / len(scores),
+        bbox_preds=bbox_pred, batch_img_metas=batch_img_metas, rcnn_test_cfg=rcnn_test_cfg,
+        rescale=rescale)
 
 
 def _bbox_head_predict_by_feat(self, rois, cls_scores, bbox_preds, batch_img_metas, rcnn_test_cfg=None,
@@ -218,10 +258,11 @@ def build_pytorch_model(model_cfg: Config, checkpoint: Optional[str], device: st
             check_whole_model_checkpoint(model, state, source=checkpoint)
             from mmengine.runner.checkpoint import load_checkpoint
             load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+            meta = state.get('meta', {}).get('dataset_meta')
+            if meta:  # class names and palette, as the inferencers read them
+                model.dataset_meta = meta
         else:
             load_model_weights(model, checkpoint)
-    if 'dataset_meta' not in vars(model) and model_cfg.get('default_scope') == 'mmdet':
-        model.dataset_meta = None
     return revert_sync_batchnorm(model).to(device).eval()
 
 
@@ -254,6 +295,10 @@ def export(model_cfg: Config, checkpoint: Optional[str], out_dir: str, image, ba
                     dynamic_axes=get_dynamic_axes(deploy_cfg, names),
                     keep_initializers_as_inputs=False, optimize=onnx_cfg.optimize)
     deploy_cfg.dump(osp.join(out_dir, 'deploy_cfg.py'))
+    meta = getattr(model, 'dataset_meta', None)
+    if meta:
+        with open(osp.join(out_dir, META_FILE), 'w') as f:
+            json.dump(meta, f, default=list)
     saved_cfg.dump(osp.join(out_dir, 'model_cfg.py'))
     onnx_path = osp.join(out_dir, ONNX_FILE)
     if backend == 'tensorrt':
@@ -305,4 +350,15 @@ def build_backend_model(path: str, device: str = 'cpu', model_cfg: Optional[Conf
     model_cfg = model_cfg if model_cfg is not None else Config.fromfile(model_file_cfg)
     processor = build_task_processor(model_cfg, deploy_cfg, device)
     model = processor.build_backend_model([model_file])
+    meta_file = osp.join(osp.dirname(model_file), META_FILE)
+    if osp.isfile(meta_file):
+        with open(meta_file) as f:
+            model.dataset_meta = json.load(f)
     return model
+
+
+def deployed_config(cfg: Config, path: str) -> Config:
+    """``cfg`` as the export at ``path`` expects it (a static detector resizes to its size)."""
+    from mmdeploy.utils import get_input_shape
+    shape = get_input_shape(Config.fromfile(deployed_files(path)[1]))
+    return cfg if shape is None else static_test_pipeline(cfg, (shape[1], shape[0]))

@@ -124,8 +124,10 @@ def main(argv=None):
         if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'checkpoint {args.checkpoint} not found')
         cfg = load_config(args.config, args.cfg_options)
-        from focalnet_mm.deploy import export, make_deploy_config
+        from focalnet_mm.deploy import check_tensorrt, export, make_deploy_config
         make_deploy_config(cfg, args.backend, args.shape, args.fp16)  # refuses before building
+        if args.backend == 'tensorrt':
+            check_tensorrt()
         image = trace_image(cfg, args.image)
         print(f'exporting {args.config} ({cfg.model.type}) to {args.out} for {args.backend}, '
               + (f'static {args.shape[0]}x{args.shape[1]}' if args.shape else 'dynamic shape'), flush=True)
