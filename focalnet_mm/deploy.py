@@ -24,8 +24,9 @@ from .compat import mmdeploy_export_fixes
 BACKENDS = ('onnxruntime', 'tensorrt')
 #: what MMDeploy 1.3.1 cannot export, and why (checked before anything is built)
 NOT_EXPORTABLE = {
-    'SparseRCNN': 'MMDeploy 1.3.1 has no rewriter for SparseRCNN / DIIHead (the learned proposals '
-                  'and the dynamic interaction head); export Mask R-CNN, Cascade Mask R-CNN or ATSS',
+    'SparseRCNN': 'MMDeploy 1.3.1 has no rewriter for its EmbeddingRPNHead / SparseRoIHead (its '
+                  'two-stage rewrite hands them boxes, not learned proposal features, and RoIAlign '
+                  'fails); export Mask R-CNN, Cascade Mask R-CNN, ATSS or DINO',
 }
 ONNX_FILE = 'end2end.onnx'
 ENGINE_FILE = 'end2end.engine'
@@ -108,7 +109,7 @@ def make_deploy_config(model_cfg: Config, backend: str = 'onnxruntime',
     cfg = dict(onnx_config=onnx_config, codebase_config=codebase_config,
                backend_config=dict(type=backend))
     if backend == 'tensorrt':
-        h, w = shape if shape is not None else _test_scale(model_cfg)
+        h, w = shape if shape is not None else test_scale(model_cfg)
         dynamic = shape is None
         cfg['backend_config'].update(
             common_config=dict(fp16_mode=fp16, max_workspace_size=1 << 32),
@@ -118,7 +119,7 @@ def make_deploy_config(model_cfg: Config, backend: str = 'onnxruntime',
     return Config(cfg)
 
 
-def _test_scale(model_cfg: Config):
+def test_scale(model_cfg: Config):
     """(H, W) of the test pipeline's resize or crop (a TensorRT optimisation profile's middle)."""
     for transform in model_cfg.get('test_pipeline', []):
         for key in ('scale', 'crop_size'):
@@ -130,17 +131,21 @@ def _test_scale(model_cfg: Config):
 
 
 def static_test_pipeline(model_cfg: Config, shape: Sequence[int]) -> Config:
-    """``model_cfg`` with test pipelines that resize to ``shape`` = (H, W), what a static detector
-    export sees (as MMDeploy's own tools do); segmentors and classifiers keep theirs."""
+    """``model_cfg`` with test pipelines that resize to ``shape`` = (H, W), what a static export
+    sees (MMDeploy's tools do the same); a classifier's test crop must already be ``shape``."""
     cfg = copy.deepcopy(model_cfg)
-    if cfg.get('default_scope') != 'mmdet':
-        return cfg
     pipelines = [cfg.get('test_pipeline')] + [
         (cfg.get(loader) or {}).get('dataset', {}).get('pipeline') for loader in
         ('test_dataloader', 'val_dataloader')]
     for pipeline in filter(None, pipelines):
         for transform in pipeline:
-            if transform.get('type') == 'Resize':
+            crop = transform.get('crop_size')
+            if cfg.get('default_scope') == 'mmpretrain' and crop is not None:
+                crop = (crop, crop) if isinstance(crop, int) else tuple(crop)[::-1]
+                if tuple(shape) != crop:
+                    raise DeployError(f'--shape {shape[0]} {shape[1]}: this classifier\'s test '
+                                      f'pipeline crops {crop[0]}x{crop[1]}; give that size or --dynamic')
+            elif transform.get('type') == 'Resize':
                 transform.update(scale=(int(shape[1]), int(shape[0])), keep_ratio=False)
     return cfg
 
@@ -157,7 +162,10 @@ def register_rewriters() -> None:
     ``score_thr`` with its own box, NMS per class (mmdet's coordinate offsets, ONNX
     ``NonMaxSuppression``), the best ``max_per_img`` kept. MMDeploy's ``CascadeRoIHead.predict_bbox``
     refuses class-specific intermediate stages (FocalNet's Cascade Mask R-CNN has them); ours
-    refines each RoI with its best class's box, as mmdet's ``_refine_roi`` does.
+    refines each RoI with its best class's box, as mmdet's ``_refine_roi`` does. MMDeploy's
+    ``RPNHead.predict_by_feat`` runs one NMS over all pyramid levels and drops proposals below its
+    own score threshold; mmdet's runs NMS per level and keeps every score: ours does that. And
+    MMDeploy clips two-stage boxes to the padded batch, mmdet to each image (``_two_stage_forward``).
     """
     global _registered
     if _registered:
@@ -170,12 +178,51 @@ def register_rewriters() -> None:
     FUNCTION_REWRITER.register_rewriter(
         'mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.predict_bbox',
         backend='onnxruntime')(_cascade_roi_head_predict_bbox)
+    FUNCTION_REWRITER.register_rewriter(
+        'mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
+        backend='onnxruntime')(_rpn_head_predict_by_feat)
+    FUNCTION_REWRITER.register_rewriter(
+        'mmdet.models.detectors.two_stage.TwoStageDetector.forward',
+        backend='onnxruntime')(_two_stage_forward)
+
+
+def _decode(coder, priors, deltas, batch_img_metas):
+    """``coder.decode`` for [B, N, 4k] boxes clipped to each image inside the padded batch
+    (``valid_shapes``, set by :func:`_two_stage_forward`), as mmdet clips: at the end, exactly."""
+    import torch
+    from mmdet.structures.bbox import get_box_tensor
+    shapes = batch_img_metas[0].get('valid_shapes')
+    if shapes is None:  # MMDeploy's clip, to the padded input
+        return get_box_tensor(coder.decode(priors, deltas, max_shape=batch_img_metas[0]['img_shape']))
+    boxes = get_box_tensor(coder.decode(priors, deltas, max_shape=None)).clamp(min=0)
+    limits = shapes[:, [1, 0, 1, 0]].repeat(1, boxes.shape[-1] // 4)[:, None]  # [B, 1, 4k]: w h w h
+    return torch.minimum(boxes, limits)
+
+
+def _two_stage_forward(self, batch_inputs, data_samples=None, mode='tensor', **kwargs):
+    """MMDeploy's two-stage forward clips every box to the padded input; mmdet clips to each
+    image. The graph sees only the padded batch, so it finds each image in it: mmdet's data
+    preprocessor pads normalised images at the bottom and right with ``pad_value``, which no
+    normalised pixel equals (the means are not integers)."""
+    import copy
+
+    import torch
+    filled = (batch_inputs != self.data_preprocessor.pad_value).any(1)  # [B, H, W]
+    heights = (filled.any(2) * torch.arange(1, filled.shape[1] + 1, device=filled.device)).amax(1)
+    widths = (filled.any(1) * torch.arange(1, filled.shape[2] + 1, device=filled.device)).amax(1)
+    shapes = torch.stack([heights, widths], 1).float()
+    data_samples = copy.deepcopy(data_samples)
+    for sample in data_samples:  # set_field: set_metainfo would deep-copy the traced tensor
+        sample.set_field(shapes, 'valid_shapes', field_type='metainfo')
+        sample.set_field(torch._shape_as_tensor(batch_inputs)[2:], 'img_shape', field_type='metainfo')
+    x = self.extract_feat(batch_inputs)
+    proposals = self.rpn_head.predict(x, data_samples, rescale=False)
+    return self.roi_head.predict(x, proposals, data_samples, rescale=False)
 
 
 def _cascade_roi_head_predict_bbox(self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg,
                                    rescale=False, **kwargs):
     import torch
-    from mmdet.structures.bbox import get_box_tensor
 
     proposals = rpn_results_list[0]  # [B, N, 5]: boxes and scores
     batch, num_rois = proposals.shape[:2]
@@ -194,9 +241,8 @@ def _cascade_roi_head_predict_bbox(self, x, batch_img_metas, rpn_results_list, r
                 label = cls_score[..., :-1].argmax(-1)
                 bbox_pred = bbox_pred.reshape(batch, num_rois, -1, 4).gather(
                     2, label[..., None, None].expand(batch, num_rois, 1, 4)).squeeze(2)
-            boxes = get_box_tensor(head.bbox_coder.decode(
-                rois.reshape(batch, num_rois, 5)[..., 1:], bbox_pred,
-                max_shape=batch_img_metas[0]['img_shape']))
+            boxes = _decode(head.bbox_coder, rois.reshape(batch, num_rois, 5)[..., 1:], bbox_pred,
+                            batch_img_metas)
             rois = torch.cat([batch_index, boxes], -1).reshape(-1, 5)
     return self.bbox_head[-1].predict_by_feat(
         rois=rois.reshape(batch, num_rois, 5), cls_scores=sum(scores) / len(scores),
@@ -204,36 +250,77 @@ def _cascade_roi_head_predict_bbox(self, x, batch_img_metas, rpn_results_list, r
         rescale=rescale)
 
 
+def _grouped_nms(boxes, scores, groups, iou_threshold, score_threshold, keep):
+    """mmdet's ``batched_nms`` in ONNX: boxes [B, M, 4] and scores [B, M] of M candidates in
+    ``groups`` [M] (classes, pyramid levels), NMS within each group (coordinate offsets, one
+    ``NonMaxSuppression``), the best ``keep`` -> dets [B, keep, 5] and their groups [B, keep];
+    rows beyond what survives have score 0 (dropped by MMDeploy's backend model)."""
+    import torch
+    from mmdeploy.mmcv.ops.nms import ONNXNMSop, _select_nms_index
+    batch = boxes.shape[0]
+    offsets = groups.to(boxes) * (boxes.max() + 1)  # boxes of two groups never overlap
+    selected = ONNXNMSop.apply(boxes + offsets[None, :, None], scores[:, None], keep,
+                               torch.tensor([iou_threshold], dtype=torch.float32),
+                               torch.tensor([score_threshold], dtype=torch.float32))
+    # pad so that the top-k inside _select_nms_index always finds ``keep`` rows
+    boxes = torch.cat([boxes, boxes.new_zeros(1, keep, 4).expand(batch, keep, 4)], 1)
+    scores = torch.cat([scores, scores.new_zeros(batch, keep)], 1)[:, None]
+    index = torch.arange(boxes.shape[1], device=boxes.device)[None].expand(batch, -1)
+    dets, _, index = _select_nms_index(scores, boxes, selected, batch, keep_top_k=keep,
+                                       pre_inds=index, output_index=True)
+    return dets, torch.cat([groups, groups.new_zeros(keep + 1)])[index]  # index -1: a padded row
+
+
 def _bbox_head_predict_by_feat(self, rois, cls_scores, bbox_preds, batch_img_metas, rcnn_test_cfg=None,
                                rescale=False):
     import torch
     import torch.nn.functional as F
-    from mmdeploy.mmcv.ops.nms import ONNXNMSop, _select_nms_index
-    from mmdet.structures.bbox import get_box_tensor
 
-    img_shape = batch_img_metas[0]['img_shape']
     scores = F.softmax(cls_scores, dim=-1)[..., :self.num_classes]  # [B, N, C]
-    bboxes = get_box_tensor(self.bbox_coder.decode(rois[..., 1:], bbox_preds, max_shape=img_shape))
+    bboxes = _decode(self.bbox_coder, rois[..., 1:], bbox_preds, batch_img_metas)
     batch, num_rois = scores.shape[:2]
     classes = 1 if self.reg_class_agnostic else self.num_classes
     bboxes = bboxes.reshape(batch, num_rois, classes, 4).expand(batch, num_rois, self.num_classes, 4)
-    bboxes = bboxes.reshape(batch, num_rois * self.num_classes, 4)
     labels = torch.arange(self.num_classes, device=scores.device).repeat(num_rois)
-    scores = scores.reshape(batch, 1, num_rois * self.num_classes)
-    offsets = labels.to(bboxes) * (bboxes.max() + 1)  # one NMS, classes never overlap
-    keep = rcnn_test_cfg.max_per_img
-    selected = ONNXNMSop.apply(bboxes + offsets[None, :, None], scores, keep,
-                               torch.tensor([rcnn_test_cfg.nms.iou_threshold], dtype=torch.float32),
-                               torch.tensor([rcnn_test_cfg.score_thr], dtype=torch.float32))
-    # pad so that the top-k below always has max_per_img candidates (zero scores are dropped later)
-    pad = torch.zeros(keep, 4, device=bboxes.device, dtype=bboxes.dtype)
-    bboxes = torch.cat([bboxes, pad[None].expand(batch, keep, 4)], 1)
-    scores = torch.cat([scores, scores.new_zeros(batch, 1, keep)], 2)
-    dets, _, index = _select_nms_index(scores, bboxes, selected, batch, keep_top_k=keep,
-                                       pre_inds=torch.arange(bboxes.shape[1], device=bboxes.device)
-                                       [None].expand(batch, -1), output_index=True)
-    labels = torch.cat([labels, labels.new_zeros(keep + 1)])[index]  # index -1: a padded row
-    return dets, labels
+    return _grouped_nms(bboxes.reshape(batch, -1, 4), scores.reshape(batch, -1), labels,
+                        rcnn_test_cfg.nms.iou_threshold, rcnn_test_cfg.score_thr,
+                        rcnn_test_cfg.max_per_img)
+
+
+def _rpn_head_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None, batch_img_metas=None,
+                              cfg=None, rescale=False, with_nms=True, **kwargs):
+    import torch
+
+    cfg = self.test_cfg if cfg is None else cfg
+    pre = cfg.get('nms_pre', -1)
+    if pre <= 0:
+        raise DeployError('model.test_cfg.rpn.nms_pre must be > 0 to export (the best anchors of each '
+                          'level go into NMS); mmdet configs use 1000')
+    batch = cls_scores[0].shape[0]
+    priors = self.prior_generator.grid_priors([s.shape[-2:] for s in cls_scores],
+                                              device=cls_scores[0].device)
+    kept = []
+    for cls_score, bbox_pred, anchors in zip(cls_scores, bbox_preds, priors):
+        cls_score = cls_score.permute(0, 2, 3, 1)
+        scores = (cls_score.reshape(batch, -1).sigmoid() if self.use_sigmoid_cls else
+                  cls_score.reshape(batch, -1, 2).softmax(-1)[..., 0])  # foreground is class 0
+        deltas = bbox_pred.permute(0, 2, 3, 1).reshape(batch, -1, 4)
+        anchors = anchors[None].expand(batch, -1, 4)
+        # zero-score padding: every level yields ``pre`` candidates whatever the image size
+        scores = torch.cat([scores, scores.new_zeros(batch, pre)], 1)
+        deltas = torch.cat([deltas, deltas.new_zeros(batch, pre, 4)], 1)
+        anchors = torch.cat([anchors, anchors.new_zeros(batch, pre, 4)], 1)
+        scores, index = scores.topk(pre, dim=1)
+        index = index[..., None].expand(batch, pre, 4)
+        kept.append((scores, deltas.gather(1, index), anchors.gather(1, index)))
+    scores, deltas, anchors = (torch.cat(parts, 1) for parts in zip(*kept))
+    boxes = _decode(self.bbox_coder, anchors, deltas, batch_img_metas)
+    min_size = cfg.get('min_bbox_size', -1)
+    if min_size >= 0:  # mmdet drops boxes not wider and taller than min_bbox_size
+        w, h = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+        scores = torch.where((w > min_size) & (h > min_size), scores, scores.new_zeros(1))
+    levels = torch.arange(len(cls_scores), device=boxes.device).repeat_interleave(pre)
+    return _grouped_nms(boxes, scores, levels, cfg.nms.iou_threshold, 0.0, cfg.max_per_img)
 
 
 def build_pytorch_model(model_cfg: Config, checkpoint: Optional[str], device: str = 'cpu'):
@@ -272,6 +359,7 @@ def export(model_cfg: Config, checkpoint: Optional[str], out_dir: str, image, ba
     to ``out_dir``; returns the path of the file a backend runs. ``image`` (a path or an HxWx3
     array) is traced through the model, so detectors should see one with objects."""
     deploy_cfg = make_deploy_config(model_cfg, backend, shape, fp16)
+    saved_cfg = static_test_pipeline(model_cfg, shape) if shape is not None else model_cfg
     if backend == 'tensorrt':
         check_tensorrt()
     from mmdeploy.apis import build_task_processor
@@ -280,7 +368,6 @@ def export(model_cfg: Config, checkpoint: Optional[str], out_dir: str, image, ba
 
     register_rewriters()
     os.makedirs(out_dir, exist_ok=True)
-    saved_cfg = static_test_pipeline(model_cfg, shape) if shape is not None else model_cfg
     processor = build_task_processor(saved_cfg, deploy_cfg, device)
     model = build_pytorch_model(model_cfg, checkpoint, device)
     data, inputs = processor.create_input(image, deploy_cfg.onnx_config.input_shape,
@@ -313,13 +400,33 @@ def check_tensorrt() -> None:
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        raise DeployError('--backend tensorrt needs TensorRT: pip install tensorrt (8.6, with a CUDA '
-                          'torch and GPU) plus MMDeploy\'s TensorRT ops (pip install '
-                          'mmdeploy-runtime-gpu==1.3.1); or export --backend onnxruntime and build the '
-                          'engine with trtexec (docs/deploy.md)') from None
+        raise DeployError('--backend tensorrt needs TensorRT: pip install tensorrt==8.6.1 on a CUDA '
+                          '11 GPU machine (MMDeploy 1.3.1\'s bundled TensorRT plugins link TensorRT 8 '
+                          'and CUDA 11); or export --backend onnxruntime and build the engine with '
+                          'trtexec (docs/deploy.md)') from None
     import torch
     if not torch.cuda.is_available():
         raise DeployError('--backend tensorrt builds on a CUDA GPU; none is visible to torch here')
+
+
+def match_detections(expected, got, top: int = 10, score_tol: float = 1e-4):
+    """Pair each of the ``top`` best ``expected`` detections with the ``got`` detection of the same
+    label and score (within ``score_tol``, relative to 1) whose box is closest; scores that tie
+    may come in either order from two runtimes. Arguments: (bboxes, scores, labels) tensors.
+    Returns [(i, j, largest relative box difference)]; j is None where nothing pairs."""
+    import torch
+    (boxes_a, scores_a, labels_a), (boxes_b, scores_b, labels_b) = expected, got
+    pairs = []
+    for i in range(min(top, len(scores_a))):
+        same = (labels_b == labels_a[i]) & ((scores_b - scores_a[i]).abs() <= score_tol)
+        if not same.any():
+            pairs.append((i, None, float('inf')))
+            continue
+        rel = ((boxes_b - boxes_a[i]).abs() / boxes_a[i].abs().clamp(min=1)).amax(-1)
+        rel = torch.where(same, rel, torch.full_like(rel, float('inf')))
+        j = int(rel.argmin())
+        pairs.append((i, j, float(rel[j])))
+    return pairs
 
 
 def deployed_files(path: str):

@@ -11,6 +11,7 @@ used) and OUT/model_cfg.py. Without --shape the export takes any batch, height a
 apart they are. Run it with tools/infer.py --onnx and evaluate it with tools/test.py (docs/deploy.md).
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -45,9 +46,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def trace_image(cfg, image):
-    """The image to trace: --image, else the first test image found on disk, else random pixels."""
-    import numpy as np
+def trace_image(cfg, image, out_dir):
+    """The image to trace: --image, else the first test image found on disk, else random pixels
+    at the test size (written to OUT/trace_image.png)."""
     if image is not None:
         if not osp.isfile(image):
             raise FileNotFoundError(f'--image {image} not found')
@@ -64,9 +65,15 @@ def trace_image(cfg, image):
             return path
     except Exception:  # no data here: any image traces the same graph
         pass
-    from focalnet_mm.deploy import _test_scale
-    h, w = _test_scale(cfg)
-    return np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    import numpy as np
+    from PIL import Image
+
+    from focalnet_mm.deploy import test_scale
+    h, w = test_scale(cfg)
+    os.makedirs(out_dir, exist_ok=True)
+    path = osp.join(out_dir, 'trace_image.png')
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
 
 
 def verify(cfg, checkpoint, model_file, image, device):
@@ -79,12 +86,9 @@ def verify(cfg, checkpoint, model_file, image, device):
     from focalnet_mm.deploy import build_backend_model, build_pytorch_model
     saved_cfg = Config.fromfile(osp.join(osp.dirname(model_file), 'model_cfg.py'))
     pipeline_cfg = [t for t in saved_cfg.test_pipeline if 'Annotation' not in t['type']]
-    if not isinstance(image, str):
-        pipeline_cfg[0] = dict(pipeline_cfg[0], type='mmdet.LoadImageFromNDArray'
-                               if cfg.default_scope == 'mmdet' else 'LoadImageFromNDArray')
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         pipeline = Compose(pipeline_cfg)
-        data = pseudo_collate([pipeline(dict(img_path=image) if isinstance(image, str) else dict(img=image))])
+        data = pseudo_collate([pipeline(dict(img_path=image))])
         torch_model = build_pytorch_model(cfg, checkpoint, device)
         onnx_model = build_backend_model(model_file, device)
         with torch.no_grad():
@@ -94,21 +98,21 @@ def verify(cfg, checkpoint, model_file, image, device):
 
 
 def compare(expected, got) -> dict:
-    """Numbers that say whether two predictions of one image agree (det / seg / cls)."""
-    import torch
+    """Numbers that say whether two predictions of one image agree (det / seg / cls); detections
+    are paired by label and score (see ``match_detections``)."""
     if 'pred_instances' in expected:
+        from focalnet_mm.deploy import match_detections
         a, b = expected.pred_instances, got.pred_instances
-        n = min(len(a), len(b), 10)
-        result = dict(instances=(len(a), len(b)), top=n)
-        if n:
-            ba, bb = a.bboxes[:n].float(), b.bboxes[:n].float()
-            result['box_rel_diff'] = float(((ba - bb).abs() / ba.abs().clamp(min=1)).max())
-            result['same_labels'] = bool(torch.equal(a.labels[:n].cpu(), b.labels[:n].cpu()))
-            result['score_diff'] = float((a.scores[:n] - b.scores[:n].to(a.scores)).abs().max())
-            if 'masks' in a and 'masks' in b:
-                ma, mb = a.masks[:n].bool(), b.masks[:n].bool()
-                union = (ma | mb).flatten(1).sum(1).clamp(min=1)
-                result['mask_iou_min'] = float(((ma & mb).flatten(1).sum(1) / union).min())
+        pairs = match_detections((a.bboxes, a.scores, a.labels),
+                                 (b.bboxes, b.scores.to(a.scores), b.labels.to(a.labels)))
+        result = dict(instances=(len(a), len(b)), top=len(pairs),
+                      unmatched=sum(j is None for _, j, _ in pairs),
+                      box_rel_diff=max((r for _, _, r in pairs), default=0.0))
+        if 'masks' in a and 'masks' in b and pairs and not result['unmatched']:
+            ma = a.masks[[i for i, _, _ in pairs]].bool()
+            mb = b.masks[[j for _, j, _ in pairs]].bool()
+            union = (ma | mb).flatten(1).sum(1).clamp(min=1)
+            result['mask_iou_min'] = float(((ma & mb).flatten(1).sum(1) / union).min())
         return result
     if 'pred_sem_seg' in expected:
         a, b = expected.pred_sem_seg.data, got.pred_sem_seg.data
@@ -128,12 +132,12 @@ def main(argv=None):
         make_deploy_config(cfg, args.backend, args.shape, args.fp16)  # refuses before building
         if args.backend == 'tensorrt':
             check_tensorrt()
-        image = trace_image(cfg, args.image)
+        image = trace_image(cfg, args.image, args.out)
         print(f'exporting {args.config} ({cfg.model.type}) to {args.out} for {args.backend}, '
               + (f'static {args.shape[0]}x{args.shape[1]}' if args.shape else 'dynamic shape'), flush=True)
         path = export(cfg, args.checkpoint, args.out, image, args.backend, args.shape, args.fp16,
                       args.device)
-    except (DeployError, FileNotFoundError) as e:
+    except (DeployError, FileNotFoundError) as e:  # one line that names the fix
         sys.exit(f'error: {e}')
     print(f'wrote {path} (+ deploy_cfg.py, model_cfg.py)', flush=True)
     if args.verify:
