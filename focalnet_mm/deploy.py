@@ -166,6 +166,9 @@ def register_rewriters() -> None:
     ``RPNHead.predict_by_feat`` runs one NMS over all pyramid levels and drops proposals below its
     own score threshold; mmdet's runs NMS per level and keeps every score: ours does that. And
     MMDeploy clips two-stage boxes to the padded batch, mmdet to each image (``_two_stage_forward``).
+    MMDeploy replaces ``adaptive_avg_pool2d`` (UPerNet's pyramid pooling) by an ``avg_pool2d``
+    whose kernel is fixed at the traced size and exact only where the sizes divide; ours is exact
+    at every size.
     """
     global _registered
     if _registered:
@@ -184,6 +187,32 @@ def register_rewriters() -> None:
     FUNCTION_REWRITER.register_rewriter(
         'mmdet.models.detectors.two_stage.TwoStageDetector.forward',
         backend='onnxruntime')(_two_stage_forward)
+    FUNCTION_REWRITER.register_rewriter(
+        'torch.nn.functional.adaptive_avg_pool2d', backend='onnxruntime')(_adaptive_avg_pool2d)
+
+
+def _adaptive_avg_pool2d(input, output_size):
+    """Adaptive average pooling as two matrix products: row i of the pooling matrix averages
+    input positions floor(i * size / out) .. ceil((i + 1) * size / out) - 1, as torch does, for
+    any (dynamic) input size."""
+    import torch
+    from mmdeploy.core import FUNCTION_REWRITER
+    from torch.nn.modules.utils import _pair
+    out = _pair(output_size)
+    if tuple(out) == (1, 1):
+        return FUNCTION_REWRITER.get_context().origin_func(input, output_size)
+    shape = torch._shape_as_tensor(input)
+
+    def pooling(size, out_size):  # [out, size]
+        i = torch.arange(out_size, device=input.device, dtype=torch.float32)[:, None]
+        j = torch.arange(size, device=input.device)[None].float()
+        start, end = torch.floor(i * size.float() / out_size), torch.ceil((i + 1) * size.float() / out_size)
+        inside = (j >= start) & (j < end)
+        return inside.to(input.dtype) / (end - start).to(input.dtype)
+
+    rows = pooling(shape[-2], out[0] if out[0] is not None else input.shape[-2])
+    cols = pooling(shape[-1], out[1] if out[1] is not None else input.shape[-1])
+    return torch.matmul(torch.matmul(rows, input), cols.t())
 
 
 def _decode(coder, priors, deltas, batch_img_metas):

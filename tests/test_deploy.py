@@ -107,6 +107,18 @@ def test_upernet_onnx_gives_pytorch_miou(tmp_path, camvid_mini):
         assert g['pred_sem_seg']['data'].shape == e['pred_sem_seg']['data'].shape == (1, 180, 240)
         assert (g['pred_sem_seg']['data'] == e['pred_sem_seg']['data']).float().mean() > 0.999
 
+    # the same graph at another size (pyramid pooling over 3x4 features: sizes that do not divide)
+    from focalnet_mm.cli import load_config
+    from focalnet_mm.deploy import build_pytorch_model
+    model = build_pytorch_model(load_config(config), checkpoint)
+    x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.inference(x, [dict(img_shape=(96, 128), ori_shape=(96, 128))]).argmax(1)
+    session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
+    got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])[:, 0]
+    assert got.shape == expected.shape == (1, 96, 128)
+    assert (got == expected).float().mean() > 0.999
+
 
 def classifier_checkpoint(tmp_path):
     """FocalNet-T ImageNet classifier with its initial weights, as an mmengine checkpoint."""
