@@ -3,11 +3,11 @@
     OMP_NUM_THREADS=2 python tools/analysis_tools/benchmark_deploy.py configs/maskrcnn_focalnet_t_3x.py \\
         --shape 800 1333 --threads 2 --repeat 5
 
-Exports CONFIG (with CHECKPOINT, else its initial weights) at a static --shape unless --onnx gives
-an export, then times ``test_step`` of both (preprocessing, network, post-processing, masks pasted
-at the image size) in one process, alternating, after one warm-up each. Prints a table and writes
-it as JSON (--out). Latency does not depend on the weights, except through the number of
-detections whose masks are computed: the table lists it.
+Exports CONFIG (with --checkpoint, else one set of initial weights for both sides) at a static
+--shape unless --onnx gives an export of it, then times ``test_step`` of both (preprocessing,
+network, post-processing, masks pasted at the image size) in one process, alternating, after one
+warm-up each. Prints a table and writes it as JSON (--out). Latency does not depend on the
+weights, except through the number of detections whose masks are computed: the table lists it.
 """
 import argparse
 import json
@@ -28,7 +28,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='ONNX Runtime vs PyTorch eager latency')
     parser.add_argument('config', help='det / seg / cls config')
     parser.add_argument('--checkpoint', help='weights (default: the initial ones)')
-    parser.add_argument('--onnx', help='an existing export of CONFIG (default: export to a temp dir)')
+    parser.add_argument('--onnx', help='an existing export of CONFIG and --checkpoint (default: export '
+                        'to a temp dir)')
     parser.add_argument('--shape', nargs=2, type=int, default=(800, 1333), metavar=('H', 'W'))
     parser.add_argument('--image', help='input image (default: random pixels at --shape)')
     parser.add_argument('--threads', type=int, default=int(os.environ.get('OMP_NUM_THREADS', '1')),
@@ -55,6 +56,8 @@ def ort_threads(backend_model, onnx_file, threads):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.onnx and not args.checkpoint:
+        sys.exit('error: --onnx needs the --checkpoint it was exported from (PyTorch runs the same weights)')
     import numpy as np
     import torch
     from mmengine.dataset import Compose, pseudo_collate
@@ -71,15 +74,19 @@ def main(argv=None):
         image = osp.join(work, 'image.png')
         h, w = args.shape
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(image)
+    checkpoint = args.checkpoint
+    if checkpoint is None:  # one set of initial weights for both sides
+        checkpoint = osp.join(work, 'initial.pth')
+        torch.save(dict(state_dict=build_pytorch_model(cfg, None).state_dict(), meta={}), checkpoint)
     onnx_file = args.onnx
     if onnx_file is None:
         print(f'exporting {args.config} at {args.shape[0]}x{args.shape[1]} ...', flush=True)
-        onnx_file = export(cfg, args.checkpoint, work, image, shape=args.shape)
+        onnx_file = export(cfg, checkpoint, work, image, shape=args.shape)
     static = static_test_pipeline(cfg, args.shape)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         pipeline = Compose([t for t in static.test_pipeline if 'Annotation' not in t['type']])
         data = pseudo_collate([pipeline(dict(img_path=image))])
-        models = dict(pytorch=build_pytorch_model(cfg, args.checkpoint),
+        models = dict(pytorch=build_pytorch_model(cfg, checkpoint),
                       onnxruntime=build_backend_model(onnx_file))
         ort_threads(models['onnxruntime'], onnx_file, args.threads)
         times = {name: [] for name in models}
