@@ -175,20 +175,15 @@ def register_rewriters() -> None:
         return
     _registered = True
     from mmdeploy.core import FUNCTION_REWRITER
-    FUNCTION_REWRITER.register_rewriter(
-        'mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.predict_by_feat',
-        backend='onnxruntime')(_bbox_head_predict_by_feat)
-    FUNCTION_REWRITER.register_rewriter(
-        'mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.predict_bbox',
-        backend='onnxruntime')(_cascade_roi_head_predict_bbox)
-    FUNCTION_REWRITER.register_rewriter(
-        'mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
-        backend='onnxruntime')(_rpn_head_predict_by_feat)
-    FUNCTION_REWRITER.register_rewriter(
-        'mmdet.models.detectors.two_stage.TwoStageDetector.forward',
-        backend='onnxruntime')(_two_stage_forward)
-    FUNCTION_REWRITER.register_rewriter(
-        'torch.nn.functional.adaptive_avg_pool2d', backend='onnxruntime')(_adaptive_avg_pool2d)
+    for name, rewriter in (
+            ('mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.predict_by_feat',
+             _bbox_head_predict_by_feat),
+            ('mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.predict_bbox',
+             _cascade_roi_head_predict_bbox),
+            ('mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat', _rpn_head_predict_by_feat),
+            ('mmdet.models.detectors.two_stage.TwoStageDetector.forward', _two_stage_forward),
+            ('torch.nn.functional.adaptive_avg_pool2d', _adaptive_avg_pool2d)):
+        FUNCTION_REWRITER.register_rewriter(name, backend='onnxruntime')(rewriter)
 
 
 def _adaptive_avg_pool2d(input, output_size):
