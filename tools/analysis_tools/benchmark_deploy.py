@@ -14,6 +14,7 @@ import json
 import os
 import os.path as osp
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -119,6 +120,7 @@ def main(argv=None):
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(result, f, indent=1)
+    shutil.rmtree(work)  # the export (about 200 MB for Mask R-CNN) and the image
     return result
 
 
