@@ -96,9 +96,14 @@ setup(
         # openmim 0.3.9 itself: pip install --no-deps openmim==0.3.9 (its declared opendatalab
         # dependency, never imported, would downgrade setuptools, requests and rich)
         'mim': ['click', 'colorama', 'model-index', 'pandas<3', 'requests', 'rich', 'tabulate'],
-        'tests': ['pytest', 'pytest-timeout', 'pytest-xdist', 'timm', 'onnx', 'onnxruntime',
+        'tests': ['pytest', 'pytest-timeout', 'pytest-xdist', 'timm', 'onnx==1.23.2', 'onnxruntime==1.32.0',
                   'transformers>=4.28,<4.52'],
         'lint': ['ruff==0.16.9'],
+        # tools/deploy.py: ONNX export with MMDeploy and ONNX Runtime (CPU). mmdeploy itself is not
+        # listed: its metadata asks for protobuf<=3.20.2, which onnx 1.23 (protobuf>=6.31) refuses; install
+        # it with `pip install --no-deps mmdeploy==1.3.1` (tools/setup_env.sh does both)
+        'deploy': ['onnx==1.23.2', 'onnxruntime==1.32.0', 'aenum==3.1.17', 'multiprocess==0.70.19',
+                   'dill==0.4.1'],
     },
     entry_points={'console_scripts': [
         'focalnet-download-weights = focalnet_mm.weights.download:main']},

@@ -164,10 +164,17 @@ def build_runner_from_cfg(cfg: Config):
     """The config's own runner type, else mmengine's Runner (what mmdet's tools do).
 
     A config with a ``strategy`` (e.g. ``FSDPStrategy``) gets mmengine's FlexibleRunner: the
-    plain Runner would ignore the strategy without a word.
+    plain Runner would ignore the strategy without a word. Every data set is wrapped so that a
+    sample that cannot be loaded is skipped and named (``cfg.skip_bad_samples``, see
+    :mod:`focalnet_mm.engine.bad_samples`); done here, after the tools' own edits of the
+    dataloaders (e.g. ``--tta`` replacing the test pipeline).
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from .engine import wrap_datasets
+
+    wrap_datasets(cfg)
 
     if cfg.get('strategy') and 'runner_type' not in cfg:
         cfg.runner_type = 'FlexibleRunner'

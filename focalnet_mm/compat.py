@@ -19,14 +19,22 @@ the first FocalNet built in a process logs, through mmengine's current logger, w
   (``MODULE2PACKAGE``) and offers no way to add one, so this package adds its name there, and
   reads those bases without a ``focalnet_mm`` registry scope (it has no registries of its own).
 
+One more, not applied at import but for the duration of an export (:func:`mmdeploy_export_fixes`,
+used by ``focalnet_mm.deploy``): MMDeploy 1.3.1 (the last release) predates torch 2.9, whose
+``torch.onnx.export`` defaults to the dynamo exporter (MMDeploy's rewriters and symbolics work with
+the TorchScript one; the dynamo one also needs onnxscript), and torch 2.x removed the private
+``symbolic_opset9._cast_Long`` that MMDeploy's RoIAlign symbolic imports.
+
 Not patched but checked (:func:`check_transformers`): mmpretrain 1.2.0 needs transformers < 4.52
 when transformers is installed (it imports names that 4.52 removed, and ``mmdet.models`` imports
 mmpretrain); tools/setup_env.sh pins it, and other environments get a warning naming the fix.
 """
+import contextlib
 import functools
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os.path as osp
 import pickle
 import warnings
@@ -208,6 +216,28 @@ def check_transformers() -> Optional[str]:
                '(tools/setup_env.sh pins it).')
     warnings.warn(message, stacklevel=3)
     return message
+
+
+# --------------------------------------------------------------------------- MMDeploy exports
+@contextlib.contextmanager
+def mmdeploy_export_fixes():
+    """Within the block, ``torch.onnx.export`` uses the TorchScript exporter unless told otherwise,
+    and ``symbolic_opset9._cast_Long`` exists; both are restored on exit."""
+    import torch.onnx.symbolic_opset9 as opset9
+    export = torch.onnx.export
+    dynamo = inspect.signature(export).parameters.get('dynamo')
+    add_cast_long = not hasattr(opset9, '_cast_Long')
+    if dynamo is not None and dynamo.default is True:
+        torch.onnx.export = functools.wraps(export)(functools.partial(export, dynamo=False))
+    if add_cast_long:  # what torch < 2.2 had: a Cast to int64
+        opset9._cast_Long = lambda g, value, non_blocking: g.op(
+            'Cast', value, to_i=torch._C._onnx.TensorProtoDataType.INT64)
+    try:
+        yield
+    finally:
+        torch.onnx.export = export
+        if add_cast_long:
+            del opset9._cast_Long
 
 
 # --------------------------------------------------------------------------- apply and report

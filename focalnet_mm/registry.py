@@ -1,8 +1,10 @@
 """The one place where focalnet-mm adds itself to OpenMMLab registries.
 
 ``FocalNet`` goes into the MODELS registry of every installed library (mmdet, mmseg, mmpretrain);
-the training-time visualization hook and the preemption-safe checkpoint hook into mmengine's HOOKS
-and theirs, the resumable epoch loop into LOOPS, the FSDP optimizer wrapper into OPTIM_WRAPPERS.
+the training-time visualization hook, the preemption-safe checkpoint hook and the non-finite loss
+hook into mmengine's HOOKS and theirs, the resumable epoch loop into LOOPS, the FSDP and
+non-finite-guarded optimizer wrappers into OPTIM_WRAPPERS, the bad-sample skipping wrapper into
+DATASETS.
 A library that is not
 installed is skipped; one that is installed but fails to import is an error worth seeing.
 """
@@ -12,7 +14,17 @@ from typing import List
 
 from mmengine import registry as mmengine_registry
 
-from .engine import FSDPOptimWrapper, ResumableEpochBasedTrainLoop, SafeCheckpointHook
+from .engine import (
+    CheckSegMapSize,
+    FiniteAmpOptimWrapper,
+    FiniteFSDPOptimWrapper,
+    FiniteOptimWrapper,
+    FSDPOptimWrapper,
+    NonFiniteLossHook,
+    ResumableEpochBasedTrainLoop,
+    SafeCheckpointHook,
+    SkipBadSamples,
+)
 from .models import FocalNet
 from .visualization.hook import FocalModulationVisHook
 
@@ -44,3 +56,8 @@ register(SafeCheckpointHook, 'SafeCheckpointHook', 'HOOKS', include_mmengine=Tru
 register(ResumableEpochBasedTrainLoop, 'ResumableEpochBasedTrainLoop', 'LOOPS', include_mmengine=True)
 OPTIM_WRAPPER_REGISTERED_IN = register(FSDPOptimWrapper, 'FSDPOptimWrapper', 'OPTIM_WRAPPERS',
                                        include_mmengine=True)
+for _wrapper in (FiniteOptimWrapper, FiniteAmpOptimWrapper, FiniteFSDPOptimWrapper):
+    register(_wrapper, _wrapper.__name__, 'OPTIM_WRAPPERS', include_mmengine=True)
+register(NonFiniteLossHook, 'NonFiniteLossHook', 'HOOKS', include_mmengine=True)
+register(SkipBadSamples, 'SkipBadSamples', 'DATASETS', include_mmengine=True)
+register(CheckSegMapSize, 'CheckSegMapSize', 'TRANSFORMS', include_mmengine=True)

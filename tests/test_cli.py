@@ -106,7 +106,8 @@ def test_cli_flags_reach_the_config(tmp_path, monkeypatch):
         monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0')  # mmengine's logger asks for the device id
     cfg = train.make_config(train.parse_args([osp.join(REPO_ROOT, MAIN_CONFIG), '--amp', '--auto-scale-lr',
                                               '--resume', *options]))
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
+    # mmengine's AmpOptimWrapper with the non-finite loss guard (focalnet_mm/engine/nonfinite.py)
+    assert cfg.optim_wrapper.type == 'FiniteAmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
     assert cfg.auto_scale_lr.enable is True and cfg.auto_scale_lr.base_batch_size == 16
     assert cfg.resume is True and cfg.load_from is None
     assert cfg.work_dir == './work_dirs/maskrcnn_focalnet_t_3x'
@@ -115,7 +116,7 @@ def test_cli_flags_reach_the_config(tmp_path, monkeypatch):
     cfg = train.make_config(train.parse_args([osp.join(REPO_ROOT, MAIN_CONFIG), '--work-dir', 'elsewhere',
                                               *options]))
     assert cfg.work_dir == 'elsewhere' and not cfg.get('resume')
-    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert cfg.optim_wrapper.type == 'FiniteOptimWrapper'
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ The whole script with ``--device cpu`` takes about 2 minutes (docs/benchmarks.md
 syntax and argument check, and the Python step it adds (benchmark_focal_context.py) end to end.
 """
 import json
+import os
 import os.path as osp
 import subprocess
 
@@ -56,7 +57,22 @@ def test_gpu_check_script_parses_and_rejects_a_bad_device(repo_root, tmp_path):
     lines = open(script).read().splitlines()
     # every step goes through run NAME LIMIT ... (timeout); steps a-e on both devices
     steps = [ln.strip() for ln in lines if ln.strip().startswith('run "(')]
-    assert len(steps) == 11 and all(s.split('"')[2].split()[0].isdigit() for s in steps)
+    assert len(steps) == 12 and all(s.split('"')[2].split()[0].isdigit() for s in steps)
     assert sorted({s[5:7].strip('(') for s in steps}) == ['a', 'b', 'c', 'd', 'e']
     assert any('timeout --kill-after' in ln for ln in lines)
     assert not osp.exists(osp.join(repo_root, 'tools', 'analysis_tools', 'run_gpu_benchmarks.sh'))
+
+
+def test_gpu_check_stays_within_its_budget_and_says_what_it_skipped(repo_root, tmp_path):
+    """One device call may run 10 minutes: with the budget spent, every step is skipped (logged
+    as SKIPPED) instead of running past it, and the script says so in its exit status."""
+    script = osp.join(repo_root, 'tools', 'analysis_tools', 'gpu_check.sh')
+    out = tmp_path / 'out'
+    proc = subprocess.run(['bash', script, str(out), '--device', 'cpu'], capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, GPU_CHECK_BUDGET='5'))
+    log = (out / 'log.txt').read_text()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    skipped = [ln for ln in log.splitlines() if ln.startswith('== SKIPPED (budget of 5s spent)')]
+    assert len(skipped) == 5, log  # the five CPU steps (a)-(e)
+    assert 'torch' in (out / 'env.txt').read_text()  # the environment is recorded first
+

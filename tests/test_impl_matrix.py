@@ -129,19 +129,10 @@ _TRITON_MATRIX = textwrap.dedent('''
     from focalnet_mm.ops import focal_context
     from focalnet_mm.ops.focal_context import _aggregate_reference
     from focalnet_mm.ops.triton_focal import focal_context_triton
+    sys.path.insert(0, 'tests')
+    from test_impl_matrix import _outputs_and_grads as run, _rel as rel
     part = sys.argv[1]
     results = {}
-
-    def rel(a, b):
-        return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
-
-    def run(model, x, projections, train):
-        model.train(train)
-        model.zero_grad(set_to_none=True)
-        x = x.detach().clone().requires_grad_(True)
-        outs = model(x)
-        sum((o * p).sum() for o, p in zip(outs, projections)).backward()
-        return [o.detach() for o in outs] + [x.grad] + [p.grad for p in model.parameters()]
 
     def worst(a, b):
         assert len(a) == len(b) and all(t is not None for t in a), 'missing gradients'

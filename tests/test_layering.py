@@ -8,7 +8,7 @@ from conftest import REPO_ROOT
 #: a part may import parts of lower rank (and itself); equal ranks may not import each other
 LAYERS = {'archs': 0, 'compat': 0, 'version': 0, 'ops': 0,
           'weights': 1, 'models': 2, 'visualization': 3, 'engine': 3,
-          'registry': 4, 'cli': 4, 'training_checks': 5, '__init__': 5}
+          'registry': 4, 'cli': 4, 'deploy': 4, 'training_checks': 5, 'data_check': 5, '__init__': 5}
 
 
 def part(module: str) -> str:

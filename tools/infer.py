@@ -8,6 +8,11 @@ DetInferencer, MMSegInferencer, ImageClassificationInferencer):
         --weights focalnet_tiny_lrf_upernet_160k.pth --device cuda
     python tools/infer.py demo.jpg configs/cls/focalnet_t_srf_in1k.py --weights focalnet://tiny_srf
 
+With --onnx DEPLOYED (end2end.onnx / .engine written by tools/deploy.py) the exported model
+runs instead of PyTorch, with the same pipeline, painting and JSON:
+
+    python tools/infer.py demo.jpg configs/maskrcnn_focalnet_t_3x.py --onnx deploy/maskrcnn/end2end.onnx
+
 WEIGHTS is a whole-model checkpoint (tools/train.py's, or a released detector/segmentor) or a
 FocalNet file in the official / timm / HF format (classification files bring their head).
 Painted images go to OUT_DIR/vis, predictions (JSON) to OUT_DIR/preds.
@@ -30,7 +35,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Inference with a FocalNet model')
     parser.add_argument('inputs', help='an image file or a folder of images')
     parser.add_argument('config', help='a det / seg / cls config')
-    parser.add_argument('--weights', help='checkpoint (whole model, or a FocalNet file)')
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument('--weights', help='checkpoint (whole model, or a FocalNet file)')
+    weights.add_argument('--onnx', help='a model exported by tools/deploy.py (end2end.onnx or .engine)')
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'infer'),
                         help='where vis/ and preds/ are written (default work_dirs/infer)')
     parser.add_argument('--device', default=None, help='cpu, cuda or cuda:N (default: cuda if any)')
@@ -57,12 +64,18 @@ def check_inputs(args):
                                 'configs/cls)')
     if args.weights and '://' not in args.weights and not osp.isfile(args.weights):
         raise FileNotFoundError(f'weights {args.weights} not found')
+    if args.onnx:
+        from focalnet_mm.deploy import deployed_files, is_deployed
+        if not is_deployed(args.onnx):
+            raise ValueError(f'--onnx {args.onnx}: give end2end.onnx or end2end.engine from tools/deploy.py')
+        deployed_files(args.onnx)
     if args.batch_size < 1:
         raise ValueError('--batch-size must be >= 1')
 
 
-def build_inferencer(config, weights, device):
-    """The library's inferencer for ``config``; FocalNet-format weights are loaded by us.
+def build_inferencer(config, weights, device, deployed=None):
+    """The library's inferencer for ``config``; FocalNet-format weights are loaded by us, and an
+    exported model (``deployed``: tools/deploy.py's end2end.onnx / .engine) replaces PyTorch's.
 
     The inferencers set mmengine's global default scope; it is restored on return (run the
     inferencer inside ``DefaultScope.overwrite_default_scope(scope)``, as :func:`main` does).
@@ -70,12 +83,34 @@ def build_inferencer(config, weights, device):
     from mmengine.registry import DefaultScope
     cfg = Config.fromfile(config)
     scope = cfg.get('default_scope')
+    if deployed:
+        from focalnet_mm.deploy import deployed_config
+        cfg = deployed_config(cfg, deployed)
     if 'visualizer' in cfg:
         # mmengine visualizers are process-wide instances looked up by name: under the config's
         # usual 'visualizer' a Runner built later in this process would get the inferencer's
         cfg.visualizer.name = 'focalnet_infer'
     with DefaultScope.overwrite_default_scope(scope):
-        return scope, _build_inferencer(cfg, config, scope, weights, device)
+        inferencer = _build_inferencer(cfg, config, scope, weights, device)
+        if deployed:
+            use_deployed_model(inferencer, scope, deployed, device)
+        return scope, inferencer
+
+
+def use_deployed_model(inferencer, scope, deployed, device):
+    """Swap the inferencer's model for the exported one; classes and palette come from the export
+    (the checkpoint's), as they would from the checkpoint in the PyTorch path."""
+    from focalnet_mm.deploy import build_backend_model
+    model = build_backend_model(deployed, device=device or 'cpu')
+    meta = getattr(model, 'dataset_meta', None) or getattr(inferencer.model, 'dataset_meta', None)
+    model.dataset_meta = meta
+    inferencer.model = model
+    if scope == 'mmdet':
+        inferencer.visualizer.dataset_meta = meta
+    elif scope == 'mmseg':
+        inferencer.visualizer.set_dataset_meta(meta.get('classes'), meta.get('palette'), None)
+    else:
+        inferencer.classes = meta.get('classes') if meta else None
 
 
 def _build_inferencer(cfg, config, scope, weights, device):
@@ -155,11 +190,11 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     images = list_images([args.inputs])
-    if args.weights is None:
+    if args.weights is None and args.onnx is None:
         print('warning: no --weights: the model has random weights', flush=True)
     from focalnet_mm.weights import WeightsHashError, WeightsUnavailableError
     try:
-        scope, inferencer = build_inferencer(args.config, args.weights, args.device)
+        scope, inferencer = build_inferencer(args.config, args.weights, args.device, args.onnx)
     except (ValueError, FileNotFoundError, WeightsUnavailableError, WeightsHashError) as e:
         sys.exit(f'error: {e}')
     from mmengine.registry import DefaultScope

@@ -176,7 +176,10 @@ fi
 # The OpenMMLab packages are installed without their declared dependencies: mmengine and mmcv ask
 # for opencv-python (GUI build, needs libGL), which would shadow the headless build, and mim-style
 # "mmcv" requirements would pull an mmcv without ops. Their real dependencies are listed here.
-OPENMMLAB=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0)
+# mmdeploy 1.3.1 (tools/deploy.py) declares protobuf<=3.20.2, which onnx 1.23 (protobuf>=6.31) refuses; it runs
+# with today's protobuf, so it is installed without its declared dependencies too (its real ones,
+# aenum, multiprocess and dill, are in DEPS).
+OPENMMLAB=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 mmdeploy==1.3.1)
 # mmdet's CocoPanopticMetric imports `panopticapi` (cocodataset/panopticapi, not on PyPI under that
 # name); panopticapi-lite is a PyPI copy of that module. Its code needs numpy and Pillow only, so
 # it goes in without its declared extras (scikit-image & co.), like the OpenMMLab packages.
@@ -187,13 +190,14 @@ TRANSFORMERS_PIN='>=4.28,<4.52'
 RUFF_VERSION=0.16.9  # the linter .ci/run runs (configured in pyproject.toml)
 DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matplotlib rich termcolor
       pycocotools scipy shapely six terminaltables tqdm prettytable ftfy regex einops
-      importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout pytest-xdist tensorboard onnx
-      onnxruntime "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION"
+      importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout pytest-xdist tensorboard
+      onnx==1.23.2 onnxruntime==1.32.0 aenum==3.1.17 multiprocess==0.70.19 dill==0.4.1
+      "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION"
       click colorama model-index 'pandas<3' tabulate)  # the last line: what openmim imports
 # openmim (the `mim` command) without its declared opendatalab dependency, which it never imports
 # and which would downgrade setuptools, requests and rich
 OPENMIM=openmim==0.3.9
-stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, timm and deps" \
+stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, mmdeploy 1.3.1, timm and deps" \
   "check access to PyPI, then re-run"
 if ! satisfied "${DEPS[@]}" "${NO_DEPS[@]}" "$OPENMIM"; then  # the final check below imports them
   "${PIP[@]}" "${DEPS[@]}"

@@ -4,7 +4,9 @@
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 
 CHECKPOINT may be an mmengine checkpoint of the whole model or a FocalNet file in the official,
-timm or HF format (classification files bring their head into mmpretrain classifiers).
+timm or HF format (classification files bring their head into mmpretrain classifiers), or a model
+exported by tools/deploy.py (end2end.onnx, end2end.engine): the same data and metrics then run on
+ONNX Runtime / TensorRT (docs/deploy.md).
 """
 import argparse
 import os
@@ -23,6 +25,9 @@ from focalnet_mm.cli import (  # noqa: E402
     finish_distributed,
     prepare_config,
 )
+from focalnet_mm.deploy import build_backend_model, deployed_config, deployed_files, is_deployed  # noqa: E402
+from focalnet_mm.engine import TooManyBadSamplesError  # noqa: E402
+from focalnet_mm.engine.bad_samples import one_line  # noqa: E402
 from focalnet_mm.weights import (  # noqa: E402
     check_whole_model_checkpoint,
     is_mmengine_model_checkpoint,
@@ -46,6 +51,8 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (multi-scale + flip)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. test_dataloader.batch_size=1')
+    parser.add_argument('--device', default='cpu',
+                        help='where an exported model (end2end.onnx / .engine) runs: cpu or cuda')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -94,7 +101,9 @@ def make_config(args):
     A whole-model mmengine checkpoint goes to ``cfg.load_from``; for a FocalNet file (official,
     timm, HF: mmengine cannot read those) ``load_from`` stays None and main() converts it.
     """
-    if '://' not in args.checkpoint and not osp.exists(args.checkpoint):
+    if is_deployed(args.checkpoint):  # tools/deploy.py's folder: the backend model replaces ours
+        deployed_files(args.checkpoint)
+    elif '://' not in args.checkpoint and not osp.exists(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} not found (give a .pth file written by '
                                 'tools/train.py, or a FocalNet file: official, timm or HF)')
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
@@ -111,6 +120,11 @@ def make_config(args):
         dumper = 'DumpDetResults' if cfg.get('default_scope') == 'mmdet' else 'DumpResults'
         cfg.test_evaluator.append(dict(type=dumper, out_file_path=args.out))
     check_datasets(cfg, ('test_dataloader', ))
+    if is_deployed(args.checkpoint):
+        if args.tta:
+            raise ValueError('--tta runs several PyTorch forward passes; an exported model has one')
+        cfg.load_from = None
+        return deployed_config(cfg, args.checkpoint), None
     checkpoint = read_checkpoint(args.checkpoint)  # once, safely; mmengine's load_from reads again
     cfg.load_from = args.checkpoint if is_mmengine_model_checkpoint(checkpoint) else None
     return cfg, checkpoint
@@ -126,14 +140,19 @@ def main(argv=None):
     runner = build_runner_from_cfg(cfg)
     model = runner.model  # the loaders look inside DDP / mmengine wrappers themselves
     try:
-        if cfg.load_from is None:  # a FocalNet file: convert and load (backbone, + a classifier head)
+        if is_deployed(args.checkpoint):
+            runner.model = build_backend_model(args.checkpoint, device=args.device)
+        elif cfg.load_from is None:  # a FocalNet file: convert and load (backbone, + a classifier head)
             load_model_weights(model, args.checkpoint, logger=runner.logger)  # path: HF config.json too
         else:  # mmengine's load_from below would only warn about a checkpoint that does not fit
             check_whole_model_checkpoint(model, checkpoint, logger=runner.logger,
                                          source=args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
-    return runner.test()
+    try:
+        return runner.test()
+    except TooManyBadSamplesError as e:  # (also from a DataLoader worker)
+        sys.exit(f'error: {one_line(e)}')
 
 
 if __name__ == '__main__':

@@ -77,7 +77,8 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as e:  # missing data included (DatasetNotFoundError)
         sys.exit(f'error: {e}')
     from focalnet_mm.cli import build_runner_from_cfg
-    from focalnet_mm.engine import lost_rank_message
+    from focalnet_mm.engine import NonFiniteLossError, TooManyBadSamplesError, lost_rank_message
+    from focalnet_mm.engine.bad_samples import one_line
     from focalnet_mm.training_checks import warn_about_run
     from focalnet_mm.weights import WeightsHashError, WeightsUnavailableError
     runner = build_runner_from_cfg(cfg)
@@ -93,6 +94,8 @@ def main(argv=None):
     except (WeightsUnavailableError, WeightsHashError) as e:  # ImageNet weights, fetched at init
         sys.exit(f'error: {e} To train without pretrained weights instead: --cfg-options '
                  'model.backbone.init_cfg=None')
+    except (NonFiniteLossError, TooManyBadSamplesError) as e:  # (also from a DataLoader worker)
+        sys.exit(f'error: {one_line(e)}')
     except Exception as e:  # a dead rank makes the others fail: name it in one line
         message = lost_rank_message(e, cfg.env_cfg.dist_cfg.get('timeout'))
         if message is None:

@@ -1,6 +1,8 @@
 """Training machinery on top of mmengine: preemption-safe checkpoints, mid-epoch resume, a clear
-message when a distributed rank dies, and gradient clipping that means the same under FSDP (see
-docs/training.md "Training and testing")."""
+message when a distributed rank dies, gradient clipping that means the same under FSDP, broken
+samples skipped and named, and a stop at a non-finite loss (see docs/training.md "Training and
+testing")."""
+from .bad_samples import CheckSegMapSize, SkipBadSamples, TooManyBadSamplesError, wrap_datasets
 from .checkpoint import (
     AtomicLocalBackend,
     NoResumableCheckpointError,
@@ -11,9 +13,19 @@ from .checkpoint import (
 )
 from .distributed import DEFAULT_DIST_TIMEOUT, lost_rank_message
 from .loops import ResumableEpochBasedTrainLoop
+from .nonfinite import (
+    FiniteAmpOptimWrapper,
+    FiniteFSDPOptimWrapper,
+    FiniteOptimWrapper,
+    NonFiniteLossError,
+    NonFiniteLossHook,
+)
 from .optim import FSDPOptimWrapper
 from .training import make_training_safe
 
 __all__ = ['AtomicLocalBackend', 'NoResumableCheckpointError', 'SafeCheckpointHook', 'atomic_write',
            'checkpoint_problem', 'find_resumable_checkpoint', 'DEFAULT_DIST_TIMEOUT',
-           'lost_rank_message', 'ResumableEpochBasedTrainLoop', 'FSDPOptimWrapper', 'make_training_safe']
+           'lost_rank_message', 'ResumableEpochBasedTrainLoop', 'FSDPOptimWrapper', 'make_training_safe',
+           'CheckSegMapSize', 'SkipBadSamples', 'TooManyBadSamplesError', 'wrap_datasets',
+           'FiniteOptimWrapper', 'FiniteAmpOptimWrapper', 'FiniteFSDPOptimWrapper', 'NonFiniteLossError',
+           'NonFiniteLossHook']

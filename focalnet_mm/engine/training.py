@@ -1,4 +1,5 @@
-"""What tools/train.py applies to every config: preemption-safe checkpoints and resume.
+"""What tools/train.py applies to every config: preemption-safe checkpoints and resume, and a
+stop (or a dropped batch) at a non-finite loss before it reaches the weights.
 
 Done in the tool rather than in each config so that every config trains the same way, ours, the
 upstream mmdet/mmseg/mmpretrain ones and a user's own, while each config stays a small diff of
@@ -12,6 +13,7 @@ from mmengine.logging import print_log
 
 from .checkpoint import checkpoint_problem, find_resumable_checkpoint
 from .distributed import DEFAULT_DIST_TIMEOUT
+from .nonfinite import DEFAULT_NONFINITE, GUARDED_TYPES
 
 #: mmengine types replaced by their preemption-safe subclasses (same arguments)
 SAFE_TYPES = {'CheckpointHook': 'SafeCheckpointHook',
@@ -43,9 +45,41 @@ def _log_once(message: str, level: str = 'WARNING') -> None:
         print_log(message, logger='current', level=getattr(logging, level))
 
 
+def guard_nonfinite_loss(cfg: Config) -> None:
+    """Swap in the optimizer wrapper that skips a non-finite loss and add NonFiniteLossHook.
+
+    ``cfg.nonfinite_loss``: dict(mode='stop' | 'drop', max_dropped=10, max_amp_overflows=20)
+    (missing keys from :data:`DEFAULT_NONFINITE`), or None to train without the guard.
+    """
+    setting = cfg.get('nonfinite_loss', {})
+    if setting is None:
+        return
+    unknown = set(setting) - set(DEFAULT_NONFINITE)
+    if unknown:
+        raise ValueError(f'nonfinite_loss has unknown keys {sorted(unknown)}; it takes '
+                         f'{sorted(DEFAULT_NONFINITE)} (or nonfinite_loss=None to switch it off)')
+    optim_wrapper = cfg.get('optim_wrapper')
+    if not isinstance(optim_wrapper, dict):
+        return
+    if any(isinstance(v, dict) and 'optimizer' in v for v in optim_wrapper.values()):
+        return  # an OptimWrapperDict (one wrapper per model part): not guarded
+    kind = optim_wrapper.get('type', 'OptimWrapper')
+    if not isinstance(kind, str):  # pure-Python configs name the class itself
+        kind = kind.__name__
+    scope, dot, name = kind.rpartition('.')
+    if name not in GUARDED_TYPES and name not in GUARDED_TYPES.values():
+        raise ValueError(f'optim_wrapper.type={kind} has no non-finite loss guard (one of '
+                         f'{", ".join(GUARDED_TYPES)}); set nonfinite_loss=None to train without it')
+    optim_wrapper['type'] = scope + dot + GUARDED_TYPES.get(name, name)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(isinstance(h, dict) and h.get('type') == 'NonFiniteLossHook' for h in hooks):
+        hooks.append(dict(type='NonFiniteLossHook', **dict(DEFAULT_NONFINITE, **setting)))
+    cfg.custom_hooks = hooks
+
+
 def make_training_safe(cfg: Config, resume: Optional[str] = None) -> None:
-    """Swap in SafeCheckpointHook / ResumableEpochBasedTrainLoop, give distributed runs a
-    timeout, and turn ``--resume [CKPT]`` into a checked ``cfg.load_from``.
+    """Swap in SafeCheckpointHook / ResumableEpochBasedTrainLoop and the non-finite loss guard,
+    give distributed runs a timeout, and turn ``--resume [CKPT]`` into a checked ``cfg.load_from``.
 
     ``resume``: None (no resume), 'auto' (the newest readable checkpoint of the work dir; a fresh
     start when it holds none) or a path. Raises FileNotFoundError/ValueError with one line.
@@ -64,6 +98,7 @@ def make_training_safe(cfg: Config, resume: Optional[str] = None) -> None:
             train_cfg['type'] = _safe_type(train_cfg['type'])
     dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     dist_cfg.setdefault('timeout', DEFAULT_DIST_TIMEOUT)
+    guard_nonfinite_loss(cfg)
 
     if resume is None:
         return

@@ -60,7 +60,8 @@ class AutoRule:
 
     ``dtypes`` ANY_DTYPE matches every compute dtype; ``min_positions`` is the smallest H*W the
     row applies to; ``max_kernel`` the largest depthwise kernel of the module (None: any);
-    ``basis`` says where the choice comes from (a measurement, with its machine, or a guess).
+    ``cpu_feature`` a CPU instruction set the row needs (see :data:`CPU_FEATURES`); ``basis`` says
+    where the choice comes from (a measurement, with its machine, or a guess).
     """
     device: str
     training: bool
@@ -69,18 +70,40 @@ class AutoRule:
     basis: str
     min_positions: int = 0
     max_kernel: Optional[int] = None
+    cpu_feature: Optional[str] = None
+
+
+def _cpu_features() -> frozenset:
+    """Instruction sets that change which CPU path is faster (read once, at import)."""
+    try:
+        return frozenset({'avx512_bf16'} if torch.cpu._is_avx512_bf16_supported() else ())
+    except (AttributeError, RuntimeError):
+        return frozenset()
+
+
+#: native bf16 arithmetic (AVX512-BF16, also on AMX CPUs): oneDNN's bf16 channels-last kernels
+#: then beat the NCHW path, where without it bf16 is emulated and the NCHW path wins
+CPU_FEATURES = _cpu_features()
 
 
 AUTO_TABLE: Tuple[AutoRule, ...] = (
-    # CPU rows: measured on 2 threads, docs/benchmarks.md "CPU".
+    # CPU rows: measured on 2 threads, docs/benchmarks.md "CPU"; which path wins depends on the
+    # instruction sets (a row with cpu_feature applies only where the CPU has it).
     AutoRule('cpu', False, ANY_DTYPE, 'reference',
-             'measured: CPU inference on par, reference is the timm-exact path'),
+             'measured on a 2-core AMD EPYC with AVX2: CPU inference on par, reference is the '
+             'timm-exact path'),
     AutoRule('cpu', True, (torch.float32, ), 'fast',
-             'measured: oneDNN channels-last backward 1.6-2.1x faster from 24x24 maps up',
-             min_positions=CPU_FAST_MIN_POSITIONS),
+             'measured on a 2-core AMD EPYC with AVX2: oneDNN channels-last backward 1.6-2.1x '
+             'faster from 24x24 maps up', min_positions=CPU_FAST_MIN_POSITIONS),
+    AutoRule('cpu', True, (torch.bfloat16, ), 'fast',
+             'measured on a 2-core AMD EPYC with AVX512-BF16: chain fwd+bwd bf16 kernels 3/5/7 '
+             'fast 33.5 ms vs reference 45.3 at 2x96x32x32, 93 vs 143 at 2x96x56x56 (and a 2-core '
+             'Intel AVX-512: 82.5 vs 88.8, issue 28)', min_positions=CPU_FAST_MIN_POSITIONS,
+             cpu_feature='avx512_bf16'),
     AutoRule('cpu', True, ANY_DTYPE, 'reference',
-             'measured: channels-last backward 1.5-5x slower below 20x20 in fp32; in bf16 '
-             '3.5x slower at 2x96x32x32 (context chain, docs/benchmarks.md)'),
+             'measured on a 2-core AMD EPYC with AVX2: channels-last backward 1.5-5x slower '
+             'below 20x20 in fp32; in bf16 (emulated) 3.5x slower at 2x96x32x32 (context chain, '
+             'docs/benchmarks.md)'),
     # CUDA rows: one NVIDIA H200, torch 2.11 + CUDA 13, triton 3.6, 2026-12-04
     # (../shared/measurements/2026-12-04-h200, docs/benchmarks.md "GPU").
     AutoRule('cuda', True, ANY_DTYPE, 'triton',
@@ -149,6 +172,7 @@ def auto_impl(device: str, dtype: torch.dtype, training: bool, positions: int,
     for rule in AUTO_TABLE:
         if (rule.device == device and rule.training == training and positions >= rule.min_positions
                 and (rule.max_kernel is None or max_kernel <= rule.max_kernel)
+                and (rule.cpu_feature is None or rule.cpu_feature in CPU_FEATURES)
                 and (rule.dtypes is ANY_DTYPE or dtype in rule.dtypes)):
             return rule
     return AutoRule(device, training, ANY_DTYPE, 'reference', 'no table row for this device')
