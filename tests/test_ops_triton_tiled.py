@@ -3,7 +3,8 @@ under the Triton interpreter.
 
 ``TRITON_INTERPRET`` must be set before triton itself is imported (triton.language's own jit
 helpers are interpreted only then), so the kernels run in one subprocess per group of checks,
-which prints its errors as JSON; the tests assert on them. The interpreter is slow: shapes are
+which prints its errors as JSON; the tests assert on them. The GPU group runs the same checks
+compiled, at a detection-like size, where CUDA is available. The interpreter is slow: shapes are
 tiny, the large kernels are marked slow.
 """
 import json
@@ -31,13 +32,17 @@ _CHECKS = textwrap.dedent('''
     def rel(a, b):
         return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
 
+    device = 'cuda' if sys.argv[1] == 'gpu' else 'cpu'
+    torch.backends.cudnn.allow_tf32 = False  # the fp32 reference in fp32 on a GPU too
+
     def inputs(shape, kernels, dtype=torch.float32, seed=0):
         b, h, w, c = shape
         gen = torch.Generator().manual_seed(seed)
-        src = torch.randn(b, h, w, c, generator=gen).to(dtype)
-        gates = torch.randn(b, h, w, len(kernels) + 1, generator=gen).to(dtype)
-        weights = [(torch.randn(c, 1, k, k, generator=gen) / k).to(dtype) for k in kernels]
-        return src, gates, weights, torch.randn(b, h, w, c, generator=gen).to(dtype)
+        src = torch.randn(b, h, w, c, generator=gen).to(device, dtype)
+        gates = torch.randn(b, h, w, len(kernels) + 1, generator=gen).to(device, dtype)
+        weights = [(torch.randn(c, 1, k, k, generator=gen) / k).to(device, dtype)
+                   for k in kernels]
+        return src, gates, weights, torch.randn(b, h, w, c, generator=gen).to(device, dtype)
 
     def run(src, gates, weights, probe, scale, config, saved=None, needs_src=True, needs_w=None):
         acc, mean, pres = saved or tiled.chain_forward(src, gates, weights, scale, config)
@@ -74,6 +79,14 @@ _CHECKS = textwrap.dedent('''
         for dtype in (torch.float16, torch.bfloat16):  # storage rounding, fp32 math
             res[str(dtype)] = errors(*inputs((2, 3, 4, 12), [3], dtype, seed=2), 0.5,
                                      tiled.TileConfig(2, 4, 8, 4, 4, 8, 4))[0]
+    elif sys.argv[1] == 'gpu':  # every candidate, FocalNet-T's first stage kernels, odd map
+        for name in tiled.CANDIDATES:
+            for dtype in (torch.float32, torch.bfloat16):
+                case = inputs((2, 37, 45, 96), [9, 11, 13], dtype, seed=4)
+                errs, first = errors(*case, 0.25, name)
+                again = run(*case, 0.25, name)
+                res[f'{name} {dtype}'] = [max(errs), all(torch.equal(a, b)
+                                                         for a, b in zip(first, again))]
     else:  # FocalNet's detection kernels 9/11/13 (halo wider than the map), three levels
         res['large'] = errors(*inputs((1, 7, 8, 20), [9, 11, 13], seed=3), 0.25,
                               tiled.TileConfig(3, 8, 16, 4, 4, 16, 5))[0]
@@ -81,8 +94,12 @@ _CHECKS = textwrap.dedent('''
 ''')
 
 
-def _interpreted(group, timeout):
-    env = dict(os.environ, TRITON_INTERPRET='1', OMP_NUM_THREADS='1')
+def _run_checks(group, timeout):
+    """The _CHECKS group's results: under the interpreter, or compiled on CUDA for 'gpu'."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('TRITON_INTERPRET', None)
+    if group != 'gpu':
+        env['TRITON_INTERPRET'] = '1'
     env.pop('FOCALNET_IMPL', None)
     proc = subprocess.run([sys.executable, '-c', _CHECKS, group], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
@@ -92,7 +109,7 @@ def _interpreted(group, timeout):
 
 @pytest.fixture(scope='module')
 def fast_checks():
-    return _interpreted('fast', 280)
+    return _run_checks('fast', 280)
 
 
 @pytest.mark.timeout(300)
@@ -121,8 +138,19 @@ def test_low_precision_storage_with_fp32_math(fast_checks, dtype, tol):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_large_kernels_three_levels():
-    errs = _interpreted('large', 590)['large']
+    errs = _run_checks('large', 590)['large']
     assert max(errs) <= 1e-5, errs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.timeout(400)
+def test_gpu_every_candidate_matches_reference_and_is_deterministic():
+    results = _run_checks('gpu', 390)  # compiled kernels, no interpreter
+    assert len(results) == 2 * len(CANDIDATE_NAMES)
+    for key, (err, deterministic) in results.items():
+        # the tolerances of test_ops_focal_context's GPU test (fp32 with TF32 off)
+        assert err < (1e-4 if 'float32' in key else 5e-2), (key, err)
+        assert deterministic, key
 
 
 def test_tile_table_candidates_and_bad_input():
