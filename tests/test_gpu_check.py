@@ -57,7 +57,7 @@ def test_gpu_check_script_parses_and_rejects_a_bad_device(repo_root, tmp_path):
     lines = open(script).read().splitlines()
     # every step goes through run NAME LIMIT ... (timeout); steps a-e on both devices
     steps = [ln.strip() for ln in lines if ln.strip().startswith('run "(')]
-    assert len(steps) == 12 and all(s.split('"')[2].split()[0].isdigit() for s in steps)
+    assert len(steps) == 13 and all(s.split('"')[2].split()[0].isdigit() for s in steps)
     assert sorted({s[5:7].strip('(') for s in steps}) == ['a', 'b', 'c', 'd', 'e']
     assert any('timeout --kill-after' in ln for ln in lines)
     assert not osp.exists(osp.join(repo_root, 'tools', 'analysis_tools', 'run_gpu_benchmarks.sh'))

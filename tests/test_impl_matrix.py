@@ -128,7 +128,7 @@ _TRITON_MATRIX = textwrap.dedent('''
     from focalnet_mm.models import FocalNet
     from focalnet_mm.ops import focal_context
     from focalnet_mm.ops.focal_context import _aggregate_reference
-    from focalnet_mm.ops.triton_focal import focal_context_triton
+    from focalnet_mm.ops.triton_op import focal_context_triton
     sys.path.insert(0, 'tests')
     from test_impl_matrix import _outputs_and_grads as run, _rel as rel
     part = sys.argv[1]
@@ -162,12 +162,14 @@ _TRITON_MATRIX = textwrap.dedent('''
         probe = torch.randn(2, 5, 7, 8)
         want = 0.5 * _aggregate_reference(src, gates, weights, False).permute(0, 2, 3, 1)
         want = torch.autograd.grad((want * probe).sum(), leaves)
-        op = lambda s, g, *w: focal_context_triton(s, g, list(w), 0.5)
-        for reentrant in (False, True):
-            for t in leaves:
-                t.grad = None
-            (cp.checkpoint(op, *leaves, use_reentrant=reentrant) * probe).sum().backward()
-            results[f'op reentrant={reentrant}'] = worst([t.grad for t in leaves], want)
+        for kernels in ('rows', 'tiled'):  # both kernel sets behind the custom op
+            op = lambda s, g, *w: focal_context_triton(s, g, list(w), 0.5, kernels)  # noqa: E731
+            for reentrant in (False, True):
+                for t in leaves:
+                    t.grad = None
+                (cp.checkpoint(op, *leaves, use_reentrant=reentrant) * probe).sum().backward()
+                results[f'op {kernels} reentrant={reentrant}'] = worst([t.grad for t in leaves],
+                                                                       want)
         # a DINO config's backbone, impl as the config leaves it (auto), with the CUDA rows of the
         # auto table applied to this CPU: what a GPU run of the config trains with
         cfg = Config.fromfile('configs/det/dino_focalnet_l_fl3_4scale_12e.py').model.backbone
@@ -220,7 +222,7 @@ def test_triton_with_checkpointing_and_the_dino_default_match_reference():
     results = _triton_matrix('eager')
     # each of the 4 blocks ran triton twice: the forward, and its recomputation by with_cp
     assert results.pop('dino ran triton') == 8.0
-    assert len(results) == 7, results
+    assert len(results) == 9, results
     for name, worst in results.items():
         assert worst < 1e-5, (name, results)
 

@@ -213,6 +213,22 @@ def test_cpu_bf16_training_row_depends_on_native_bf16(monkeypatch, features, exp
     assert focal_context.auto_impl('cpu', torch.bfloat16, False, 32 * 32, 7).impl == 'reference'
 
 
+@pytest.mark.skipif(not triton_available(), reason='triton is not installed')
+def test_triton_runs_the_measured_row_kernels_until_a_ranking_fills_the_tile_table(monkeypatch):
+    from focalnet_mm.ops import triton_op, triton_tiled
+    assert not triton_tiled.TILE_TABLE_BASIS.startswith('measured')
+    assert triton_op.choose_kernels(96, 13, torch.float32) == 'rows'
+    monkeypatch.setattr(triton_tiled, 'TILE_TABLE_BASIS', 'measured: a ranking run')
+    monkeypatch.setattr(triton_tiled, 'TILE_TABLE', {(96, 13, 'fp32'): 'rows',
+                                                     (96, 13, 'bf16'): triton_tiled.DEFAULT_CONFIG})
+    assert triton_op.choose_kernels(96, 13, torch.float32) == 'rows'  # the rows won there
+    assert triton_op.choose_kernels(96, 13, torch.float16) == 'tiled'  # fp16 reads the bf16 row
+    assert triton_op.choose_kernels(192, 13, torch.float32) == 'rows'  # no row: the measured path
+    with pytest.raises(ValueError, match="'rows', 'tiled'"):
+        triton_op.focal_context_triton(torch.zeros(1, 2, 2, 4), torch.zeros(1, 2, 2, 2),
+                                       [torch.zeros(4, 1, 3, 3)], 1.0, kernels='tile')
+
+
 def test_auto_without_triton_installed_runs_reference_and_says_so(monkeypatch):
     logged = []
     monkeypatch.setattr(focal_context, '_logged', set())
@@ -254,7 +270,7 @@ _INTERPRETER_CHECK = textwrap.dedent('''
     from focalnet_mm.models.focal_modulation import FocalModulation
     from focalnet_mm.ops import triton_focal
     from focalnet_mm.ops.focal_context import _aggregate_reference
-    from focalnet_mm.ops.triton_focal import focal_context_triton
+    from focalnet_mm.ops.triton_op import focal_context_triton
     torch.manual_seed(0)
 
     def rel(a, b):

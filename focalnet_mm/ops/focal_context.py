@@ -13,10 +13,12 @@ L depthwise kernels, ``sum_l g_l * ctx_l + g_L * GELU(mean_hw(ctx_L))`` with
     copy before or after). Pure PyTorch, so ``torch.compile`` and ONNX export see ordinary ops;
     on CUDA every dtype goes to cuDNN's NHWC depthwise kernels.
 ``triton``
-    :mod:`focalnet_mm.ops.triton_focal`: one fused kernel per level forward (conv + GELU + gate +
-    accumulate), fused elementwise backward, flipped-kernel input gradient, deterministic
-    two-stage weight gradient; a ``torch.library`` custom op, so ``torch.compile`` (fullgraph)
-    and activation checkpointing keep it.
+    :mod:`focalnet_mm.ops.triton_op`: a ``torch.library`` custom op (so ``torch.compile``
+    fullgraph and activation checkpointing keep it) over two kernel sets: the measured row
+    kernels of :mod:`~focalnet_mm.ops.triton_focal` (one fused kernel per level forward, fused
+    elementwise backward, flipped-kernel input gradient, deterministic two-stage weight gradient)
+    and the tiled kernels of :mod:`~focalnet_mm.ops.triton_tiled`, chosen per shape by a table
+    that one GPU ranking run fills.
 
 The model owns the choice (``FocalNet(impl=...)``, see :mod:`focalnet_mm.models.focalnet`);
 ``auto`` is resolved per call by :func:`auto_impl` from :data:`AUTO_TABLE` (device, compute
@@ -259,7 +261,7 @@ def aggregate_context_channels_last(ctx, gates, weights, normalize_modulator):
 
 
 def _aggregate_triton(ctx, gates, weights, normalize_modulator):
-    from .triton_focal import focal_context_triton
+    from .triton_op import focal_context_triton
     if torch.is_autocast_enabled(ctx.device.type):
         # run the chain in the autocast dtype like the reference's autocast convolutions do
         dtype = torch.get_autocast_dtype(ctx.device.type)

@@ -88,9 +88,11 @@ CANDIDATES: Dict[str, TileConfig] = {c.name: c for c in (
 )}
 DEFAULT_CONFIG = next(iter(CANDIDATES))
 
-#: tile choice per (C, K, storage dtype). UNMEASURED defaults: every entry is DEFAULT_CONFIG until
-#: one GPU run of `benchmark_focal_context.py --candidates` prints the measured table to paste
-#: here (docs/benchmarks.md, "Tiled Triton chain kernels (issue 24)").
+#: tile choice per (C, K, storage dtype): a CANDIDATES name, or 'rows' where the row kernels of
+#: triton_focal won. UNMEASURED defaults: every entry is DEFAULT_CONFIG until one GPU run of
+#: `benchmark_focal_context.py --candidates` prints the measured table to paste here
+#: (docs/benchmarks.md, "Tiled Triton chain kernels (issue 24)"); until then triton_op runs the
+#: measured row kernels.
 TILE_TABLE_BASIS = 'UNMEASURED defaults (no GPU run yet)'
 TILE_TABLE: Dict[Tuple[int, int, str], str] = {
     (c, k, dtype): DEFAULT_CONFIG
@@ -99,12 +101,17 @@ TILE_TABLE: Dict[Tuple[int, int, str], str] = {
 _DTYPE_NAMES = {torch.float32: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}
 
 
-def pick_config(C: int, K: int, dtype: torch.dtype) -> TileConfig:
-    """The table's config for (C, K, dtype); DEFAULT_CONFIG where the table has no row (fp16
-    takes the bf16 row: same storage width)."""
+def table_key(C: int, K: int, dtype: torch.dtype) -> Tuple[int, int, str]:
+    """The :data:`TILE_TABLE` key of (C, K, dtype): fp16 takes the bf16 row (same storage width)."""
     name = _DTYPE_NAMES.get(dtype, 'fp32')
-    key = (C, K, 'bf16' if name == 'fp16' else name)
-    return CANDIDATES[TILE_TABLE.get(key, DEFAULT_CONFIG)]
+    return C, K, 'bf16' if name == 'fp16' else name
+
+
+def pick_config(C: int, K: int, dtype: torch.dtype) -> TileConfig:
+    """The table's config for (C, K, dtype); DEFAULT_CONFIG where the table has no row or the row
+    kernels won there (``'rows'``: :mod:`focalnet_mm.ops.triton_op` then runs those)."""
+    entry = TILE_TABLE.get(table_key(C, K, dtype), DEFAULT_CONFIG)
+    return CANDIDATES[DEFAULT_CONFIG if entry == 'rows' else entry]
 
 
 def _resolve(config: Union[None, str, TileConfig], C: int, K: int,

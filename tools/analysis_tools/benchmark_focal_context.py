@@ -299,10 +299,11 @@ def warm_compile(args, names):
 
 
 def rank_candidates(rows, kernels):
-    """{(C, K, precision): winning candidate row} from the timed rows (numerics passed)."""
+    """{(C, K, precision): winning row} from the timed rows (numerics passed): every tiled
+    candidate and the row kernels (``impl='triton'``, written as ``'rows'``) compete."""
     best = {}
     for r in rows:
-        if r['impl'] != 'tiled' or r['error']:
+        if r['impl'] not in ('tiled', 'triton') or r['error']:
             continue
         key = (r['shape'][1], r['precision'])
         if key not in best or r['fwd_bwd_ms'] < best[key]['fwd_bwd_ms']:
@@ -321,7 +322,8 @@ def table_snippet(winners, rows, env, command):
         shape = tuple(r['shape'])
         vs = ', '.join(f"{impl} {others[(shape, p, impl)]['fwd_bwd_ms']:.2f}"
                        for impl in ('triton', 'reference') if (shape, p, impl) in others)
-        lines.append(f"    ({c}, {k}, '{p}'): '{r['candidate']}',  # {r['fwd_bwd_ms']:.2f} ms"
+        name = r['candidate'] if r['impl'] == 'tiled' else 'rows'
+        lines.append(f"    ({c}, {k}, '{p}'): '{name}',  # {r['fwd_bwd_ms']:.2f} ms"
                      f" fwd+bwd at {'x'.join(map(str, shape))}" + (f' ({vs})' if vs else ''))
     lines.append('}')
     return '\n'.join(lines)
@@ -365,6 +367,10 @@ def main_candidates(args, device):
     total = len(args.shapes) * len(args.precisions) * (len(args.candidate_names) + 2)
     started = time.perf_counter()
     tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    # the 'triton' rows are the row kernels (a candidate like the tiles): a table measured by an
+    # earlier run, which may send impl='triton' to the tiles, is set aside while ranking
+    basis = tiled.TILE_TABLE_BASIS
+    tiled.TILE_TABLE_BASIS = 'set aside while ranking'
     try:
         if device.type == 'cuda':  # fp32 means fp32: no TF32 in the reference
             torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
@@ -378,6 +384,7 @@ def main_candidates(args, device):
                           f'{row["candidate"] or row["impl"]}: {done}', flush=True)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+        tiled.TILE_TABLE_BASIS = basis
     lines = ['| B x C x H x W | precision | impl / candidate | max rel err | fwd ms | '
              'fwd+bwd ms |', '|---|---|---|---:|---:|---:|']
     for r in rows:
@@ -399,7 +406,7 @@ def main_candidates(args, device):
     out = out_path(args, device, 'focal_context_candidates')
     with open(out, 'w') as f:
         json.dump(dict(env=env, args=vars(args), command=command, results=rows, table=table,
-                       tile_table={f'{c},{k},{p}': r['candidate']
+                       tile_table={f'{c},{k},{p}': r['candidate'] or 'rows'
                                    for (c, k, p), r in winners.items()},
                        tile_table_py=snippet), f, indent=2)
     with open(osp.splitext(out)[0] + '_tile_table.py', 'w') as f:

@@ -6,6 +6,8 @@
 #   bash tools/analysis_tools/gpu_check.sh OUT_DIR              # a CUDA GPU
 #   bash tools/analysis_tools/gpu_check.sh OUT_DIR --device cpu # the same steps, tiny, on CPU
 #
+# (a) the tiled kernels' tile candidates ranked against the row kernels and reference (prints
+#     the TILE_TABLE to paste into focalnet_mm/ops/triton_tiled.py)   -> a_candidates.json, log.txt
 # (a) context chain alone per impl x fp32/tf32/bf16/fp16, fwd / input-grad / weight-grad apart,
 #     conv backend, at the 4 Mask R-CNN stage shapes, kernels 9/11/13  -> a_context_chain.json
 # (b) GPU numerics tests of the kernels, each with a time limit           -> log.txt
@@ -91,10 +93,13 @@ EOF
 cat "$OUT/env.txt" | tee -a "$LOG"
 
 if [ "$DEVICE" = cuda ]; then
+    run "(a) tile candidates" 90 "$PYTHON" $B/benchmark_focal_context.py --candidates \
+        --out "$OUT/a_candidates.json"
+    rm -f "$OUT"/a_candidates_tile_table.py  # the table is in log.txt (8 files come back at most)
     run "(a) context chain" 150 "$PYTHON" $B/benchmark_focal_context.py --device cuda \
         --repeats 3 --iters 5 --warmup 2 --out "$OUT/a_context_chain.json"
     run "(b) GPU numerics" 90 "$PYTHON" -m pytest -q -p no:cacheprovider -o addopts= \
-        --timeout 80 tests/test_ops_focal_context.py -k gpu
+        --timeout 80 tests/test_ops_focal_context.py tests/test_ops_triton_tiled.py -k gpu
     run "(c) backbone train 2x3x800x1344" 70 "$PYTHON" $B/benchmark_backbone.py --device cuda \
         --batch 2 --size 800 1344 --mode train --dtype fp32 bf16 --impls reference fast triton \
         --repeats 3 --iters 3 --warmup 2 --out "$OUT/c_backbone_train.json"
