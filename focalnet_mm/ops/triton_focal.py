@@ -235,6 +235,22 @@ def chain_forward(src: torch.Tensor, gates: torch.Tensor, weights: Sequence[torc
     return acc, mean, pres
 
 
+def global_level_backward(grad_acc: torch.Tensor, gates: torch.Tensor, mean: torch.Tensor,
+                          scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Backward of the global level, ``acc += scale * GELU(mean_hw(post_L)) * g_L`` (shared by
+    both kernel sets): (fp32 gate gradients with the global level's filled in, the (B, C)
+    gradient that reaches every pixel of post_L)."""
+    levels = gates.shape[-1] - 1
+    H, W = grad_acc.shape[1:3]
+    grad_gates = torch.empty(gates.shape, dtype=torch.float32, device=grad_acc.device)
+    glob = F.gelu(mean)
+    grad_gates[..., levels] = scale * torch.einsum('bhwc,bc->bhw', grad_acc.float(), glob)
+    grad_glob = scale * torch.einsum('bhwc,bhw->bc', grad_acc.float(), gates[..., levels].float())
+    cdf = 0.5 * (1.0 + torch.erf(mean * _RSQRT2))
+    dgelu = cdf + mean * torch.exp(-0.5 * mean * mean) * _RSQRT_2PI
+    return grad_gates, (grad_glob * dgelu / (H * W)).contiguous()
+
+
 def chain_backward(grad_acc: torch.Tensor, src: torch.Tensor, gates: torch.Tensor,
                    mean: torch.Tensor, weights: Sequence[torch.Tensor],
                    pres: Sequence[torch.Tensor], scale: float, needs_src_grad: bool,
@@ -243,15 +259,7 @@ def chain_backward(grad_acc: torch.Tensor, src: torch.Tensor, gates: torch.Tenso
     levels = len(weights)
     grad_acc = grad_acc.contiguous()
     B, H, W, C = src.shape
-    grad_gates = torch.empty(gates.shape, dtype=torch.float32, device=src.device)
-    # global level: acc += scale * GELU(mean_hw(post_L)) * g_L
-    glob = F.gelu(mean)
-    g_last = gates[..., levels].float()
-    grad_gates[..., levels] = scale * torch.einsum('bhwc,bc->bhw', grad_acc.float(), glob)
-    grad_glob = scale * torch.einsum('bhwc,bhw->bc', grad_acc.float(), g_last)
-    cdf = 0.5 * (1.0 + torch.erf(mean * _RSQRT2))
-    dgelu = cdf + mean * torch.exp(-0.5 * mean * mean) * _RSQRT_2PI
-    grad_next_bc = (grad_glob * dgelu / (H * W)).contiguous()  # into every pixel of post_L
+    grad_gates, grad_next_bc = global_level_backward(grad_acc, gates, mean, scale)
     grad_weights = [None] * levels
     grad_next = None
     P = B * H * W

@@ -52,7 +52,7 @@ import triton
 import triton.language as tl
 
 # one home for what both kernel sets share: GELU, the (K*K, C) kernel layout, the weight gradient
-from .triton_focal import _RSQRT2, _RSQRT_2PI, _dw_weight_grad_kernel, _gelu, _kkc
+from .triton_focal import _dw_weight_grad_kernel, _gelu, _kkc, global_level_backward
 
 MODE_FWD, MODE_BWD, MODE_PLAIN = 0, 1, 2
 
@@ -325,14 +325,7 @@ def chain_backward(grad_acc: torch.Tensor, src: torch.Tensor, gates: torch.Tenso
                          f'{len(needs_weight_grad)} needs_weight_grad flags.')
     grad_acc = grad_acc.contiguous()
     B, H, W, C = src.shape
-    grad_gates = torch.empty(gates.shape, dtype=torch.float32, device=src.device)
-    # global level: acc += scale * GELU(mean_hw(post_L)) * g_L
-    glob = F.gelu(mean)
-    grad_gates[..., levels] = scale * torch.einsum('bhwc,bc->bhw', grad_acc.float(), glob)
-    grad_glob = scale * torch.einsum('bhwc,bhw->bc', grad_acc.float(), gates[..., levels].float())
-    cdf = 0.5 * (1.0 + torch.erf(mean * _RSQRT2))
-    dgelu = cdf + mean * torch.exp(-0.5 * mean * mean) * _RSQRT_2PI
-    grad_bc = (grad_glob * dgelu / (H * W)).contiguous()  # into every pixel of post_L
+    grad_gates, grad_bc = global_level_backward(grad_acc, gates, mean, scale)
 
     def gate_grad_epilogue(level, cfg, K, x, w, post):
         """grad_pre_level (+ post_level); ``x``/``w``: the conv of level+1's input gradient."""
