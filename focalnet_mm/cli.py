@@ -160,6 +160,19 @@ def finish_distributed() -> None:
         torch_dist.destroy_process_group()
 
 
+def _visualizer_classes():
+    """Every loaded Visualizer subclass (each keeps its own instances by name)."""
+    from mmengine.visualization import Visualizer
+    seen, todo = [], [Visualizer]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.append(sub)
+                todo.append(sub)
+    return seen
+
+
 def build_runner_from_cfg(cfg: Config):
     """The config's own runner type, else mmengine's Runner (what mmdet's tools do).
 
@@ -168,13 +181,27 @@ def build_runner_from_cfg(cfg: Config):
     sample that cannot be loaded is skipped and named (``cfg.skip_bad_samples``, see
     :mod:`focalnet_mm.engine.bad_samples`); done here, after the tools' own edits of the
     dataloaders (e.g. ``--tta`` replacing the test pipeline).
+
+    Each runner gets a visualizer of its own: mmengine's visualizers are process-wide instances
+    looked up by name, so a second runner in one process (tools called in-process, the tests)
+    would otherwise be handed the first one under the configs' shared name 'visualizer', with its
+    class (e.g. a segmentation visualizer in a detection run) and its save_dir.
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+    from mmengine.visualization import Visualizer
 
     from .engine import wrap_datasets
 
     wrap_datasets(cfg)
+    if isinstance(cfg.get('visualizer'), dict):
+        name = cfg.visualizer.get('name') or 'visualizer'
+        unique, k = name, 1
+        while Visualizer.check_instance_created(unique) or any(
+                cls.check_instance_created(unique) for cls in _visualizer_classes()):
+            k += 1
+            unique = f'{name}-{k}'
+        cfg.visualizer.name = unique
 
     if cfg.get('strategy') and 'runner_type' not in cfg:
         cfg.runner_type = 'FlexibleRunner'
