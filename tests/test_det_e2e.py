@@ -213,5 +213,8 @@ def test_train_interrupt_resume_and_test_on_coco_mini(tmp_path, coco_mini):
                        '--out', str(tmp_path / 'pseudo.pkl'), '--cfg-options',
                        f'test_dataloader.dataset.ann_file={pseudo}', f'test_evaluator.ann_file={pseudo}'])
     expected = coco_eval(str(pseudo), load(str(tmp_path / 'pseudo.pkl')))
-    assert 0.05 < expected['coco/bbox_mAP'] < 0.95, expected
+    # the boxes' mAP can reach 1.0 (the pseudo boxes are the top predictions), the masks' (masks vs
+    # rectangles) stays in between: at least one is far from 0 and 1, so the comparison means
+    # something (seen: bbox 0.487 / segm 0.118 and bbox 1.0 / segm 0.25 in two CPU runs)
+    assert any(0.05 < expected[k] < 0.95 for k in ('coco/bbox_mAP', 'coco/segm_mAP')), expected
     assert_same_metrics(again, expected)
