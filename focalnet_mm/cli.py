@@ -160,19 +160,6 @@ def finish_distributed() -> None:
         torch_dist.destroy_process_group()
 
 
-def _visualizer_classes():
-    """Every loaded Visualizer subclass (each keeps its own instances by name)."""
-    from mmengine.visualization import Visualizer
-    seen, todo = [], [Visualizer]
-    while todo:
-        cls = todo.pop()
-        for sub in cls.__subclasses__():
-            if sub not in seen:
-                seen.append(sub)
-                todo.append(sub)
-    return seen
-
-
 def build_runner_from_cfg(cfg: Config):
     """The config's own runner type, else mmengine's Runner (what mmdet's tools do).
 
@@ -197,8 +184,8 @@ def build_runner_from_cfg(cfg: Config):
     if isinstance(cfg.get('visualizer'), dict):
         name = cfg.visualizer.get('name') or 'visualizer'
         unique, k = name, 1
-        while Visualizer.check_instance_created(unique) or any(
-                cls.check_instance_created(unique) for cls in _visualizer_classes()):
+        # Visualizer.get_instance registers every subclass' instances in Visualizer's own table
+        while Visualizer.check_instance_created(unique):
             k += 1
             unique = f'{name}-{k}'
         cfg.visualizer.name = unique
