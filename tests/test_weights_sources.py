@@ -20,8 +20,9 @@ from safetensors.torch import save as save_safetensors
 
 import focalnet_mm  # noqa: F401  (registers focalnet:// with mmengine)
 from focalnet_mm import ARCHS, FocalNet
+from focalnet_mm.weights import io as weights_io
 from focalnet_mm.weights import sources as S
-from focalnet_mm.weights import timm_to_official
+from focalnet_mm.weights.formats import timm_to_official
 
 from conftest import REPO_ROOT, free_port, load_tool
 
@@ -99,7 +100,7 @@ def test_table_covers_every_preset_with_live_https_sources():
 
 def test_mmengine_scheme_is_registered_and_unknown_preset_names_the_choices():
     from mmengine.runner import CheckpointLoader
-    assert CheckpointLoader._get_checkpoint_loader('focalnet://tiny_lrf') is S.load_from_focalnet
+    assert CheckpointLoader._get_checkpoint_loader('focalnet://tiny_lrf') is weights_io.load_from_focalnet
     with pytest.raises(ValueError, match=r"Unknown FocalNet weights 'focalnet://tiny'.*tiny_lrf"):
         S.fetch_weights('focalnet://tiny')
 
@@ -464,7 +465,7 @@ def test_infer_weights_takes_short_names(tmp_path, monkeypatch, repo_root):
 
 
 def test_plain_hub_urls_named_model_safetensors_do_not_collide(server, net, tmp_path):
-    from focalnet_mm.weights import download_checkpoint
+    from focalnet_mm.weights.download import download_checkpoint
     a = server.add(hub_path('timm/a'), timm_bytes(net, 1.0))
     b = server.add(hub_path('timm/b'), timm_bytes(net, 2.0))
     path_a, path_b = (download_checkpoint(u, model_dir=str(tmp_path)) for u in (a, b))
