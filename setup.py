@@ -106,7 +106,7 @@ setup(
                    'dill==0.4.1'],
     },
     entry_points={'console_scripts': [
-        'focalnet-download-weights = focalnet_mm.weights.download:main']},
+        'focalnet-download-weights = focalnet_mm.cli:download_weights_command']},
     classifiers=[
         'Programming Language :: Python :: 3',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
