@@ -239,6 +239,26 @@ def test_all_sources_failed_names_every_url_and_how_to_pass_a_file(server, monke
     assert 'focalnet-download-weights tiny_lrf --dir DIR' in message
 
 
+def test_the_loaders_own_error_names_how_to_train_without_weights(monkeypatch):
+    """Not only our tools: the error itself (the last line of the traceback under mmdet's or
+    mmseg's own train.py) names the offline folder, the download command and how to train
+    without pretrained weights, from init_cfg Pretrained and from mmengine's load_checkpoint."""
+    from mmengine.runner import load_checkpoint
+    closed = 'http://127.0.0.1:9/focalnet_tiny_lrf.pth'  # discard port: connection refused
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(closed, 'official'), ))
+    without = ('To train without pretrained weights instead: pretrained = None in the custom '
+               'templates, otherwise --cfg-options model.backbone.init_cfg=None')
+    for load in (build, lambda: load_checkpoint(FocalNet(arch=TINY), 'focalnet://tiny_lrf')):
+        with pytest.raises(S.WeightsUnavailableError) as error:
+            load()
+        message = str(error.value)
+        assert '\n' not in message and message.endswith(without)
+        assert 'focalnet-download-weights tiny_lrf --dir DIR' in message and S.OFFLINE_ENV in message
+    with pytest.raises(S.WeightsUnavailableError) as error:  # a preset nobody republished
+        S.fetch_weights('focalnet://tiny_iso')
+    assert str(error.value).endswith(without)
+
+
 def test_unobtainable_preset_says_why_in_one_line_and_takes_a_local_copy(tmp_path, monkeypatch):
     with pytest.raises(S.WeightsUnavailableError, match=r'focalnet://tiny_iso: .*#43') as error:
         S.fetch_weights('focalnet://tiny_iso')
