@@ -106,7 +106,7 @@ setup(
                    'dill==0.4.1'],
     },
     entry_points={'console_scripts': [
-        'focalnet-download-weights = focalnet_mm.cli:download_weights_command']},
+        'focalnet-download-weights = focalnet_mm.weights.download:main']},
     classifiers=[
         'Programming Language :: Python :: 3',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',

@@ -99,14 +99,6 @@ def load_script(path: str, name: Optional[str] = None) -> ModuleType:
     return module
 
 
-def download_weights_command() -> None:
-    """The console script ``focalnet-download-weights``: the package's tools/download_weights.py
-    (shipped in focalnet_mm/.mim/tools, like mmdet's tools), so the command and the script are one."""
-    import sys
-    tool = osp.join(osp.dirname(osp.abspath(__file__)), '.mim', 'tools', 'download_weights.py')
-    sys.exit(load_script(tool).main())
-
-
 def default_work_dir(config_path: str) -> str:
     """mmdet's rule: ./work_dirs/<config name>."""
     return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
