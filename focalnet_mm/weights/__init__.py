@@ -8,7 +8,8 @@ order), formats.py (layouts converted and a file described), io.py (files read s
 loading.py (strict key accounting and a report). This package exports what the rest of the
 package and the tools use; tests and experts import the modules.
 
-Loading is a pipeline of pure functions on state dicts, each testable alone:
+Loading is a pipeline of pure functions on state dicts (io.py, formats.py, adapt.py), each
+testable alone:
 
     read_checkpoint            safe read: torch.load(weights_only=True) or safetensors
     convert_checkpoint         unwrap ('model' / 'state_dict' / 'module'), select a prefix
