@@ -13,6 +13,6 @@ from .archs import ARCHS  # noqa: E402
 from .models import FocalNet  # noqa: E402
 from .registry import HOOK_REGISTERED_IN, REGISTERED_IN  # noqa: E402
 from .version import __version__  # noqa: E402
-from .weights import sources as _sources  # noqa: E402,F401  (registers focalnet:// with mmengine)
+from .weights import io as _weights_io  # noqa: E402,F401  (registers focalnet:// with mmengine)
 
 __all__ = ['ARCHS', 'FocalNet', 'REGISTERED_IN', 'HOOK_REGISTERED_IN', '__version__']

@@ -11,6 +11,9 @@ from safetensors.torch import save_file
 import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm import weights as W
+from focalnet_mm.archs import resolve_arch
+from focalnet_mm.weights.adapt import pad_or_crop_kernel
+from focalnet_mm.weights.formats import timm_to_official
 
 from conftest import perturb_
 
@@ -25,7 +28,7 @@ TINY_LARGE = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=3, focal_windo
 
 
 def timm_model(arch=TINY, num_classes=10):
-    a = dict(W.resolve_arch(arch))
+    a = dict(resolve_arch(arch))
     n = len(a['depths'])
     torch.manual_seed(0)  # deterministic weights: the tolerances below are not luck
     return perturb_(TimmFocalNet(
@@ -72,7 +75,7 @@ def rel_err(a, b):
 
 def official_state_dict(timm_net):
     """The official layout of a timm model's weights, through our converter."""
-    return W.timm_to_official(timm_net.state_dict())
+    return timm_to_official(timm_net.state_dict())
 
 
 @pytest.fixture(autouse=True)
@@ -207,7 +210,7 @@ def test_large_flags_timm_file_reproduces_timm(tmp_path, x):
 @pytest.mark.parametrize('filename', ['pytorch_model.bin', 'model.safetensors'])
 def test_hf_transformers_files_reproduce_hf(arch, filename, tmp_path, x):
     transformers = pytest.importorskip('transformers')
-    a = W.resolve_arch(arch)
+    a = resolve_arch(arch)
     config = transformers.FocalNetConfig(
         embed_dim=a['embed_dim'], depths=list(a['depths']), focal_levels=[a['focal_levels']] * 4,
         focal_windows=[a['focal_windows']] * 4, use_conv_embed=a['use_conv_embed'],
@@ -264,12 +267,12 @@ def test_focal_window_padding_is_function_preserving(tmp_path):
 
 def test_pad_and_crop_kernel_unit():
     w = torch.arange(9.).reshape(1, 1, 3, 3)
-    padded = W.pad_or_crop_kernel(w, 7)
+    padded = pad_or_crop_kernel(w, 7)
     assert padded.shape[-1] == 7 and torch.equal(padded[..., 2:5, 2:5], w) and padded.sum() == w.sum()
-    assert torch.equal(W.pad_or_crop_kernel(padded, 3), w)
-    assert torch.equal(W.pad_or_crop_kernel(w, 1), w[..., 1:2, 1:2])
+    assert torch.equal(pad_or_crop_kernel(padded, 3), w)
+    assert torch.equal(pad_or_crop_kernel(w, 1), w[..., 1:2, 1:2])
     with pytest.raises(ValueError, match='focal_windows'):
-        W.pad_or_crop_kernel(w, 4)
+        pad_or_crop_kernel(w, 4)
 
 
 def test_more_focal_levels_expand_as_official(tmp_path):

@@ -10,6 +10,9 @@ import torch
 import focalnet_mm  # noqa: F401  (installs the mmengine safe globals that must stay safe)
 from focalnet_mm import FocalNet
 from focalnet_mm import weights as W
+from focalnet_mm.archs import resolve_arch
+from focalnet_mm.weights.adapt import check_compatible, resize_focal_kernels
+from focalnet_mm.weights.io import UnsafeCheckpointError
 
 TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), focal_levels=2, focal_windows=3)
 
@@ -22,7 +25,7 @@ def seeded():
 
 def net(**kw):
     arch = dict(TINY)
-    arch.update({k: kw.pop(k) for k in list(kw) if k in W.resolve_arch(TINY)})
+    arch.update({k: kw.pop(k) for k in list(kw) if k in resolve_arch(TINY)})
     return FocalNet(arch=arch, drop_path_rate=0., **kw)
 
 
@@ -114,15 +117,15 @@ def test_preset_flags_warn_when_the_file_does_not_say():
     description = dict(embed_dim=192, depths=(2, 2, 18, 2), patch_size=4, in_channels=3,
                        stem_kernel=7, downsample_kernel=3, focal_levels=[4] * 4, focal_windows=[3] * 4,
                        use_conv_embed=True, use_layerscale=True, use_postln_in_modulation=False)
-    spec = dict(W.resolve_arch('large_fl4'), arch='large_fl4', in_channels=3, normalize_modulator=False,
+    spec = dict(resolve_arch('large_fl4'), arch='large_fl4', in_channels=3, normalize_modulator=False,
                 depths=(2, 2, 18, 2))
-    warnings = W.check_compatible(description, spec, declared={})
+    warnings = check_compatible(description, spec, declared={})
     assert warnings == ["the checkpoint matches arch='large_fl4', released with normalize_modulator=True, "
                         'but the backbone has normalize_modulator=False (the file does not say; set it if '
                         'the file is the released one)']
-    assert W.check_compatible(description, dict(spec, normalize_modulator=True), declared={}) == []
+    assert check_compatible(description, dict(spec, normalize_modulator=True), declared={}) == []
     # a file that states its flag is trusted over the preset table
-    assert W.check_compatible(description, spec, declared={'normalize_modulator': False}) == []
+    assert check_compatible(description, spec, declared={'normalize_modulator': False}) == []
 
 
 def test_unknown_missing_and_prefix_errors(tmp_path):
@@ -146,7 +149,7 @@ def test_unknown_missing_and_prefix_errors(tmp_path):
 def test_kernel_crop_when_model_window_is_smaller():
     sd = net(focal_windows=5).state_dict()
     target = {k: v.shape for k, v in net().state_dict().items()}
-    out, resized = W.resize_focal_kernels(sd, target)
+    out, resized = resize_focal_kernels(sd, target)
     key = 'layers.0.blocks.0.modulation.focal_layers.1.0.weight'
     assert (key, 7, 5) in resized and len(resized) == 2 * 5
     assert torch.equal(out[key], sd[key][..., 1:6, 1:6])
@@ -165,11 +168,11 @@ class Payload:
 def test_pickled_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / 'payload_ran'
     path = save(tmp_path, {'model': net().state_dict(), 'extra': Payload(str(marker))})
-    with pytest.raises(W.UnsafeCheckpointError, match=r'pickled object .*open.*--trust-pickle') as info:
+    with pytest.raises(UnsafeCheckpointError, match=r'pickled object .*open.*--trust-pickle') as info:
         W.load_pretrained(net(), path)
     assert 'focalnet2mm.py' in str(info.value) and '\n' not in str(info.value)
     assert not marker.exists()
-    with pytest.raises(W.UnsafeCheckpointError):
+    with pytest.raises(UnsafeCheckpointError):
         W.is_mmengine_model_checkpoint(path)
     assert not marker.exists()
     # the payload is live: an unsafe load would have run it
@@ -183,7 +186,7 @@ def test_compat_safe_globals_stay_safe(tmp_path):
     ok = {'meta': {'seed': np.int64(3), 'hist': np.zeros(2)}, 'state_dict': collections.OrderedDict(sd)}
     W.load_pretrained(net(), save(tmp_path, ok))
     evil = {'state_dict': sd, 'meta': collections.defaultdict(os.system)}
-    with pytest.raises(W.UnsafeCheckpointError, match='system'):
+    with pytest.raises(UnsafeCheckpointError, match='system'):
         W.read_checkpoint(save(tmp_path, evil, 'evil.pth'))
 
 
@@ -191,7 +194,7 @@ def test_yacs_config_is_refused_with_the_converter_fix(tmp_path, yacs_cfg_node):
     """Official training checkpoints may pickle a yacs CfgNode: refused, the message names the fix."""
     CfgNode = yacs_cfg_node
     path = save(tmp_path, {'model': net().state_dict(), 'config': CfgNode(MODEL=CfgNode())})
-    with pytest.raises(W.UnsafeCheckpointError, match=r'yacs\.config\.CfgNode.*--trust-pickle'):
+    with pytest.raises(UnsafeCheckpointError, match=r'yacs\.config\.CfgNode.*--trust-pickle'):
         W.load_pretrained(net(), path)
 
 
@@ -211,12 +214,12 @@ def test_url_checkpoint_is_cached_then_read_safely(tmp_path, monkeypatch, server
     body = open(source, 'rb').read()
     prefix = hashlib.sha256(body).hexdigest()[:8]
     url = server.add(f'/weights/focalnet_tiny-{prefix}.pth?download=1', body)
-    with pytest.raises(W.UnsafeCheckpointError):
+    with pytest.raises(UnsafeCheckpointError):
         W.load_pretrained(net(), url)
     cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / f'focalnet_tiny-{prefix}.pth'
     assert cached.read_bytes() == body
     assert not (tmp_path / 'ran').exists()
-    with pytest.raises(W.UnsafeCheckpointError):
+    with pytest.raises(UnsafeCheckpointError):
         W.load_pretrained(net(), url)  # from the cache: no second request
     assert len(server.requests) == 1
 

@@ -20,8 +20,9 @@ from safetensors.torch import save as save_safetensors
 
 import focalnet_mm  # noqa: F401  (registers focalnet:// with mmengine)
 from focalnet_mm import ARCHS, FocalNet
+from focalnet_mm.weights import io as weights_io
 from focalnet_mm.weights import sources as S
-from focalnet_mm.weights import timm_to_official
+from focalnet_mm.weights.formats import timm_to_official
 
 from conftest import REPO_ROOT, free_port, load_tool
 
@@ -99,7 +100,7 @@ def test_table_covers_every_preset_with_live_https_sources():
 
 def test_mmengine_scheme_is_registered_and_unknown_preset_names_the_choices():
     from mmengine.runner import CheckpointLoader
-    assert CheckpointLoader._get_checkpoint_loader('focalnet://tiny_lrf') is S.load_from_focalnet
+    assert CheckpointLoader._get_checkpoint_loader('focalnet://tiny_lrf') is weights_io.load_from_focalnet
     with pytest.raises(ValueError, match=r"Unknown FocalNet weights 'focalnet://tiny'.*tiny_lrf"):
         S.fetch_weights('focalnet://tiny')
 
@@ -236,6 +237,26 @@ def test_all_sources_failed_names_every_url_and_how_to_pass_a_file(server, monke
     assert f'{a} (HTTP 409' in message and f'{b} (HTTP 404' in message and f'{closed} (' in message
     assert 'checkpoint=/path/to/file' in message and S.OFFLINE_ENV in message
     assert 'focalnet-download-weights tiny_lrf --dir DIR' in message
+
+
+def test_the_loaders_own_error_names_how_to_train_without_weights(monkeypatch):
+    """Not only our tools: the error itself (the last line of the traceback under mmdet's or
+    mmseg's own train.py) names the offline folder, the download command and how to train
+    without pretrained weights, from init_cfg Pretrained and from mmengine's load_checkpoint."""
+    from mmengine.runner import load_checkpoint
+    closed = 'http://127.0.0.1:9/focalnet_tiny_lrf.pth'  # discard port: connection refused
+    monkeypatch.setitem(S.WEIGHT_SOURCES, 'tiny_lrf', (S.Source(closed, 'official'), ))
+    without = ('To train without pretrained weights instead: pretrained = None in the custom '
+               'templates, otherwise --cfg-options model.backbone.init_cfg=None')
+    for load in (build, lambda: load_checkpoint(FocalNet(arch=TINY), 'focalnet://tiny_lrf')):
+        with pytest.raises(S.WeightsUnavailableError) as error:
+            load()
+        message = str(error.value)
+        assert '\n' not in message and message.endswith(without)
+        assert 'focalnet-download-weights tiny_lrf --dir DIR' in message and S.OFFLINE_ENV in message
+    with pytest.raises(S.WeightsUnavailableError) as error:  # a preset nobody republished
+        S.fetch_weights('focalnet://tiny_iso')
+    assert str(error.value).endswith(without)
 
 
 def test_unobtainable_preset_says_why_in_one_line_and_takes_a_local_copy(tmp_path, monkeypatch):
@@ -464,7 +485,7 @@ def test_infer_weights_takes_short_names(tmp_path, monkeypatch, repo_root):
 
 
 def test_plain_hub_urls_named_model_safetensors_do_not_collide(server, net, tmp_path):
-    from focalnet_mm.weights import download_checkpoint
+    from focalnet_mm.weights.download import download_checkpoint
     a = server.add(hub_path('timm/a'), timm_bytes(net, 1.0))
     b = server.add(hub_path('timm/b'), timm_bytes(net, 2.0))
     path_a, path_b = (download_checkpoint(u, model_dir=str(tmp_path)) for u in (a, b))

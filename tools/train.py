@@ -91,9 +91,8 @@ def main(argv=None):
         runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')
     try:
         runner.train()
-    except (WeightsUnavailableError, WeightsHashError) as e:  # ImageNet weights, fetched at init
-        sys.exit(f'error: {e} To train without pretrained weights instead: --cfg-options '
-                 'model.backbone.init_cfg=None')
+    except (WeightsUnavailableError, WeightsHashError) as e:  # the message names the ways out
+        sys.exit(f'error: {e}')
     except (NonFiniteLossError, TooManyBadSamplesError) as e:  # (also from a DataLoader worker)
         sys.exit(f'error: {one_line(e)}')
     except Exception as e:  # a dead rank makes the others fail: name it in one line

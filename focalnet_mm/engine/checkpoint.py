@@ -6,8 +6,9 @@ write (what preemption does to a 560 MB Mask R-CNN checkpoint) leaves a truncate
 no older one. Here every checkpoint write goes to a temporary file in the same folder, is flushed
 to disk and renamed over the final name (``AtomicLocalBackend``), ``last_checkpoint`` is
 replaced the same way only after that rename, and outdated checkpoints are removed only then
-(``SafeCheckpointHook``). ``find_resumable_checkpoint`` and ``checkpoint_problem`` are what
-``tools/train.py --resume`` uses to skip a damaged file.
+(``SafeCheckpointHook``). ``find_resumable_checkpoint`` and ``checkpoint_problem`` (the package's
+one whole-checkpoint check, ``weights/integrity.py``) are what ``tools/train.py --resume`` uses
+to skip a damaged file.
 """
 import atexit
 import os
@@ -15,7 +16,6 @@ import os.path as osp
 import re
 import signal
 import threading
-import zipfile
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -23,6 +23,8 @@ from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.fileio import register_backend
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
+
+from ..weights.integrity import checkpoint_problem
 
 #: written into the work dir when training stopped on a signal (holds the checkpoint's path)
 STOPPED_MARKER = 'stopped_by_signal'
@@ -78,29 +80,6 @@ class AtomicLocalBackend(LocalBackend):
 
 
 # --------------------------------------------------------------------------------- reading back
-def checkpoint_problem(path: str) -> Optional[str]:
-    """Why ``path`` cannot be resumed from (a short reason), or None when it reads back.
-
-    A torch checkpoint is a zip archive: its central directory is at the end of the file (a
-    truncated file has none) and every member carries a CRC, so checking the archive finds a cut
-    or damaged file without unpickling anything. Legacy (non-zip) files are loaded instead.
-    """
-    if not osp.isfile(path):
-        return 'no such file'
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-        return None if bad is None else f'{bad} fails its CRC check'
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        pass  # not a complete zip archive: a damaged file, or torch's legacy format
-    try:
-        torch.load(path, map_location='cpu', weights_only=True)
-        return None
-    except Exception as e:  # any failure to read it back is a reason to skip it
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        return f'truncated or damaged: {reason}'
-
-
 def checkpoint_candidates(work_dir: str) -> List[str]:
     """Checkpoints in ``work_dir``, newest first: the one ``last_checkpoint`` names, then the
     ``epoch_N.pth`` / ``iter_N.pth`` files by modification time."""

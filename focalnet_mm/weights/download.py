@@ -1,68 +1,140 @@
-"""``focalnet-download-weights``: pre-fetch FocalNet ImageNet weights for offline machines.
+"""Downloading checkpoint files: whole or not at all, local rank 0 of each machine first.
 
-Run on a machine with internet, copy DIR to the cluster, and set ``FOCALNET_WEIGHTS_DIR=DIR``
-there: ``focalnet://<preset>`` then reads the files from DIR without any network access.
-Installed as a console script with the package (also ``python -m focalnet_mm.weights.download``;
-``tools/download_weights.py`` in a checkout is the same command).
-
-Examples::
-
-    focalnet-download-weights tiny_lrf focalnet://large_fl4 --dir weights/
-    focalnet-download-weights --all --dir weights/
-    focalnet-download-weights --list
+One path for ``focalnet://`` sources (``sources.py``) and plain URLs (``io.py``): mmengine's file
+I/O reads the body (``mmengine.fileio.get``: urllib, redirects followed). It reads the body in one
+call, so Python's ``http.client`` raises ``IncompleteRead`` when fewer bytes arrive than the
+Content-Length announced; torch.hub's ``download_url_to_file`` reads in chunks, which accepts a
+cut body silently and would cache it. The bytes are kept only when they are a whole checkpoint
+(:func:`integrity.checkpoint_problem`: never an HTML page served with status 200), written to a
+temporary file in the target folder and renamed, so the target is whole or absent.
 """
-import argparse
+import http.client
+import os
 import os.path as osp
-import sys
+import re
+import urllib.error
+import uuid
+from typing import Callable, Optional, TypeVar
 
-from . import sources as S
+from .integrity import checkpoint_problem, sha256_of
 
+#: weights files of a Hugging Face model repository (every repository names its file the same)
+HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog=S.DOWNLOAD_TOOL, description=__doc__.split('\n')[0])
-    parser.add_argument('names', nargs='*', help='presets or focalnet://<preset> short names')
-    parser.add_argument('--all', action='store_true', help='every preset that has a source')
-    parser.add_argument('--dir', help='folder to fill (the offline-folder layout)')
-    parser.add_argument('--list', action='store_true', help='print the table of sources and exit')
-    parser.add_argument('--no-progress', action='store_true', help='no download progress bar')
-    args = parser.parse_args(argv)
-    if not args.list and (bool(args.names) == args.all or not args.dir):
-        parser.error('give NAME... or --all, and --dir DIR (or --list)')
-    return args
+T = TypeVar('T')
 
 
-def print_table():
-    for preset, sources in S.WEIGHT_SOURCES.items():
-        print(f'{S.SCHEME}{preset}')
-        for source in sources:
-            print(f'  {source.format:8s} {source.url}  sha256={source.sha256 or "unknown"}')
-        if not sources:
-            print(f'  not obtainable: {S.UNOBTAINABLE.get(preset, "")}')
+class DownloadError(RuntimeError):
+    """The server answered, but not with a whole checkpoint file; nothing was kept."""
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.list:
-        print_table()
-        return 0
-    names = [n for n, s in S.WEIGHT_SOURCES.items() if s] if args.all else args.names
-    folder = osp.abspath(args.dir)
-    fetched, failed = {}, {}
-    for i, name in enumerate(names, 1):
-        print(f'[{i}/{len(names)}] {name}', flush=True)
+class WeightsHashError(RuntimeError):
+    """A file's sha256 differs from the one recorded for it; the file was refused."""
+
+
+def local_rank(rank: int) -> int:
+    """This process' rank on its machine: ``LOCAL_RANK`` as torchrun and mmengine's slurm launcher
+    set it (mmengine's ``get_local_rank`` needs a local process group that nothing creates),
+    else the global rank (one machine)."""
+    return int(os.environ.get('LOCAL_RANK', rank))
+
+
+def local_rank_zero_first(work: Callable[[], T]) -> Optional[T]:
+    """Run ``work`` on local rank 0 of each machine while the other ranks wait; its result there,
+    None on the other ranks (which then look at what it left on disk).
+
+    Every rank passes exactly one barrier whatever ``work`` did, and an error of ``work`` is
+    raised only after it, so no rank waits for a barrier in vain.
+    """
+    from mmengine.dist import barrier, get_dist_info
+    rank, world_size = get_dist_info()
+    result, error = None, None
+    if local_rank(rank) == 0:
         try:
-            fetched.update(S.download_all([name], folder, progress=not args.no_progress))
-        except (S.WeightsUnavailableError, S.WeightsHashError, ValueError) as e:
-            failed[name] = str(e)
-            print(f'  failed: {e}', flush=True)
-    for name, path in fetched.items():
-        print(f'fetched {name}: {path}')
-    if failed:
-        print(f'FAILED (reasons above): {" ".join(failed)}')
-    if fetched:
-        print(f'\nOn the offline machine: export {S.OFFLINE_ENV}={folder}')
-    return 1 if failed else 0
+            result = work()
+        except Exception as e:  # noqa: BLE001  (raised below, after the barrier)
+            error = e
+    if world_size > 1:
+        barrier()
+    if error is not None:
+        raise error
+    return result
 
 
-if __name__ == '__main__':
-    sys.exit(main())
+def file_name(url: str) -> str:
+    """A file name unique per URL: host and path with ``/`` -> ``--`` (every hub file is called
+    ``model.safetensors``; its repo is in the name). The extension stays last."""
+    url = url.split('?')[0].split('#')[0]
+    rest = url.split('://', 1)[-1]
+    return re.sub(r'[^A-Za-z0-9._-]', '_', rest.replace('/', '--'))
+
+
+def describe_error(error: Exception) -> str:
+    """A short reason on one line (it goes into a one-line error)."""
+    if isinstance(error, urllib.error.HTTPError):
+        text = f'HTTP {error.code} {error.reason}'
+    elif isinstance(error, urllib.error.URLError):
+        text = f'{error.reason}'
+    else:
+        text = f'{type(error).__name__}: {error}'
+    return ' '.join(text.split())
+
+
+def download_file(url: str, path: str) -> str:
+    """Download ``url`` to ``path`` if the body is a whole checkpoint file; returns ``path``.
+
+    Raises DownloadError, leaving nothing at ``path``, for a body cut short of its Content-Length
+    or bytes that are not a whole checkpoint (an HTML page, a cut zip or safetensors file);
+    urllib's errors (HTTP status, connection) as they are.
+    """
+    from mmengine import fileio
+    try:
+        body = fileio.get(url)
+    except http.client.IncompleteRead as e:
+        received = len(e.partial)
+        raise DownloadError(f'body cut short: {received} of the {received + e.expected} bytes of '
+                            'its Content-Length arrived') from None
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = osp.join(folder, f'.{osp.basename(path)}.{uuid.uuid4().hex}.part')
+    try:
+        with open(tmp, 'xb') as f:
+            f.write(body)
+        del body
+        problem = checkpoint_problem(tmp)
+        if problem is not None:
+            raise DownloadError(f'answered {problem}')
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
+    """Download ``url`` once into torch.hub's checkpoint cache (local rank 0 first); the path.
+
+    A sha256 prefix in the file name (OpenMMLab ``name-<8 hex>.pth``) is verified, as torch.hub
+    does. Hub files with a generic name (``model.safetensors``) are cached under a name derived
+    from the whole URL. The file is read afterwards by the same safe reader as a local file.
+    """
+    from torch.hub import HASH_REGEX, get_dir
+
+    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
+    filename = osp.basename(url.split('?')[0])
+    path = osp.join(model_dir, file_name(url) if filename in HF_WEIGHT_FILES else filename)
+
+    def fetch():
+        if osp.exists(path):
+            return
+        download_file(url, path)
+        match = HASH_REGEX.search(filename)
+        actual = sha256_of(path)
+        if match and not actual.startswith(match.group(1)):
+            os.remove(path)
+            raise WeightsHashError(
+                f'{url}: sha256 {actual} does not start with {match.group(1)} (the prefix in '
+                'its name); the file was removed. Fetch it again or pass a trusted local file.')
+
+    local_rank_zero_first(fetch)
+    return path

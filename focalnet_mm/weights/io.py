@@ -1,4 +1,10 @@
-"""Reading checkpoint files safely (torch weights_only / safetensors), local or URL."""
+"""Reading checkpoint files safely (torch weights_only / safetensors): local, URL or
+``focalnet://<preset>``.
+
+Importing this module registers the ``focalnet://`` scheme with mmengine's ``CheckpointLoader``
+(as mmengine does for ``torchvision://`` / ``open-mmlab://``), so mmengine's own
+``load_checkpoint`` / ``Pretrained`` init read short names too (returned in the official layout).
+"""
 import argparse
 import json
 import os
@@ -8,18 +14,12 @@ import re
 from typing import Optional
 
 import torch
+from mmengine.runner import CheckpointLoader
 
-from .sources import (
-    WeightsHashError,
-    download_file,
-    fetch_weights,
-    file_name,
-    is_short_name,
-    local_rank,
-    sha256_of,
-)
+from .download import HF_WEIGHT_FILES, download_checkpoint
+from .formats import convert_checkpoint
+from .sources import SCHEME, fetch_weights, is_short_name
 
-HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 CONVERTER = 'tools/model_converters/focalnet2mm.py'
 
 
@@ -40,43 +40,6 @@ def local_checkpoint_file(path, weights_dir: Optional[str] = None) -> str:
     elif is_url(path):
         path = download_checkpoint(path)
     return resolve_checkpoint_file(path)
-
-
-def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
-    """Download ``url`` once into torch.hub's checkpoint cache (local rank 0 first); the path.
-
-    The same downloader as ``focalnet://`` names (:func:`sources.download_file`: whole files
-    only, never an HTML page). The file is read afterwards by the same safe reader as a local
-    file. A sha256 prefix in the file name (OpenMMLab ``name-<8 hex>.pth``) is verified, as
-    torch.hub does. Hub files with a generic name (``model.safetensors``) are cached under a name
-    derived from the whole URL.
-    """
-    from mmengine.dist import barrier, get_dist_info
-    from torch.hub import HASH_REGEX, get_dir
-
-    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
-    os.makedirs(model_dir, exist_ok=True)
-    filename = osp.basename(url.split('?')[0])
-    path = osp.join(model_dir, file_name(url) if filename in HF_WEIGHT_FILES else filename)
-    rank, world_size = get_dist_info()
-    error = None
-    if local_rank(rank) == 0 and not osp.exists(path):
-        try:
-            download_file(url, path)
-            match = HASH_REGEX.search(filename)
-            actual = sha256_of(path)
-            if match and not actual.startswith(match.group(1)):
-                os.remove(path)
-                raise WeightsHashError(
-                    f'{url}: sha256 {actual} does not start with {match.group(1)} (the prefix in '
-                    'its name); the file was removed. Fetch it again or pass a trusted local file.')
-        except Exception as e:  # noqa: BLE001  (raised after the barrier: no rank waits in vain)
-            error = e
-    if world_size > 1:
-        barrier()
-    if error is not None:
-        raise error
-    return path
 
 
 def resolve_checkpoint_file(path: str) -> str:
@@ -150,3 +113,10 @@ def read_sidecar_config(path) -> Optional[dict]:
     except (OSError, ValueError):
         return None
     return config if isinstance(config, dict) and config.get('model_type') == 'focalnet' else None
+
+
+@CheckpointLoader.register_scheme(prefixes=SCHEME)
+def load_from_focalnet(filename, map_location=None, logger=None):
+    """mmengine loader for ``focalnet://<preset>``: a flat state dict in the official layout."""
+    checkpoint = read_checkpoint(fetch_weights(filename), map_location=map_location or 'cpu')
+    return dict(convert_checkpoint(checkpoint).state_dict)

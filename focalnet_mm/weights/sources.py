@@ -10,38 +10,35 @@ timm's converted safetensors on the Hugging Face hub, transformers' conversion. 
 2. a file already in the cache (``$FOCALNET_CACHE_DIR``, default ``~/.cache/focalnet-mm/weights``),
 3. the first source that downloads (local rank 0 of every machine downloads, the others wait),
 
-and says in one log line which file it used. A download is kept only when it is whole and looks
-like a checkpoint (its Content-Length arrived; a torch zip / pickle or a complete safetensors
-file, never an HTML page), and the sha256 is checked where the table knows it; a mismatch is
-refused. A cached file that fails these checks (cut by an older downloader, replaced, edited) is
-removed and downloaded again. When every source fails, one line names each URL with its HTTP
-status or what was wrong with the answer, and how to pass a local file instead: never random
-weights.
-
-Importing this module registers the ``focalnet://`` scheme with mmengine's ``CheckpointLoader``
-(as mmengine does for ``torchvision://`` / ``open-mmlab://``), so mmengine's own
-``load_checkpoint`` / ``Pretrained`` init read short names too (returned in the official layout).
+and says in one log line which file it used. A download is kept only when it is whole
+(``download.py``: its Content-Length arrived, a whole torch zip / pickle or safetensors file,
+never an HTML page), and the sha256 is checked where the table knows it; a mismatch is refused.
+A cached file that fails these checks (cut by an older downloader, replaced, edited) is removed
+and downloaded again. When every source fails, one line names each URL with its HTTP status or
+what was wrong with the answer, how to fill an offline folder or pass a local file, and how to
+train without pretrained weights: never random weights by accident.
 """
-import hashlib
-import json
 import logging
 import os
 import os.path as osp
-import re
-import tempfile
-import urllib.error
-import urllib.request
-import zipfile
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
-from mmengine.runner import CheckpointLoader
+
+from .download import (
+    WeightsHashError,
+    describe_error,
+    download_file,
+    file_name,
+    local_rank_zero_first,
+)
+from .integrity import checkpoint_problem, sha256_of
 
 SCHEME = 'focalnet://'
 OFFLINE_ENV = 'FOCALNET_WEIGHTS_DIR'
 CACHE_ENV = 'FOCALNET_CACHE_DIR'
-#: the installed command that fills an offline folder (focalnet_mm/weights/download.py)
+#: the installed command that fills an offline folder (tools/download_weights.py)
 DOWNLOAD_TOOL = 'focalnet-download-weights'
 DEAD_HOST = 'projects4jw.blob.core.windows.net'
 
@@ -123,16 +120,15 @@ UNOBTAINABLE: Dict[str, str] = {
 }
 
 
+#: the way past missing weights that needs no file, in every WeightsUnavailableError (so also in
+#: the traceback of mmdet's / mmseg's own tools/train.py, where no tool of ours adds a word)
+TRAIN_WITHOUT_WEIGHTS = ('To train without pretrained weights instead: pretrained = None in the '
+                         'custom templates, otherwise --cfg-options model.backbone.init_cfg=None')
+
+
 class WeightsUnavailableError(RuntimeError):
-    """No source of a short name could be fetched; the message says how to pass a file."""
-
-
-class WeightsHashError(RuntimeError):
-    """A file's sha256 differs from the one the table records; the file was refused."""
-
-
-class DownloadError(RuntimeError):
-    """The server answered, but not with a whole checkpoint file; nothing was kept."""
+    """No copy of a short name's weights was found or could be fetched; the one-line message
+    names how to fill an offline folder, how to pass a file, and how to train without them."""
 
 
 # --------------------------------------------------------------------------- names & folders
@@ -159,25 +155,9 @@ def cache_root(cache_dir: Optional[str] = None) -> str:
     return osp.join(xdg, 'focalnet-mm', 'weights')
 
 
-def file_name(url: str) -> str:
-    """A file name unique per URL: host and path with ``/`` -> ``--`` (every hub file is called
-    ``model.safetensors``; its repo is in the name). The extension stays last."""
-    url = url.split('?')[0].split('#')[0]
-    rest = url.split('://', 1)[-1]
-    return re.sub(r'[^A-Za-z0-9._-]', '_', rest.replace('/', '--'))
-
-
 def relative_path(preset: str, source: Source) -> str:
     """Where a source's file lives inside the cache and inside an offline folder."""
     return osp.join(preset, file_name(source.url))
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_hash(path: str, source: Source, name: str, remove: bool):
@@ -190,7 +170,7 @@ def _check_hash(path: str, source: Source, name: str, remove: bool):
         raise WeightsHashError(
             f'{name}: refused {path} (from {source.url}): sha256 {actual} != expected '
             f'{source.sha256}{" (file removed)" if remove else ""}; fetch it again or pass a '
-            'trusted local file as checkpoint=/path/to/file.')
+            f'trusted local file as checkpoint=/path/to/file. {TRAIN_WITHOUT_WEIGHTS}')
 
 
 def _offline_files(preset: str, sources: Sequence[Source], folder: str):
@@ -221,112 +201,6 @@ def _find_local(preset, sources, offline_dirs, root):
 
 
 # --------------------------------------------------------------------------- fetching
-def _describe_error(error: Exception) -> str:
-    """A short reason on one line (it goes into a one-line error)."""
-    if isinstance(error, urllib.error.HTTPError):
-        text = f'HTTP {error.code} {error.reason}'
-    elif isinstance(error, urllib.error.URLError):
-        text = f'{error.reason}'
-    else:
-        text = f'{type(error).__name__}: {error}'
-    return ' '.join(text.split())
-
-
-def file_problem(path: str) -> Optional[str]:
-    """Why ``path`` is not a whole checkpoint file (a short reason), or None.
-
-    From the bytes alone, without unpickling: a torch zip needs its central directory (at the
-    end, so a cut file has none); a safetensors file must be as long as its header says; a
-    legacy torch pickle starts with the pickle protocol byte (its length is not recorded).
-    """
-    size = osp.getsize(path)
-    with open(path, 'rb') as f:
-        head = f.read(8)
-        if head.startswith(b'PK'):
-            try:
-                zipfile.ZipFile(f).close()
-                return None
-            except zipfile.BadZipFile:
-                return f'cut short or damaged: a zip archive without its end ({size} bytes)'
-        if head[:1] == b'\x80':
-            return None
-        if len(head) == 8 and 0 < int.from_bytes(head, 'little') < min(size, 1 << 27):
-            header = f.read(int.from_bytes(head, 'little'))
-            try:
-                tensors = json.loads(header)
-                end = max([0] + [t['data_offsets'][1] for k, t in tensors.items()
-                                 if k != '__metadata__'])
-            except (ValueError, KeyError, TypeError, IndexError):
-                pass  # not a safetensors header
-            else:
-                expected = 8 + len(header) + end
-                return None if size == expected else (
-                    f'cut short or damaged: {size} of the {expected} bytes its safetensors header '
-                    'declares')
-    start = head.lstrip()[:1]
-    what = 'an HTML page' if start == b'<' else f'a file that starts with {head!r}'
-    return f'{what}, not a checkpoint (torch zip / pickle or safetensors)'
-
-
-def download_file(url: str, path: str, progress: bool = True) -> str:
-    """Download ``url`` to ``path`` (redirects followed); returns ``path``.
-
-    The body goes to a temporary file in the same folder and is renamed to ``path`` only when it
-    is whole: as long as the Content-Length the server announced, and a checkpoint by
-    :func:`file_problem` (an HTML page served with 200, a connection cut early, raise
-    DownloadError and leave nothing at ``path``). urllib / torch.hub accept a short body silently.
-    """
-    from tqdm import tqdm
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    request = urllib.request.Request(url, headers={'User-Agent': 'focalnet-mm'})
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=f'.{osp.basename(path)}.',
-                                     suffix='.part', delete=False) as tmp:
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                kind = response.headers.get_content_type()
-                if kind == 'text/html':
-                    raise DownloadError(f'answered {response.status} with an HTML page ({kind}), '
-                                        'not a checkpoint')
-                length = response.headers.get('Content-Length')
-                expected = int(length) if length and length.isdigit() else None
-                received = 0
-                with tqdm(total=expected, unit='B', unit_scale=True, unit_divisor=1024,
-                          disable=not progress, desc=osp.basename(path)) as bar:
-                    for block in iter(lambda: response.read(1 << 20), b''):
-                        tmp.write(block)
-                        received += len(block)
-                        bar.update(len(block))
-            if expected is not None and received != expected:
-                raise DownloadError(f'body cut short: {received} of the {expected} bytes of its '
-                                    'Content-Length arrived')
-            tmp.flush()
-            problem = file_problem(tmp.name)
-            if problem is not None:
-                raise DownloadError(f'answered {problem}')
-            tmp.close()
-            os.replace(tmp.name, path)
-        finally:
-            if osp.exists(tmp.name):
-                os.remove(tmp.name)
-    return path
-
-
-def download(source: Source, path: str, progress: bool = True) -> str:
-    """Download ``source`` to ``path`` (:func:`download_file`); verify its sha256. A failed
-    download leaves no empty folders behind."""
-    created = _make_dirs(osp.dirname(path))
-    try:
-        download_file(source.url, path, progress=progress)
-        _check_hash(path, source, source.url, remove=True)
-    except BaseException:
-        for folder in created:
-            if osp.isdir(folder) and not os.listdir(folder):
-                os.rmdir(folder)
-        raise
-    return path
-
-
 def _make_dirs(folder: str) -> list:
     """``os.makedirs(folder)``; returns the folders it created, deepest first."""
     created = []
@@ -338,31 +212,42 @@ def _make_dirs(folder: str) -> list:
     return created
 
 
+def _download(source: Source, path: str) -> str:
+    """Download ``source`` to ``path`` and verify its sha256; a failed download leaves no empty
+    folders behind."""
+    created = _make_dirs(osp.dirname(path))
+    try:
+        download_file(source.url, path)
+        _check_hash(path, source, source.url, remove=True)
+    except BaseException:
+        for folder in created:
+            if osp.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+        raise
+    return path
+
+
 def _cache_problem(path: str, source: Source) -> Optional[str]:
     """Why a cached file must be fetched again (its recorded sha256, then its bytes), or None."""
     if source.sha256 is not None:
         actual = sha256_of(path)
         if actual != source.sha256.lower():
             return f'sha256 {actual} != expected {source.sha256}'
-    return file_problem(path)
+    return checkpoint_problem(path)
 
 
-def local_rank(rank: int) -> int:
-    """This process' rank on its machine: ``LOCAL_RANK`` as torchrun and mmengine's slurm launcher
-    set it (mmengine's ``get_local_rank`` needs a local process group that nothing creates),
-    else the global rank (one machine)."""
-    return int(os.environ.get('LOCAL_RANK', rank))
-
-
-def _try_sources(preset, sources, root, progress) -> Tuple[Optional[str], Optional[Source], list]:
+def _try_sources(name, preset, sources, root, progress, logger):
+    """(path, source) of the first source that downloads, or (None, None); and the failures."""
     attempts = []
     for path, source in _cache_files(preset, sources, root):
+        if progress:
+            print_log(f'{name}: downloading {source.url}', logger=logger)
         try:
-            return download(source, path, progress), source, attempts
+            return _download(source, path), source, attempts
         except WeightsHashError:
             raise
         except Exception as e:  # noqa: BLE001  (HTTP, network, disk: recorded and reported)
-            attempts.append((source.url, _describe_error(e)))
+            attempts.append((source.url, describe_error(e)))
     return None, None, attempts
 
 
@@ -372,7 +257,8 @@ def _failure_line(name, preset, attempts, offline_dirs) -> str:
     return (f'{name}: no source could be fetched: {tried}. Offline folders searched: {offline}. '
             f'On a machine with internet run `{DOWNLOAD_TOOL} {preset} --dir DIR` and set '
             f'{OFFLINE_ENV}=DIR, or download a file yourself and pass its path as '
-            'checkpoint=/path/to/file (init_cfg Pretrained / pretrained= / --weights).')
+            'checkpoint=/path/to/file (init_cfg Pretrained / pretrained= / --weights). '
+            f'{TRAIN_WITHOUT_WEIGHTS}')
 
 
 def fetch_weights(name: str, weights_dir: Optional[str] = None, cache_dir: Optional[str] = None,
@@ -386,11 +272,10 @@ def fetch_weights(name: str, weights_dir: Optional[str] = None, cache_dir: Optio
             searched before the cache and before any network access.
         cache_dir: download cache (default :func:`cache_root`).
         sources: override the table's sources (tests, mirrors).
-        progress: show a download progress bar.
+        progress: log a line as each download starts (the body is read in one piece: no
+            byte counter).
         search_env: also search ``$FOCALNET_WEIGHTS_DIR``.
     """
-    from mmengine.dist import barrier, get_dist_info
-
     preset = parse_short_name(name)
     name = SCHEME + preset
     sources = tuple(WEIGHT_SOURCES[preset] if sources is None else sources)
@@ -398,14 +283,9 @@ def fetch_weights(name: str, weights_dir: Optional[str] = None, cache_dir: Optio
                     if d]
     root = cache_root(cache_dir)
 
-    # Local rank 0 of each machine checks the cache and downloads while every other rank waits,
-    # then looks at what it left. Every rank passes exactly one barrier, whatever it found, so no
-    # rank can wait for a barrier in vain.
-    rank, world_size = get_dist_info()
-    first = local_rank(rank) == 0
-    attempts, error, found = [], None, None
-    if first:
-        found = _find_local(preset, sources, offline_dirs, root)  # 1. offline folder, 2. cache
+    def first_look():
+        """Local rank 0: 1. offline folder, 2. cache (a damaged copy removed), 3. network."""
+        found = _find_local(preset, sources, offline_dirs, root)
         if found is not None and found[2] == 'cached':
             problem = _cache_problem(found[0], found[1])
             if problem is not None:
@@ -413,19 +293,17 @@ def fetch_weights(name: str, weights_dir: Optional[str] = None, cache_dir: Optio
                 print_log(f'{name}: removed the cached {found[0]} ({problem}); downloading it again',
                           logger=logger, level=logging.WARNING)
                 found = None
-        if found is None and sources:  # 3. network
-            try:
-                path, source, attempts = _try_sources(preset, sources, root, progress)
-                if path is not None:
-                    found = path, source, 'downloaded'
-            except WeightsHashError as e:  # raised after the barrier
-                error = e
-    if world_size > 1:
-        barrier()
-    if error is not None:
-        raise error
-    if not first:
-        found = _find_local(preset, sources, offline_dirs, root)
+        attempts = []
+        if found is None and sources:
+            path, source, attempts = _try_sources(name, preset, sources, root, progress, logger)
+            if path is not None:
+                found = path, source, 'downloaded'
+        return found, attempts
+
+    # Every other rank of the machine waits for local rank 0, then finds its file on disk.
+    first = local_rank_zero_first(first_look)
+    found, attempts = first if first is not None else (
+        _find_local(preset, sources, offline_dirs, root), [])
     if found is not None:
         path, source, where = found
         if where == 'offline':
@@ -438,7 +316,7 @@ def fetch_weights(name: str, weights_dir: Optional[str] = None, cache_dir: Optio
         raise WeightsUnavailableError(
             f'{name}: no downloadable copy exists: {UNOBTAINABLE.get(preset, "none listed")}. '
             'If you have the file, pass its path as checkpoint=/path/to/file or put it in '
-            f'${OFFLINE_ENV} as {OFFICIAL_FILES.get(preset, preset)}.')
+            f'${OFFLINE_ENV} as {OFFICIAL_FILES.get(preset, preset)}. {TRAIN_WITHOUT_WEIGHTS}')
     if not attempts:
         attempts = [(s.url, 'not downloaded by local rank 0; see its log') for s in sources]
     raise WeightsUnavailableError(_failure_line(name, preset, attempts, offline_dirs))
@@ -450,13 +328,3 @@ def download_all(names: Sequence[str], folder: str, progress: bool = True, logge
                                                         progress=progress, logger=logger,
                                                         search_env=False)
             for n in names}
-
-
-# --------------------------------------------------------------------------- mmengine scheme
-@CheckpointLoader.register_scheme(prefixes=SCHEME)
-def load_from_focalnet(filename, map_location=None, logger=None):
-    """mmengine loader for ``focalnet://<preset>``: a flat state dict in the official layout."""
-    from .formats import convert_checkpoint
-    from .io import read_checkpoint
-    checkpoint = read_checkpoint(fetch_weights(filename), map_location=map_location or 'cpu')
-    return dict(convert_checkpoint(checkpoint).state_dict)
