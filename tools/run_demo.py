@@ -19,14 +19,20 @@ machine and 5½-6 minutes on the Intel one (box/mask mAP 0.16-0.20/0.25-0.27).
    long each phase took, and where the pictures, logs and checkpoints are.
 """
 import argparse
+import io
 import json
 import os
 import os.path as osp
+import re
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)  # run from a clone without install
+ROOT = osp.dirname(osp.dirname(osp.realpath(__file__)))
+#: run from an installed package (focalnet_mm/.mim/tools, `focalnet-mm run-demo`): data and
+#: outputs go to the current folder, not into site-packages
+INSTALLED = osp.basename(ROOT) == '.mim'
+if not INSTALLED:
+    sys.path.insert(0, ROOT)  # run from a clone without install
 
 from mmengine.hooks import Hook  # noqa: E402
 
@@ -57,7 +63,44 @@ def recorded_info(data_root):
 def shown(path):
     """Repository-relative when inside the clone (what the README commands use), else absolute."""
     path = osp.abspath(path)
-    return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+    return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) and not INSTALLED else path
+
+
+class ProgressConsole(io.TextIOBase):
+    """The console stream of the demo's runner logger: progress, losses, mAP and warnings.
+
+    mmengine's Runner logs the system environment (with "GPU number", its count of processes),
+    the whole config (about 500 lines), the hook order and one line per parameter-group option
+    to the console as well as to the log file. Those records are left out here; they stay in the
+    log file, and the config in the work dir. Each log record reaches the stream in one write.
+    """
+    SETUP_RECORD = re.compile(r'INFO\S* - (\n-+\nSystem environment:|Config:\n|Hooks will be '
+                              r'executed in the following order|paramwise_options -- )')
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        return len(text) if self.SETUP_RECORD.search(text[:200]) else self.stream.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
+def build_quiet_runner(cfg):
+    """The runner of ``cfg``, its console log without the setup records (:class:`ProgressConsole`).
+
+    mmengine's logger binds its console handler to ``sys.stdout`` when the Runner creates it.
+    """
+    stdout = sys.stdout
+    sys.stdout = ProgressConsole(stdout)
+    try:
+        return build_runner_from_cfg(cfg)
+    finally:
+        sys.stdout = stdout
 
 
 #: (training images, validation images, epochs) of the default run and of --full
@@ -114,11 +157,12 @@ class PhaseTimer(Hook):
 
 def draw_predictions(runner, out_file, num_images=NUM_PICTURES, score_thr=0.3):
     """Validation images, ground truth (left) beside the trained model's prediction (right), one
-    image per row, as one PNG: mmdet's DetLocalVisualizer draws each pair."""
+    image per row under a heading row, as one PNG: mmdet's DetLocalVisualizer draws each pair."""
     import mmcv
-    import numpy as np
     import torch
     from mmengine.dataset import pseudo_collate
+
+    from focalnet_mm.visualization import stack_labelled_columns
 
     dataset = runner.val_loop.dataloader.dataset
     visualizer = runner.visualizer
@@ -133,16 +177,15 @@ def draw_predictions(runner, out_file, num_images=NUM_PICTURES, score_thr=0.3):
             visualizer.add_datasample(osp.basename(sample.img_path), image, sample, draw_gt=True,
                                       draw_pred=True, pred_score_thr=score_thr)
             rows.append(visualizer.get_image())
-    width = max(row.shape[1] for row in rows)
-    rows = [np.pad(row, ((0, 4), (0, width - row.shape[1]), (0, 0)), constant_values=255)
-            for row in rows]
-    mmcv.imwrite(np.concatenate(rows)[..., ::-1], out_file)
+    picture = stack_labelled_columns(rows, ('ground truth', f'prediction (score >= {score_thr})'))
+    mmcv.imwrite(picture[..., ::-1], out_file)
     return len(rows)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    os.chdir(ROOT)  # the config's relative paths (data/, work_dirs/) are repository-relative
+    if not INSTALLED:
+        os.chdir(ROOT)  # the config's relative paths (data/, work_dirs/) are repository-relative
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -175,8 +218,11 @@ def main(argv=None):
           flush=True)
     phase_start = time.time()
     train = load_tool(osp.join('tools', 'train.py'), 'focalnet_train')
-    runner = build_runner_from_cfg(train.make_config(train.parse_args(
-        [CONFIG, '--work-dir', args.work_dir, '--cfg-options', *overrides, *schedule])))
+    runner = build_quiet_runner(train.make_config(train.parse_args(
+        [osp.join(ROOT, CONFIG), '--work-dir', args.work_dir, '--cfg-options', *overrides,
+         *schedule])))
+    print(f'      environment and config: {shown(osp.join(runner.log_dir, runner.timestamp + ".log"))} '
+          f'and {shown(osp.join(args.work_dir, osp.basename(CONFIG)))}', flush=True)
     phases['build'] = time.time() - phase_start
     timer = PhaseTimer()
     runner.register_hook(timer)
@@ -226,10 +272,14 @@ def main(argv=None):
     print(f'  work dir     : {shown(args.work_dir)}/ (logs, vis_data/scalars.json, checkpoints)')
     python = shown(sys.executable) if sys.executable.startswith(ROOT + os.sep) else 'python'
     data = '' if data_root == 'data/demo_coco/' else ' --cfg-options ' + ' '.join(overrides)
-    print(f'  re-evaluate  : {python} tools/test.py {CONFIG} {checkpoint}{data}')
+    if INSTALLED:  # the package's commands (focalnet_mm/commands.py)
+        test, demo, data = 'focalnet-mm test', 'focalnet-mm run-demo', ' --cfg-options ' + ' '.join(overrides)
+        config = osp.join(ROOT, CONFIG)
+    else:
+        test, demo, config = f'{python} tools/test.py', f'{python} tools/run_demo.py', CONFIG
+    print(f'  re-evaluate  : {test} {config} {checkpoint}{data}')
     if not args.full:
-        print(f'  longer run   : {python} tools/run_demo.py --full (more data and iterations, '
-              'higher mAP)')
+        print(f'  longer run   : {demo} --full (more data and iterations, higher mAP)')
     print('=' * 72)
     return metrics
 
