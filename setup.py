@@ -73,11 +73,12 @@ setup(
     python_requires='>=3.9,<3.13',
     install_requires=[
         'mmengine==0.10.7',
-        # pkg_resources (removed in setuptools 82) is imported by mmengine 0.10.7 when mmdet's /
-        # mmseg's own tools read mmdet::/mmseg:: bases, and by openmim. No lower bound: 80.9-81
-        # also print "pkg_resources is deprecated" at each import (focalnet_mm silences it in its
-        # own processes; docs/installation.md), and older releases are kept as they are
-        'setuptools<82',
+        # pkg_resources is imported by mmengine 0.10.7 when mmdet's / mmseg's own tools read
+        # mmdet::/mmseg:: bases, and by openmim at start (then reloaded per lookup). setuptools 82
+        # removed it; 80.9-81 print "pkg_resources is deprecated ... pin to Setuptools<81" at
+        # each import (2-4 times per mim command; 80.9 as well, despite the text). 80.8 is the
+        # last release without the warning, and torch 2.14 asks for >= 77.0.3
+        'setuptools<80.9',
         # numpy 2 works with this stack (README "Use it in your own project"); no upper bound, so
         # a user's numpy and opencv are kept
         'numpy',
