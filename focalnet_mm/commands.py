@@ -61,7 +61,7 @@ def run_tool(path: str, args: List[str]) -> int:
     """Run one tool as ``python TOOL ARGS`` / ``bash TOOL ARGS`` would; its exit status."""
     if path.endswith('.sh'):
         return subprocess.call(['bash', path, *args])
-    sys.argv = [path, *args]
+    argv, sys.argv = sys.argv, [path, *args]
     try:
         runpy.run_path(path, run_name='__main__')
     except SystemExit as e:  # the tools end with sys.exit(main())
@@ -69,6 +69,8 @@ def run_tool(path: str, args: List[str]) -> int:
             return e.code or 0
         print(e.code, file=sys.stderr)
         return 1
+    finally:
+        sys.argv = argv
     return 0
 
 

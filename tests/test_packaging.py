@@ -322,3 +322,19 @@ def test_pip_install_with_extras_over_numpy2_downgrades_nothing_and_mim_works(tm
     assert imported.returncode == 0, imported.stderr[-3000:]
     numpy_version, _, pq = imported.stdout.split()
     assert numpy_version == after['numpy'] and pq == '0.6', imported.stdout
+
+
+# --------------------------------------------------------------------------- console commands
+def test_focalnet_mm_command_runs_shipped_tools_by_name(capsys):
+    from focalnet_mm import commands
+    tools = commands.available_tools()
+    assert tools['train'].endswith(osp.join('.mim', 'tools', 'train.py'))
+    assert tools['get-flops'].endswith(osp.join('analysis_tools', 'get_flops.py'))
+    assert tools['dist-train'].endswith('dist_train.sh') and 'setup-env' not in tools
+    assert commands.main([]) == 0 and '  download-weights ' in capsys.readouterr().out
+    argv = list(sys.argv)
+    assert commands.main(['train', '-h']) == 0  # argparse's exit status comes back
+    assert 'usage: train.py' in capsys.readouterr().out and sys.argv == argv
+    assert commands.main(['check_dataset']) != 0  # the tool's own usage error (no config)
+    assert commands.main(['trian']) == 2
+    assert "no tool 'trian'" in capsys.readouterr().err

@@ -19,6 +19,7 @@ machine and 5½-6 minutes on the Intel one (box/mask mAP 0.16-0.20/0.25-0.27).
    long each phase took, and where the pictures, logs and checkpoints are.
 """
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -67,39 +68,53 @@ def shown(path):
 
 
 class ProgressConsole(io.TextIOBase):
-    """The console stream of the demo's runner logger: progress, losses, mAP and warnings.
+    """The demo's console while it trains: progress, losses, mAP, warnings and errors.
 
     mmengine's Runner logs the system environment (with "GPU number", its count of processes),
     the whole config (about 500 lines), the hook order and one line per parameter-group option
-    to the console as well as to the log file. Those records are left out here; they stay in the
-    log file, and the config in the work dir. Each log record reaches the stream in one write.
+    to the console as well as to the log file; pycocotools prints a few status lines each time it
+    reads annotations or evaluates. Those are left out here: the records stay in the log file,
+    and the config in the work dir. Each log record reaches the stream in one write.
     """
     SETUP_RECORD = re.compile(r'INFO\S* - (\n-+\nSystem environment:|Config:\n|Hooks will be '
                               r'executed in the following order|paramwise_options -- )')
+    COCO_API_STATUS = re.compile(r'(loading annotations into memory|Done \(t=|DONE \(t=|creating '
+                                 r'index\.\.\.|index created!|Loading and preparing results|Running '
+                                 r'per image evaluation|Evaluate annotation type|Accumulating '
+                                 r'evaluation results)')
 
     def __init__(self, stream):
-        self.stream = stream
+        self.stream, self.pending = stream, ''
 
     def writable(self):
         return True
 
     def write(self, text):
-        return len(text) if self.SETUP_RECORD.search(text[:200]) else self.stream.write(text)
+        if self.SETUP_RECORD.search(text[:200]):
+            return len(text)
+        *lines, self.pending = (self.pending + text).split('\n')
+        kept = [line for line in lines if not self.COCO_API_STATUS.match(line)]
+        if kept:
+            self.stream.write('\n'.join(kept) + '\n')
+        return len(text)
 
     def flush(self):
+        if self.pending:
+            self.stream.write(self.pending)
+            self.pending = ''
         self.stream.flush()
 
 
-def build_quiet_runner(cfg):
-    """The runner of ``cfg``, its console log without the setup records (:class:`ProgressConsole`).
-
-    mmengine's logger binds its console handler to ``sys.stdout`` when the Runner creates it.
-    """
+@contextlib.contextmanager
+def progress_console():
+    """``sys.stdout`` is a :class:`ProgressConsole` within the block; mmengine's logger keeps the
+    stream it found when the Runner created it, so build the runner inside."""
     stdout = sys.stdout
     sys.stdout = ProgressConsole(stdout)
     try:
-        return build_runner_from_cfg(cfg)
+        yield
     finally:
+        sys.stdout.flush()
         sys.stdout = stdout
 
 
@@ -218,16 +233,18 @@ def main(argv=None):
           flush=True)
     phase_start = time.time()
     train = load_tool(osp.join('tools', 'train.py'), 'focalnet_train')
-    runner = build_quiet_runner(train.make_config(train.parse_args(
-        [osp.join(ROOT, CONFIG), '--work-dir', args.work_dir, '--cfg-options', *overrides,
-         *schedule])))
-    print(f'      environment and config: {shown(osp.join(runner.log_dir, runner.timestamp + ".log"))} '
-          f'and {shown(osp.join(args.work_dir, osp.basename(CONFIG)))}', flush=True)
-    phases['build'] = time.time() - phase_start
-    timer = PhaseTimer()
-    runner.register_hook(timer)
-    phase_start = time.time()
-    runner.train()
+    with progress_console():
+        runner = build_runner_from_cfg(train.make_config(train.parse_args(
+            [osp.join(ROOT, CONFIG), '--work-dir', args.work_dir, '--cfg-options', *overrides,
+             *schedule])))
+        print('      environment and config: '
+              f'{shown(osp.join(runner.log_dir, runner.timestamp + ".log"))} and '
+              f'{shown(osp.join(args.work_dir, osp.basename(CONFIG)))}', flush=True)
+        phases['build'] = time.time() - phase_start
+        timer = PhaseTimer()
+        runner.register_hook(timer)
+        phase_start = time.time()
+        runner.train()
     phases['validation'] = timer.validation_s
     phases['training'] = time.time() - phase_start - timer.validation_s
     with open(osp.join(args.work_dir, 'last_checkpoint')) as f:
