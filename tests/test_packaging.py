@@ -266,7 +266,7 @@ def pip_versions(python, run):
     return {p['name'].lower(): p['version'] for p in json.loads(listed.stdout)}
 
 
-@pytest.mark.slow  # a new environment filled from PyPI: about N minutes (docs/tools.md)
+@pytest.mark.slow  # a new environment filled from PyPI (downloads ~150 MB; times: docs/tools.md)
 @pytest.mark.timeout(1800)
 def test_pip_install_with_extras_over_numpy2_downgrades_nothing_and_mim_works(tmp_path):
     from packaging.version import Version
