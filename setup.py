@@ -2,7 +2,8 @@
 
 torch and mmcv are not declared: pip cannot build mmcv's compiled ops by itself. Use
 ``bash tools/setup_env.sh`` (see README) to get the whole stack, or install into an environment
-that already has torch + mmcv 2.1.0: ``pip install "focalnet-mm[det,seg]"``.
+that already has torch + mmcv 2.1.0: ``pip install "focalnet-mm[det,seg,mim]"`` (which keeps the
+numpy, OpenCV and other packages already there: tests/test_packaging.py).
 
 Like mmdet and mmseg, the package carries its configs, tools and model index in
 ``focalnet_mm/.mim`` (what ``focalnet_mm::`` config bases and ``mim`` read): linked to the
