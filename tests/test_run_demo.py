@@ -18,6 +18,8 @@ def test_demo_console_keeps_progress_and_leaves_setup_dumps_to_the_log_file():
     console.write(prefix + 'paramwise_options -- backbone.norm0.weight:lr=0.0001\n')
     print('loading annotations into memory...', file=console)
     print('Done (t=0.00s)', file=console)
+    print(' Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.002',
+          file=console)
     console.write(prefix + 'Epoch(train) [1][10/32]  loss: 3.1\n')
     console.write('12/07 04:55:09 - mmengine - WARNING - a warning\n')
     print('the summary', file=console)

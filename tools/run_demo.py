@@ -72,8 +72,9 @@ class ProgressConsole(io.TextIOBase):
 
     mmengine's Runner logs the system environment (with "GPU number", its count of processes),
     the whole config (about 500 lines), the hook order and one line per parameter-group option
-    to the console as well as to the log file; pycocotools prints a few status lines each time it
-    reads annotations or evaluates. Those are left out here: the records stay in the log file,
+    to the console as well as to the log file; pycocotools prints status lines each time it reads
+    annotations, and a 12-line AP/AR table per metric each evaluation (the ``Epoch(val)`` record
+    after it carries the same mAPs). Those are left out here: the records stay in the log file,
     and the config in the work dir. Each log record reaches the stream in one write.
     """
     SETUP_RECORD = re.compile(r'INFO\S* - (\n-+\nSystem environment:|Config:\n|Hooks will be '
@@ -81,7 +82,7 @@ class ProgressConsole(io.TextIOBase):
     COCO_API_STATUS = re.compile(r'(loading annotations into memory|Done \(t=|DONE \(t=|creating '
                                  r'index\.\.\.|index created!|Loading and preparing results|Running '
                                  r'per image evaluation|Evaluate annotation type|Accumulating '
-                                 r'evaluation results)')
+                                 r'evaluation results| Average (Precision|Recall) +\(A[PR]\) @)')
 
     def __init__(self, stream):
         self.stream, self.pending = stream, ''
