@@ -3,12 +3,9 @@
     python tools/run_demo.py            # 64 images, 3 epochs of 32 iterations, mAP after each
     python tools/run_demo.py --full     # 200 images, 3 epochs of 100 iterations, higher mAP
 
-Times on 2 CPU cores, setup excluded (the README's Quick start table; details in
-docs/benchmarks.md): the default run 4½-5½ minutes on an AMD EPYC without AVX-512 (box/mask mAP
-after the last epoch 0.012-0.026 / 0.011-0.043 over four runs: from scratch, the first epochs' mAP
-is near noise level, the training loss falls from ~3.5 to ~2) and 1 min 55 s on a 2-core Intel
-AVX-512 machine (box 0.016 / mask 0.032, reported in issue 28); --full about 16 minutes on the AMD
-machine and 5½-6 minutes on the Intel one (box/mask mAP 0.16-0.20/0.25-0.27).
+Times on 2 CPU cores, setup excluded, and the mAP over several runs: docs/benchmarks.md (the
+README gives one line). From scratch on 96 iterations the first epochs' mAP is near noise level
+while the training loss falls from ~3.5 to ~2; --full reaches box/mask mAP about 0.16-0.20 / 0.25.
 
 1. generates the synthetic COCO-format data set (tools/data/make_demo_coco.py) unless present,
 2. trains configs/demo/maskrcnn_focalnet_t_demo.py as tools/train.py does (mmengine's log shows
