@@ -24,6 +24,7 @@ import os.path as osp
 import re
 import sys
 import time
+import warnings
 
 ROOT = osp.dirname(osp.dirname(osp.realpath(__file__)))
 #: run from an installed package (focalnet_mm/.mim/tools, `focalnet-mm run-demo`): data and
@@ -183,7 +184,11 @@ def draw_predictions(runner, out_file, num_images=NUM_PICTURES, score_thr=0.3):
     model = runner.model
     model.eval()
     rows = []
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # a model trained for minutes predicts boxes reaching past the image: the picture shows
+        # the part inside, and mmengine would warn once per such box or polygon
+        warnings.filterwarnings('ignore', message='Warning: The (bbox|polygon) is out of bounds',
+                                category=UserWarning)
         for index in range(min(num_images, len(dataset))):
             [sample] = model.test_step(pseudo_collate([dataset[index]]))
             image = mmcv.imread(sample.img_path, channel_order='rgb')
