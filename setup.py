@@ -102,7 +102,8 @@ setup(
         'cls': ['mmpretrain==1.2.0', 'transformers>=4.28,<4.52'],
         # the `mim` command. openmim 0.3.8, not 0.3.9: 0.3.9 differs only by `mim download
         # --dataset`, and declares opendatalab for it, whose openxlab dependency pins old
-        # setuptools, requests and rich (pip then reports it missing or downgrades them)
+        # setuptools (~=60.2), requests, rich, packaging, filelock and tqdm (pip then reports it missing
+        # or downgrades them)
         'mim': ['openmim==0.3.8'],
         'tests': ['pytest', 'pytest-timeout', 'pytest-xdist', 'timm', 'onnx==1.23.2', 'onnxruntime==1.32.0',
                   'transformers>=4.28,<4.52'],

@@ -195,7 +195,7 @@ DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matpl
       "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION"
       openmim==0.3.8)
 # openmim 0.3.8 (the `mim` command), not 0.3.9: 0.3.9 adds only `mim download --dataset`, and
-# declares opendatalab for it, whose openxlab dependency pins old setuptools, requests and rich
+# declares opendatalab for it, whose openxlab dependency pins old setuptools, requests, rich, packaging, filelock and tqdm
 stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, mmdeploy 1.3.1, timm and deps" \
   "check access to PyPI, then re-run"
 if ! satisfied "${DEPS[@]}" "${NO_DEPS[@]}"; then  # the final check below imports them
