@@ -212,8 +212,8 @@ assert p.realpath(p.dirname(p.dirname(u.find_spec("focalnet_mm").origin))) == p.
     "$ROOT" >/dev/null 2>&1)
 }
 # (setup.py links configs/, tools/ and model-index.yml into focalnet_mm/.mim on this install: what
-# focalnet_mm:: config bases and mim read)
-{ editable_here && [ -e "$ROOT/focalnet_mm/.mim/model-index.yml" ]; } \
+# focalnet_mm:: config bases and mim read, and writes the console commands, e.g. focalnet-mm)
+{ editable_here && [ -e "$ROOT/focalnet_mm/.mim/model-index.yml" ] && [ -x "$VENV/bin/focalnet-mm" ]; } \
   || "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
 # Earlier versions of this script wrote an interpreter-start fix for transformers 5; the pin above
