@@ -2,7 +2,8 @@
 
 torch and mmcv are not declared: pip cannot build mmcv's compiled ops by itself. Use
 ``bash tools/setup_env.sh`` (see README) to get the whole stack, or install into an environment
-that already has torch + mmcv 2.1.0: ``pip install "focalnet-mm[det,seg]"``.
+that already has torch + mmcv 2.1.0: ``pip install "focalnet-mm[det,seg,mim]"`` (which keeps the
+numpy, OpenCV and other packages already there: tests/test_packaging.py).
 
 Like mmdet and mmseg, the package carries its configs, tools and model index in
 ``focalnet_mm/.mim`` (what ``focalnet_mm::`` config bases and ``mim`` read): linked to the
@@ -73,9 +74,12 @@ setup(
     python_requires='>=3.9,<3.13',
     install_requires=[
         'mmengine==0.10.7',
-        # mmengine 0.10.7 imports pkg_resources (removed in setuptools 82) when it resolves
-        # mmdet::/mmseg:: config bases and in mmdet's/mim's tools
-        'setuptools<82',
+        # pkg_resources is imported by mmengine 0.10.7 when mmdet's / mmseg's own tools read
+        # mmdet::/mmseg:: bases, and by openmim at start (then reloaded per lookup). setuptools 82
+        # removed it; 80.9-81 print "pkg_resources is deprecated ... pin to Setuptools<81" at
+        # each import (2-4 times per mim command; 80.9 as well, despite the text). 80.8 is the
+        # last release without the warning, and torch 2.14 asks for >= 77.0.3
+        'setuptools<80.9',
         # numpy 2 works with this stack (README "Use it in your own project"); no upper bound, so
         # a user's numpy and opencv are kept
         'numpy',
@@ -84,18 +88,23 @@ setup(
         'matplotlib',
     ],
     extras_require={
-        # the libraries declare the rest of what they need (pycocotools, scipy, ...); not what
-        # they import without declaring it: panopticapi-lite is the `panopticapi` module
-        # (cocodataset/panopticapi) that mmdet's CocoPanopticMetric imports, from PyPI
-        'det': ['mmdet==3.3.0', 'panopticapi-lite==0.2.0'],
+        # the libraries declare the rest of what they need (pycocotools, scipy, ...). mmdet's
+        # CocoPanopticMetric (the COCO panoptic Mask2Former configs) also imports `panopticapi`
+        # (cocodataset/panopticapi, not on PyPI under that name); its PyPI copy panopticapi-lite
+        # 0.2.0 declares numpy<2 and scikit-image but imports only numpy, Pillow and pycocotools,
+        # so it is not an extra (an extra would downgrade numpy 2): README and docs/installation.md
+        # install it with --no-deps
+        'det': ['mmdet==3.3.0'],
         # ftfy/regex: mmseg's text models, imported by mmseg.utils (register_all_modules)
         'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],
         # transformers < 4.52: mmpretrain 1.2.0 imports names that 4.52 removed (and mmdet.models
         # imports mmpretrain when it is installed); tools/setup_env.sh pins the same
         'cls': ['mmpretrain==1.2.0', 'transformers>=4.28,<4.52'],
-        # openmim 0.3.9 itself: pip install --no-deps openmim==0.3.9 (its declared opendatalab
-        # dependency, never imported, would downgrade setuptools, requests and rich)
-        'mim': ['click', 'colorama', 'model-index', 'pandas<3', 'requests', 'rich', 'tabulate'],
+        # the `mim` command. openmim 0.3.8, not 0.3.9: 0.3.9 differs only by `mim download
+        # --dataset`, and declares opendatalab for it, whose openxlab dependency pins old
+        # setuptools (~=60.2), requests, rich, packaging, filelock and tqdm (pip then reports it missing
+        # or downgrades them)
+        'mim': ['openmim==0.3.8'],
         'tests': ['pytest', 'pytest-timeout', 'pytest-xdist', 'timm', 'onnx==1.23.2', 'onnxruntime==1.32.0',
                   'transformers>=4.28,<4.52'],
         'lint': ['ruff==0.16.9'],
@@ -106,7 +115,9 @@ setup(
                    'dill==0.4.1'],
     },
     entry_points={'console_scripts': [
-        'focalnet-download-weights = focalnet_mm.weights.download:main']},
+        # every tool shipped in focalnet_mm/.mim/tools: `focalnet-mm TOOL ARGS` (focalnet_mm/commands.py)
+        'focalnet-mm = focalnet_mm.commands:main',
+        'focalnet-download-weights = focalnet_mm.commands:download_weights']},
     classifiers=[
         'Programming Language :: Python :: 3',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',

@@ -178,6 +178,7 @@ def build_runner_from_cfg(cfg: Config):
     from mmengine.runner import Runner
     from mmengine.visualization import Visualizer
 
+    from .compat import quiet_upstream_notices
     from .engine import wrap_datasets
 
     wrap_datasets(cfg)
@@ -193,4 +194,6 @@ def build_runner_from_cfg(cfg: Config):
     if cfg.get('strategy') and 'runner_type' not in cfg:
         cfg.runner_type = 'FlexibleRunner'
     setup_cpu_distributed(cfg)
-    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    quiet_upstream_notices(runner.logger)
+    return runner

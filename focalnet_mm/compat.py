@@ -25,6 +25,9 @@ used by ``focalnet_mm.deploy``): MMDeploy 1.3.1 (the last release) predates torc
 the TorchScript one; the dynamo one also needs onnxscript), and torch 2.x removed the private
 ``symbolic_opset9._cast_Long`` that MMDeploy's RoIAlign symbolic imports.
 
+Not patched but filtered (:func:`quiet_upstream_notices`, on each runner the package's tools
+build): mmengine 0.10.7's two FileClient deprecation notices, which every training run prints.
+
 Not patched but checked (:func:`check_transformers`): mmpretrain 1.2.0 needs transformers < 4.52
 when transformers is installed (it imports names that 4.52 removed, and ``mmdet.models`` imports
 mmpretrain); tools/setup_env.sh pins it, and other environments get a warning naming the fix.
@@ -35,6 +38,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import logging
 import os.path as osp
 import pickle
 import warnings
@@ -216,6 +220,27 @@ def check_transformers() -> Optional[str]:
                '(tools/setup_env.sh pins it).')
     warnings.warn(message, stacklevel=3)
     return message
+
+
+# --------------------------------------------------------------------------- upstream notices
+class UpstreamNoticeFilter(logging.Filter):
+    """Drops two mmengine 0.10.7 deprecation notices that every training run prints and no config
+    can avoid: ``CheckpointHook.before_train`` builds a ``FileClient`` "to keep backward
+    compatibility" even when it uses ``get_file_backend`` (notice 1), and that FileClient's
+    default backend is the ``HardDiskBackend`` alias (notice 2). A config that passes
+    ``file_client_args`` itself still gets mmengine's notice about that argument.
+    """
+    NOTICES = ('"FileClient" will be deprecated in future.',
+               '"HardDiskBackend" is the alias of "LocalBackend"')
+
+    def filter(self, record):
+        return not str(record.msg).startswith(self.NOTICES)
+
+
+def quiet_upstream_notices(logger: logging.Logger) -> None:
+    """Add :class:`UpstreamNoticeFilter` to ``logger`` (a runner's MMLogger), once."""
+    if not any(isinstance(f, UpstreamNoticeFilter) for f in logger.filters):
+        logger.addFilter(UpstreamNoticeFilter())
 
 
 # --------------------------------------------------------------------------- MMDeploy exports

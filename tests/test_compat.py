@@ -102,3 +102,26 @@ def test_fixes_are_gated_on_the_installed_versions(monkeypatch):
     versions.update(transformers='5.0.0')
     with pytest.warns(UserWarning, match=r'pip install "transformers>=4.28,<4.52"'):
         assert 'breaks mmpretrain 1.2.0' in compat.check_transformers()
+
+
+def test_runner_logs_leave_out_mmengines_unavoidable_file_client_notices():
+    """mmengine 0.10.7's CheckpointHook builds a FileClient in every run: its two notices are
+    filtered on the runner's logger; other records, and file_client_args' own notice, pass."""
+    import logging
+
+    from mmengine.fileio import FileClient
+    from mmengine.logging import MMLogger
+
+    from focalnet_mm.compat import quiet_upstream_notices
+
+    logger = MMLogger.get_instance('test_compat_notices', log_level='INFO')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    quiet_upstream_notices(logger)
+    quiet_upstream_notices(logger)  # once
+    assert len(logger.filters) == 1
+    FileClient.infer_client(None, '/tmp')  # what CheckpointHook.before_train does
+    logger.warning('"file_client_args" will be deprecated in future.')
+    assert [r.getMessage() for r in records] == ['"file_client_args" will be deprecated in future.']

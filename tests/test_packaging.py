@@ -1,6 +1,9 @@
 """The package in a user's own OpenMMLab project: ``focalnet_mm::`` config bases from any folder,
 other backbones' weights inherited from mmdet/mmseg bases, and (slow) the built wheel installed
-into a fresh virtual environment, used from a folder outside the repository with ``mim``."""
+into a fresh virtual environment, used from a folder outside the repository with ``mim``, and
+installed with its extras from PyPI over a user's numpy 2 / OpenCV 5 without downgrading them."""
+import importlib.metadata
+import json
 import os
 import os.path as osp
 import shutil
@@ -193,7 +196,9 @@ def test_wheel_in_a_fresh_venv_serves_a_project_outside_the_repository(tmp_path,
     env.update(OMP_NUM_THREADS='1')
     # the weights command is installed (its behaviour: test_weights_sources.py)
     script = (venv / 'bin' / 'focalnet-download-weights').read_text()
-    assert 'from focalnet_mm.weights.download import main' in script
+    assert 'from focalnet_mm.commands import download_weights' in script
+    listed = run(venv / 'bin' / 'focalnet-mm', cwd=project, env=env)
+    assert listed.returncode == 0 and '  download-weights ' in listed.stdout, listed.stderr[-2000:]
     search = run(python, '-m', 'mim', 'search', 'focalnet_mm', cwd=project, env=env)
     assert search.returncode == 0, search.stdout[-2000:] + search.stderr[-2000:]
     assert 'configs/det/maskrcnn_focalnet_t_lrf_3x.py' in search.stdout
@@ -211,3 +216,125 @@ def test_wheel_in_a_fresh_venv_serves_a_project_outside_the_repository(tmp_path,
         assert checkpoints, os.listdir(project / work_dir)
         if config == 'seg_mine.py':  # mmseg's base hands FocalNet a ResNet checkpoint
             assert "model.pretrained='open-mmlab://resnet50_v1c' (from a base config)" in log
+
+
+# --------------------------------------------------------------------------- pip install over numpy 2
+#: what a user's environment has before ``pip install focalnet-mm[det,seg,mim]``; the README says
+#: they stay as they are
+USER_HAS = ('numpy==2.4.6', 'opencv-python>=5')
+
+
+def requirement_closure(names, leave_out):
+    """Installed distributions that ``names`` need at run time, found through their metadata."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    found, todo = {}, list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in found or name in leave_out:
+            continue
+        try:
+            found[name] = dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({'extra': ''}):
+                todo.append(requirement.name)
+    return found.values()
+
+
+def torch_and_mmcv_view(folder):
+    """Links to the installed torch (and what it imports) and mmcv with its compiled ops: what pip
+    cannot build and a user brings (README "Use it in your own project"). A new environment sees
+    them through a .pth file; everything else comes from PyPI. numpy and setuptools stay out (the
+    environment's own are the ones the test is about)."""
+    folder.mkdir()
+    closure = list(requirement_closure(['torch'], leave_out={'numpy', 'setuptools'}))
+    closure.append(importlib.metadata.distribution('mmcv'))  # without its declared dependencies
+    for dist in closure:
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] != '..'}:
+            source = dist.locate_file(top)
+            if osp.exists(source) and not (folder / top).exists():
+                (folder / top).symlink_to(source)
+    return folder
+
+
+def pip_versions(python, run):
+    listed = run(python, '-m', 'pip', 'list', '--format', 'json')
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    return {p['name'].lower(): p['version'] for p in json.loads(listed.stdout)}
+
+
+@pytest.mark.slow  # a new environment filled from PyPI (downloads ~150 MB; times: docs/tools.md)
+@pytest.mark.timeout(1800)
+def test_pip_install_with_extras_over_numpy2_downgrades_nothing_and_mim_works(tmp_path):
+    from packaging.version import Version
+    run = lambda *cmd, **kw: subprocess.run(  # noqa: E731
+        [str(c) for c in cmd], capture_output=True, text=True, timeout=900, **kw)
+    venv, wheels = tmp_path / 'venv', tmp_path / 'wheels'
+    python = venv / 'bin' / 'python'
+    assert run(sys.executable, '-m', 'venv', venv).returncode == 0  # pip from ensurepip: offline
+    purelib = run(python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    with open(osp.join(purelib.stdout.strip(), 'torch_and_mmcv.pth'), 'w') as f:
+        f.write(str(torch_and_mmcv_view(tmp_path / 'view')) + '\n')
+    reachable = run(python, '-m', 'pip', 'download', '--no-deps', 'mmengine==0.10.7', '-d',
+                    tmp_path / 'probe')
+    if reachable.returncode != 0:
+        pytest.skip('PyPI is not reachable (pip download mmengine==0.10.7 failed): '
+                    + reachable.stderr.strip().splitlines()[-1])
+    user = run(python, '-m', 'pip', 'install', *USER_HAS)
+    assert user.returncode == 0, user.stderr[-3000:]
+    before = pip_versions(python, run)
+
+    built = run(sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
+                '--no-index', copy_source(tmp_path / 'src'), '-w', wheels)
+    assert built.returncode == 0, built.stderr[-3000:]
+    [wheel] = list(wheels.glob('focalnet_mm-*.whl'))
+    # README "Use it in your own project", the install line
+    installed = run(python, '-m', 'pip', 'install', f'{wheel}[det,seg,mim]')
+    output = installed.stdout + installed.stderr
+    assert installed.returncode == 0, output[-4000:]
+    assert 'ERROR' not in output, output[-4000:]
+    after = pip_versions(python, run)
+    changed = {name: (version, after.get(name)) for name, version in before.items()
+               if after.get(name) is None or Version(after[name]) < Version(version)}
+    assert not changed, f'downgraded or removed (before, after): {changed}'
+    assert Version(after['numpy']).major == 2 and Version(after['opencv-python']).major >= 5
+
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'FOCALNET_WEIGHTS_DIR')}
+    mim_help = run(venv / 'bin' / 'mim', '--help', cwd=tmp_path, env=env)
+    assert mim_help.returncode == 0 and 'train' in mim_help.stdout, mim_help.stderr[-2000:]
+    assert 'pkg_resources is deprecated' not in mim_help.stderr, mim_help.stderr  # setuptools<80.9
+    search = run(venv / 'bin' / 'mim', 'search', 'focalnet_mm', cwd=tmp_path, env=env)
+    assert search.returncode == 0, search.stdout[-2000:] + search.stderr[-2000:]
+    assert 'configs/det/maskrcnn_focalnet_t_lrf_3x.py' in search.stdout
+    # COCO panoptic evaluation as README says: panopticapi-lite without its declared numpy<2
+    panoptic = run(python, '-m', 'pip', 'install', '--no-deps', 'panopticapi-lite==0.2.0')
+    assert panoptic.returncode == 0 and 'ERROR' not in panoptic.stderr, panoptic.stderr[-2000:]
+    check = ('import numpy, cv2, focalnet_mm, mmdet.models, mmseg.models\n'
+             'from mmdet.evaluation.functional import pq_compute_single_core\n'
+             'from panopticapi.evaluation import PQStat\n'
+             'stat = PQStat(); stat[1].tp, stat[1].iou = 2, 1.5; stat[1].fn = 1\n'
+             'results, _ = stat.pq_average({1: {"isthing": 1}}, isthing=None)\n'
+             'print(numpy.__version__, cv2.__version__, round(results["pq"], 3))')
+    imported = run(python, '-c', check, cwd=tmp_path, env=env)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    numpy_version, _, pq = imported.stdout.split()
+    assert numpy_version == after['numpy'] and pq == '0.6', imported.stdout
+
+
+# --------------------------------------------------------------------------- console commands
+def test_focalnet_mm_command_runs_shipped_tools_by_name(capsys):
+    from focalnet_mm import commands
+    tools = commands.available_tools()
+    assert tools['train'].endswith(osp.join('.mim', 'tools', 'train.py'))
+    assert tools['get-flops'].endswith(osp.join('analysis_tools', 'get_flops.py'))
+    assert tools['dist-train'].endswith('dist_train.sh') and 'setup-env' not in tools
+    assert commands.main([]) == 0 and '  download-weights ' in capsys.readouterr().out
+    argv = list(sys.argv)
+    assert commands.main(['train', '-h']) == 0  # argparse's exit status comes back
+    assert 'usage: train.py' in capsys.readouterr().out and sys.argv == argv
+    assert commands.main(['check_dataset']) != 0  # the tool's own usage error (no config)
+    assert commands.main(['trian']) == 2
+    assert "no tool 'trian'" in capsys.readouterr().err

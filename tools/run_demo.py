@@ -3,12 +3,9 @@
     python tools/run_demo.py            # 64 images, 3 epochs of 32 iterations, mAP after each
     python tools/run_demo.py --full     # 200 images, 3 epochs of 100 iterations, higher mAP
 
-Times on 2 CPU cores, setup excluded (the README's Quick start table; details in
-docs/benchmarks.md): the default run 4½-5½ minutes on an AMD EPYC without AVX-512 (box/mask mAP
-after the last epoch 0.012-0.026 / 0.011-0.043 over four runs: from scratch, the first epochs' mAP
-is near noise level, the training loss falls from ~3.5 to ~2) and 1 min 55 s on a 2-core Intel
-AVX-512 machine (box 0.016 / mask 0.032, reported in issue 28); --full about 16 minutes on the AMD
-machine and 5½-6 minutes on the Intel one (box/mask mAP 0.16-0.20/0.25-0.27).
+Times on 2 CPU cores, setup excluded, and the mAP over several runs: docs/benchmarks.md (the
+README gives one line). From scratch on 96 iterations the first epochs' mAP is near noise level
+while the training loss falls from ~3.5 to ~2; --full reaches box/mask mAP about 0.16-0.20 / 0.25.
 
 1. generates the synthetic COCO-format data set (tools/data/make_demo_coco.py) unless present,
 2. trains configs/demo/maskrcnn_focalnet_t_demo.py as tools/train.py does (mmengine's log shows
@@ -19,14 +16,22 @@ machine and 5½-6 minutes on the Intel one (box/mask mAP 0.16-0.20/0.25-0.27).
    long each phase took, and where the pictures, logs and checkpoints are.
 """
 import argparse
+import contextlib
+import io
 import json
 import os
 import os.path as osp
+import re
 import sys
 import time
+import warnings
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)  # run from a clone without install
+ROOT = osp.dirname(osp.dirname(osp.realpath(__file__)))
+#: run from an installed package (focalnet_mm/.mim/tools, `focalnet-mm run-demo`): data and
+#: outputs go to the current folder, not into site-packages
+INSTALLED = osp.basename(ROOT) == '.mim'
+if not INSTALLED:
+    sys.path.insert(0, ROOT)  # run from a clone without install
 
 from mmengine.hooks import Hook  # noqa: E402
 
@@ -57,7 +62,59 @@ def recorded_info(data_root):
 def shown(path):
     """Repository-relative when inside the clone (what the README commands use), else absolute."""
     path = osp.abspath(path)
-    return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+    return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) and not INSTALLED else path
+
+
+class ProgressConsole(io.TextIOBase):
+    """The demo's console while it trains: progress, losses, mAP, warnings and errors.
+
+    mmengine's Runner logs the system environment (with "GPU number", its count of processes),
+    the whole config (about 500 lines), the hook order and one line per parameter-group option
+    to the console as well as to the log file; pycocotools prints status lines each time it reads
+    annotations, and a 12-line AP/AR table per metric each evaluation (the ``Epoch(val)`` record
+    after it carries the same mAPs). Those are left out here: the records stay in the log file,
+    and the config in the work dir. Each log record reaches the stream in one write.
+    """
+    SETUP_RECORD = re.compile(r'INFO\S* - (\n-+\nSystem environment:|Config:\n|Hooks will be '
+                              r'executed in the following order|paramwise_options -- )')
+    COCO_API_STATUS = re.compile(r'(loading annotations into memory|Done \(t=|DONE \(t=|creating '
+                                 r'index\.\.\.|index created!|Loading and preparing results|Running '
+                                 r'per image evaluation|Evaluate annotation type|Accumulating '
+                                 r'evaluation results| Average (Precision|Recall) +\(A[PR]\) @)')
+
+    def __init__(self, stream):
+        self.stream, self.pending = stream, ''
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if self.SETUP_RECORD.search(text[:200]):
+            return len(text)
+        *lines, self.pending = (self.pending + text).split('\n')
+        kept = [line for line in lines if not self.COCO_API_STATUS.match(line)]
+        if kept:
+            self.stream.write('\n'.join(kept) + '\n')
+        return len(text)
+
+    def flush(self):
+        if self.pending:
+            self.stream.write(self.pending)
+            self.pending = ''
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def progress_console():
+    """``sys.stdout`` is a :class:`ProgressConsole` within the block; mmengine's logger keeps the
+    stream it found when the Runner created it, so build the runner inside."""
+    stdout = sys.stdout
+    sys.stdout = ProgressConsole(stdout)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout = stdout
 
 
 #: (training images, validation images, epochs) of the default run and of --full
@@ -114,11 +171,12 @@ class PhaseTimer(Hook):
 
 def draw_predictions(runner, out_file, num_images=NUM_PICTURES, score_thr=0.3):
     """Validation images, ground truth (left) beside the trained model's prediction (right), one
-    image per row, as one PNG: mmdet's DetLocalVisualizer draws each pair."""
+    image per row under a heading row, as one PNG: mmdet's DetLocalVisualizer draws each pair."""
     import mmcv
-    import numpy as np
     import torch
     from mmengine.dataset import pseudo_collate
+
+    from focalnet_mm.visualization import stack_labelled_columns
 
     dataset = runner.val_loop.dataloader.dataset
     visualizer = runner.visualizer
@@ -126,23 +184,26 @@ def draw_predictions(runner, out_file, num_images=NUM_PICTURES, score_thr=0.3):
     model = runner.model
     model.eval()
     rows = []
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # a model trained for minutes predicts boxes reaching past the image: the picture shows
+        # the part inside, and mmengine would warn once per such box or polygon
+        warnings.filterwarnings('ignore', message='Warning: The (bbox|polygon) is out of bounds',
+                                category=UserWarning)
         for index in range(min(num_images, len(dataset))):
             [sample] = model.test_step(pseudo_collate([dataset[index]]))
             image = mmcv.imread(sample.img_path, channel_order='rgb')
             visualizer.add_datasample(osp.basename(sample.img_path), image, sample, draw_gt=True,
                                       draw_pred=True, pred_score_thr=score_thr)
             rows.append(visualizer.get_image())
-    width = max(row.shape[1] for row in rows)
-    rows = [np.pad(row, ((0, 4), (0, width - row.shape[1]), (0, 0)), constant_values=255)
-            for row in rows]
-    mmcv.imwrite(np.concatenate(rows)[..., ::-1], out_file)
+    picture = stack_labelled_columns(rows, ('ground truth', f'prediction (score >= {score_thr})'))
+    mmcv.imwrite(picture[..., ::-1], out_file)
     return len(rows)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    os.chdir(ROOT)  # the config's relative paths (data/, work_dirs/) are repository-relative
+    if not INSTALLED:
+        os.chdir(ROOT)  # the config's relative paths (data/, work_dirs/) are repository-relative
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -175,13 +236,18 @@ def main(argv=None):
           flush=True)
     phase_start = time.time()
     train = load_tool(osp.join('tools', 'train.py'), 'focalnet_train')
-    runner = build_runner_from_cfg(train.make_config(train.parse_args(
-        [CONFIG, '--work-dir', args.work_dir, '--cfg-options', *overrides, *schedule])))
-    phases['build'] = time.time() - phase_start
-    timer = PhaseTimer()
-    runner.register_hook(timer)
-    phase_start = time.time()
-    runner.train()
+    with progress_console():
+        runner = build_runner_from_cfg(train.make_config(train.parse_args(
+            [osp.join(ROOT, CONFIG), '--work-dir', args.work_dir, '--cfg-options', *overrides,
+             *schedule])))
+        print('      environment and config: '
+              f'{shown(osp.join(runner.log_dir, runner.timestamp + ".log"))} and '
+              f'{shown(osp.join(args.work_dir, osp.basename(CONFIG)))}', flush=True)
+        phases['build'] = time.time() - phase_start
+        timer = PhaseTimer()
+        runner.register_hook(timer)
+        phase_start = time.time()
+        runner.train()
     phases['validation'] = timer.validation_s
     phases['training'] = time.time() - phase_start - timer.validation_s
     with open(osp.join(args.work_dir, 'last_checkpoint')) as f:
@@ -226,10 +292,14 @@ def main(argv=None):
     print(f'  work dir     : {shown(args.work_dir)}/ (logs, vis_data/scalars.json, checkpoints)')
     python = shown(sys.executable) if sys.executable.startswith(ROOT + os.sep) else 'python'
     data = '' if data_root == 'data/demo_coco/' else ' --cfg-options ' + ' '.join(overrides)
-    print(f'  re-evaluate  : {python} tools/test.py {CONFIG} {checkpoint}{data}')
+    if INSTALLED:  # the package's commands (focalnet_mm/commands.py)
+        test, demo, data = 'focalnet-mm test', 'focalnet-mm run-demo', ' --cfg-options ' + ' '.join(overrides)
+        config = osp.join(ROOT, CONFIG)
+    else:
+        test, demo, config = f'{python} tools/test.py', f'{python} tools/run_demo.py', CONFIG
+    print(f'  re-evaluate  : {test} {config} {checkpoint}{data}')
     if not args.full:
-        print(f'  longer run   : {python} tools/run_demo.py --full (more data and iterations, '
-              'higher mAP)')
+        print(f'  longer run   : {demo} --full (more data and iterations, higher mAP)')
     print('=' * 72)
     return metrics
 

@@ -99,10 +99,10 @@ TORCH_TAG="${TORCH_INFO% *}"
 TORCH_BASE="${TORCH_TAG%%+*}"
 
 # ---------------------------------------------------------------------------------------------
-stage "build tools: setuptools<82 (mmcv and mmengine need pkg_resources), wheel, ninja" \
+stage "build tools: setuptools<80.9 (mmcv, mmengine and mim need pkg_resources, silent before 80.9), wheel, ninja" \
   "check access to PyPI, then re-run"
-has 'import pkg_resources, wheel, ninja, setuptools as s; assert int(s.__version__.split(".")[0]) < 82' \
-  || "${PIP[@]}" 'setuptools<82' wheel ninja
+has 'import wheel, ninja, setuptools as s; assert tuple(map(int, s.__version__.split(".")[:2])) < (80, 9)' \
+  || "${PIP[@]}" 'setuptools<80.9' wheel ninja
 
 MMCV_DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matplotlib rich termcolor)
 mmcv_ok() { has "import mmcv, mmcv._ext; from mmcv.ops import nms; assert mmcv.__version__ == '$MMCV_VERSION'"; }
@@ -193,15 +193,14 @@ DEPS=(addict 'numpy<2' packaging Pillow pyyaml yapf opencv-python-headless matpl
       importlib-metadata mat4py modelindex timm safetensors pytest pytest-timeout pytest-xdist tensorboard
       onnx==1.23.2 onnxruntime==1.32.0 aenum==3.1.17 multiprocess==0.70.19 dill==0.4.1
       "transformers$TRANSFORMERS_PIN" "ruff==$RUFF_VERSION"
-      click colorama model-index 'pandas<3' tabulate)  # the last line: what openmim imports
-# openmim (the `mim` command) without its declared opendatalab dependency, which it never imports
-# and which would downgrade setuptools, requests and rich
-OPENMIM=openmim==0.3.9
+      openmim==0.3.8)
+# openmim 0.3.8 (the `mim` command), not 0.3.9: 0.3.9 adds only `mim download --dataset`, and
+# declares opendatalab for it, whose openxlab dependency pins old setuptools, requests, rich, packaging, filelock and tqdm
 stage "openmmlab: mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2, mmpretrain 1.2.0, mmdeploy 1.3.1, timm and deps" \
   "check access to PyPI, then re-run"
-if ! satisfied "${DEPS[@]}" "${NO_DEPS[@]}" "$OPENMIM"; then  # the final check below imports them
+if ! satisfied "${DEPS[@]}" "${NO_DEPS[@]}"; then  # the final check below imports them
   "${PIP[@]}" "${DEPS[@]}"
-  "${PIP[@]}" --no-deps "${NO_DEPS[@]}" "$OPENMIM"
+  "${PIP[@]}" --no-deps "${NO_DEPS[@]}"
 fi
 
 stage "focalnet_mm: this package in editable mode" "run '$PY -m pip install -e $ROOT --no-deps' to see the error"
@@ -213,8 +212,8 @@ assert p.realpath(p.dirname(p.dirname(u.find_spec("focalnet_mm").origin))) == p.
     "$ROOT" >/dev/null 2>&1)
 }
 # (setup.py links configs/, tools/ and model-index.yml into focalnet_mm/.mim on this install: what
-# focalnet_mm:: config bases and mim read)
-{ editable_here && [ -e "$ROOT/focalnet_mm/.mim/model-index.yml" ]; } \
+# focalnet_mm:: config bases and mim read, and writes the console commands, e.g. focalnet-mm)
+{ editable_here && [ -e "$ROOT/focalnet_mm/.mim/model-index.yml" ] && [ -x "$VENV/bin/focalnet-mm" ]; } \
   || "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
 # Earlier versions of this script wrote an interpreter-start fix for transformers 5; the pin above

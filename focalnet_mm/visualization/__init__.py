@@ -4,6 +4,8 @@
   the modules) that read one block's L + 1 gates and ``|h(ctx_all)|`` at image resolution.
 * :func:`render_modulation`: per-image figures and a contact sheet (used by
   ``tools/analysis_tools/visualize_modulation.py``).
+* :func:`stack_labelled_columns`: side-by-side panels (ground truth | prediction) under a row
+  naming the columns (the demo's ``predictions.png``).
 * ``FocalModulationVisHook``: the same figures every few epochs/iterations during training,
   registered in mmengine's HOOKS and in mmdet / mmseg / mmpretrain HOOKS by
   ``import focalnet_mm`` (see focalnet_mm/registry.py).
@@ -21,6 +23,7 @@ from .extraction import (
 )
 from .hook import FocalModulationVisHook
 from .inputs import Normalizer, list_images, load_rgb
+from .panels import stack_labelled_columns
 
 #: drawing needs matplotlib (about a second to import): its names load on first access, so that
 #: ``import focalnet_mm`` (which registers the hook) does not pay for it
@@ -39,4 +42,4 @@ __all__ = ['ModulationMaps', 'capture_modulation', 'extract_modulation_maps', 't
            'find_focalnet', 'resolve_block', 'stage_stride', 'draw_contact_sheet',
            'draw_modulation_figure', 'figure_to_rgb', 'per_image_size_px', 'save_rgb',
            'FocalModulationVisHook', 'Normalizer',
-           'list_images', 'load_rgb', 'RenderedImage', 'render_modulation']
+           'list_images', 'load_rgb', 'RenderedImage', 'render_modulation', 'stack_labelled_columns']
