@@ -20,7 +20,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS, DefaultScope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
-from focalnet_mm.cli import LAYOUT_HINTS, DatasetNotFoundError, check_datasets
+from focalnet_mm.checks.data_paths import LAYOUT_HINTS, DatasetNotFoundError, check_datasets
 
 from conftest import REPO_ROOT
 from meta_build import on_meta
