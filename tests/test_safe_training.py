@@ -17,7 +17,8 @@ from conftest import REPO_ROOT
 
 def _safe_types(cfg):
     return (cfg.runner_type, cfg.default_hooks.checkpoint.type, cfg.train_cfg.type,
-            cfg.optim_wrapper.type, [h['type'] for h in cfg.custom_hooks], cfg.skip_bad_samples, cfg.env_cfg.dist_cfg.timeout)
+            cfg.optim_wrapper.type, [h['type'] for h in cfg.custom_hooks], cfg.skip_bad_samples,
+            cfg.env_cfg.dist_cfg.timeout)
 
 
 @pytest.mark.parametrize('config, loop', [
