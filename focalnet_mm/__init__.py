@@ -1,8 +1,10 @@
 """focalnet-mm: FocalNet backbones for MMDetection, MMSegmentation and MMPretrain.
 
-Importing this package registers ``FocalNet`` (and ``FocalModulationVisHook``) in every installed
+Importing this package registers ``FocalNet`` and the types that keep a run safe (hooks, loop,
+optimizer wrappers, data set wrapper, runners: :mod:`focalnet_mm.registry`) in every installed
 OpenMMLab library, so configs need only
-``custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)``. It also applies
+``custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)`` (which
+``configs/_base_/safe_training.py`` holds). It also applies
 the fixes of :mod:`focalnet_mm.compat` that the installed versions need (each one logged once).
 """
 from . import compat

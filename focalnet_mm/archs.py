@@ -49,10 +49,6 @@ ARCHS = {
 #: timm model names for the presets timm implements (the numerical reference in tests)
 TIMM_NAMES = {name: f'focalnet_{name}' for name in ARCHS if not name.endswith('_iso')}
 
-#: number of classes of each preset's released classification head
-NUM_CLASSES = {name: (21842 if name.split('_')[0] in ('large', 'xlarge', 'huge') else 1000)
-               for name in ARCHS}
-
 
 def resolve_arch(arch, **overrides):
     """Merge defaults, the preset (name or dict) and explicit keywords (those not None)."""

@@ -1,12 +1,19 @@
 """The one place where focalnet-mm adds itself to OpenMMLab registries.
 
-``FocalNet`` goes into the MODELS registry of every installed library (mmdet, mmseg, mmpretrain);
-the training-time visualization hook, the preemption-safe checkpoint hook and the non-finite loss
-hook into mmengine's HOOKS and theirs, the resumable epoch loop into LOOPS, the FSDP and
-non-finite-guarded optimizer wrappers into OPTIM_WRAPPERS, the bad-sample skipping wrapper into
-DATASETS.
-A library that is not
-installed is skipped; one that is installed but fails to import is an error worth seeing.
+Each type is added to mmengine's registry (where the configs' types are looked up when the
+library's own registry lacks them) and to those of every installed library (mmdet, mmseg,
+mmpretrain); docs/architecture.md says why each exists:
+
+- MODELS: ``FocalNet`` (not in mmengine's: only the libraries build backbones);
+- HOOKS: ``FocalModulationVisHook``, ``SafeCheckpointHook``, ``NonFiniteLossHook``;
+- LOOPS: ``ResumableEpochBasedTrainLoop``;
+- OPTIM_WRAPPERS: ``FSDPOptimWrapper`` and the guarded ``FiniteOptimWrapper``,
+  ``FiniteAmpOptimWrapper``, ``FiniteFSDPOptimWrapper``;
+- DATASETS: ``SkipBadSamples``; TRANSFORMS: ``CheckSegMapSize``;
+- RUNNERS: ``SkipBadSamplesRunner``, ``SkipBadSamplesFlexibleRunner``.
+
+A library that is not installed is skipped; one that is installed but fails to import is an
+error worth seeing.
 """
 import importlib
 import importlib.util
@@ -24,6 +31,8 @@ from .engine import (
     ResumableEpochBasedTrainLoop,
     SafeCheckpointHook,
     SkipBadSamples,
+    SkipBadSamplesFlexibleRunner,
+    SkipBadSamplesRunner,
 )
 from .models import FocalNet
 from .visualization.hook import FocalModulationVisHook
@@ -54,10 +63,10 @@ HOOK_REGISTERED_IN = register(FocalModulationVisHook, 'FocalModulationVisHook', 
                               include_mmengine=True)
 register(SafeCheckpointHook, 'SafeCheckpointHook', 'HOOKS', include_mmengine=True)
 register(ResumableEpochBasedTrainLoop, 'ResumableEpochBasedTrainLoop', 'LOOPS', include_mmengine=True)
-OPTIM_WRAPPER_REGISTERED_IN = register(FSDPOptimWrapper, 'FSDPOptimWrapper', 'OPTIM_WRAPPERS',
-                                       include_mmengine=True)
-for _wrapper in (FiniteOptimWrapper, FiniteAmpOptimWrapper, FiniteFSDPOptimWrapper):
+for _wrapper in (FSDPOptimWrapper, FiniteOptimWrapper, FiniteAmpOptimWrapper, FiniteFSDPOptimWrapper):
     register(_wrapper, _wrapper.__name__, 'OPTIM_WRAPPERS', include_mmengine=True)
 register(NonFiniteLossHook, 'NonFiniteLossHook', 'HOOKS', include_mmengine=True)
 register(SkipBadSamples, 'SkipBadSamples', 'DATASETS', include_mmengine=True)
 register(CheckSegMapSize, 'CheckSegMapSize', 'TRANSFORMS', include_mmengine=True)
+for _runner in (SkipBadSamplesRunner, SkipBadSamplesFlexibleRunner):
+    register(_runner, _runner.__name__, 'RUNNERS', include_mmengine=True)

@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 
 def load_tool(relative_path, name=None):
     """A script under the repository root (e.g. 'tools/infer.py') imported as a module."""
-    from focalnet_mm.cli import load_script
+    from focalnet_mm.scripts import load_script
     return load_script(osp.join(REPO_ROOT, relative_path), name)
 
 

@@ -23,7 +23,7 @@ from PIL import Image
 from test_custom_dataset import DET_TEMPLATE, SEG_TEMPLATE, TINY_DET, TINY_SEG, edit_template, error_of
 
 import focalnet_mm  # noqa: F401  (registers the wrapper, the optimizer wrappers and the hook)
-from focalnet_mm.engine import make_training_safe
+from focalnet_mm.config.safe_training import make_training_safe
 from focalnet_mm.engine.bad_samples import SkipBadSamples, TooManyBadSamplesError, one_line, wrap_datasets
 
 from conftest import load_tool

@@ -1,7 +1,7 @@
 """Your own data: the configs/det/custom and configs/seg/custom templates, copied and edited as the
 docs say, on sets built from real images (coco_mini: three categories under new names; camvid_mini:
 four classes merged from CamVid's 32, 0 = unlabelled), through train, test, infer, browse and the
-confusion matrix; and the checks of tools/train.py (focalnet_mm/training_checks.py)."""
+confusion matrix; and the checks of tools/train.py (focalnet_mm/checks/training.py)."""
 import glob
 import json
 import os
@@ -15,7 +15,7 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from focalnet_mm.training_checks import (
+from focalnet_mm.checks.training import (
     check_num_classes,
     head_num_classes,
     training_scales,
@@ -174,7 +174,7 @@ def test_template_derives_heads_and_schedule_from_its_edit_block(tmp_path, templ
     check_num_classes(cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader'))
     assert cfg.model.backbone.init_cfg.checkpoint == 'focalnet://tiny_lrf'
     # schedule: epochs, validation each epoch, warm-up over the first 10 % in iterations
-    assert cfg.train_cfg.type == 'EpochBasedTrainLoop' and cfg.train_cfg.max_epochs == 24
+    assert cfg.train_cfg.type == 'ResumableEpochBasedTrainLoop' and cfg.train_cfg.max_epochs == 24
     assert cfg.train_cfg.val_interval == 1
     warmup, decay = cfg.param_scheduler
     assert warmup.type == 'LinearLR' and warmup.by_epoch and warmup.convert_to_iter_based
@@ -274,7 +274,7 @@ def test_unavailable_weights_stop_train_and_infer_with_one_line(tmp_path, coco_m
 def test_warnings_for_long_warmup_and_oversized_scale(tmp_path, coco_mini):
     """The issue's run: the 500-iteration warm-up of the recipe in a run of a few iterations, and
     images blown up far beyond their own size (coco_mini: 640 px at most)."""
-    from focalnet_mm.cli import build_runner_from_cfg
+    from focalnet_mm.runner_building import build_runner_from_cfg
     make_det_set(coco_mini, tmp_path / 'data')
     config = det_config(tmp_path, tmp_path / 'data', image_scale=(2666, 1600), max_epochs=1)
     cfg = train_tool.make_config(train_tool.parse_args(

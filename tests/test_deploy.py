@@ -108,7 +108,7 @@ def test_upernet_onnx_gives_pytorch_miou(tmp_path, camvid_mini):
         assert (g['pred_sem_seg']['data'] == e['pred_sem_seg']['data']).float().mean() > 0.999
 
     # the same graph at another size (pyramid pooling over 3x4 features: sizes that do not divide)
-    from focalnet_mm.cli import load_config
+    from focalnet_mm.config.loading import load_config
     from focalnet_mm.deploy import build_pytorch_model
     model = build_pytorch_model(load_config(config), checkpoint)
     x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
@@ -122,7 +122,7 @@ def test_upernet_onnx_gives_pytorch_miou(tmp_path, camvid_mini):
 
 def classifier_checkpoint(tmp_path):
     """FocalNet-T ImageNet classifier with its initial weights, as an mmengine checkpoint."""
-    from focalnet_mm.cli import load_config
+    from focalnet_mm.config.loading import load_config
     from focalnet_mm.deploy import build_pytorch_model
     torch.manual_seed(0)
     model = build_pytorch_model(load_config(CLS_T), None)

@@ -120,7 +120,7 @@ def test_recipe_field_by_field(name):
     optim = cfg.optim_wrapper
     assert optim.optimizer == dict(type='AdamW', lr=1e-4, weight_decay=1e-4)
     assert optim.clip_grad == dict(max_norm=0.1, norm_type=2)
-    assert optim.type == ('FSDPOptimWrapper' if name.endswith('fsdp') else 'OptimWrapper')
+    assert optim.type == ('FiniteFSDPOptimWrapper' if name.endswith('fsdp') else 'FiniteOptimWrapper')
     # schedule: x0.1 once, after `step` of `epochs` epochs (detrex default_coco_scheduler)
     assert cfg.train_cfg.max_epochs == epochs
     assert [dict(s) for s in cfg.param_scheduler] == [dict(
@@ -136,7 +136,7 @@ def test_recipe_field_by_field(name):
     if size in ('xlarge', 'huge'):
         assert 'NOT OFFICIAL' in header
     if name.endswith('fsdp'):
-        assert cfg.runner_type == 'FlexibleRunner' and cfg.strategy.type == 'FSDPStrategy'
+        assert cfg.runner_type == 'SkipBadSamplesFlexibleRunner' and cfg.strategy.type == 'FSDPStrategy'
 
 
 _MODELS = {}

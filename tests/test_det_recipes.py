@@ -121,7 +121,7 @@ def test_optimizer(name):
     custom = cfg.optim_wrapper.get('paramwise_cfg', {}).get('custom_keys', {})
     assert custom.get('norm', {}).get('decay_mult') == want['norm_decay_mult']
     assert cfg.optim_wrapper.get('clip_grad') == want['grad_clip']
-    assert cfg.optim_wrapper.type == 'OptimWrapper'  # fp32 by default; --amp switches to AMP
+    assert cfg.optim_wrapper.type == 'FiniteOptimWrapper'  # fp32 by default; --amp switches to AMP
 
 
 @pytest.mark.parametrize('name', sorted(RECIPES))
@@ -135,7 +135,7 @@ def test_backbone_regularisation_and_kernels(name):
 @pytest.mark.parametrize('name', sorted(RECIPES))
 def test_schedule_and_batch(name):
     cfg, want = load(name), RECIPES[name]
-    assert cfg.train_cfg.type == 'EpochBasedTrainLoop'
+    assert cfg.train_cfg.type == 'ResumableEpochBasedTrainLoop'
     assert cfg.train_cfg.max_epochs == want['max_epochs']
     assert cfg.train_cfg.get('val_interval', 1) == 1  # official: evaluate every epoch
     sched = schedulers(cfg)

@@ -95,6 +95,8 @@ def test_config_is_the_swin_l_recipe_with_the_backbone_swapped(task):
         assert plain(ours[key]) == plain(swin[key]), key
     optim, swin_optim = plain(ours.optim_wrapper), plain(swin.optim_wrapper)
     optim.pop('paramwise_cfg'), swin_optim.pop('paramwise_cfg')
+    # the same wrapper with the non-finite guard (configs/_base_/safe_training.py)
+    assert (optim.pop('type'), swin_optim.pop('type')) == ('FiniteOptimWrapper', 'OptimWrapper')
     assert optim == swin_optim  # AdamW 1e-4, wd 0.05, eps 1e-8, clip 0.01
     loader, swin_loader = plain(ours.train_dataloader), plain(swin.train_dataloader)
     if task == 'panoptic':  # the base runs 16 GPUs x 1 image; 8 x 2 is the same batch of 16

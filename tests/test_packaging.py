@@ -16,7 +16,7 @@ import pytest
 from mmengine.config import Config
 
 import focalnet_mm
-from focalnet_mm.training_checks import drop_foreign_pretrained, foreign_checkpoint
+from focalnet_mm.checks.training import drop_foreign_pretrained, foreign_checkpoint
 
 from conftest import REPO_ROOT
 

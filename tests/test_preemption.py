@@ -29,7 +29,8 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
 import focalnet_mm  # noqa: F401  (registers the hook and the loop)
-from focalnet_mm.engine import checkpoint_problem, find_resumable_checkpoint, make_training_safe
+from focalnet_mm.config.safe_training import make_training_safe
+from focalnet_mm.engine import checkpoint_problem, find_resumable_checkpoint
 
 from conftest import REPO_ROOT, free_port, load_tool
 

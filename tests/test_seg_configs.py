@@ -20,7 +20,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS, DefaultScope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
-from focalnet_mm.cli import LAYOUT_HINTS, DatasetNotFoundError, check_datasets
+from focalnet_mm.checks.data_paths import LAYOUT_HINTS, DatasetNotFoundError, check_datasets
 
 from conftest import REPO_ROOT
 from meta_build import on_meta
@@ -141,7 +141,7 @@ def test_recipe_matches_official_config(name):
     assert tuple(cfg.model.data_preprocessor.size) == (512, 512)
 
     optim = cfg.optim_wrapper
-    assert optim.type == 'OptimWrapper' and optim.get('clip_grad') is None
+    assert optim.type == 'FiniteOptimWrapper' and optim.get('clip_grad') is None
     assert plain(optim.optimizer) == dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01)
     assert plain(optim.paramwise_cfg) == dict(custom_keys={'norm': dict(decay_mult=0.0)})
 

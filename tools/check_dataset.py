@@ -17,8 +17,14 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import DictAction  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import DatasetNotFoundError, check_datasets, leaf_datasets, load_config  # noqa: E402
-from focalnet_mm.data_check import check_dataset, problem_lines, table, write_histograms  # noqa: E402
+from focalnet_mm.checks.data_paths import DatasetNotFoundError, check_datasets, leaf_datasets  # noqa: E402
+from focalnet_mm.checks.dataset_files import (  # noqa: E402
+    check_dataset,
+    problem_lines,
+    table,
+    write_histograms,
+)
+from focalnet_mm.config.loading import load_config  # noqa: E402
 
 SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader', 'test': 'test_dataloader'}
 

@@ -20,7 +20,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import DictAction  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import load_config  # noqa: E402
+from focalnet_mm.config.loading import load_config  # noqa: E402
 from focalnet_mm.deploy import BACKENDS, DeployError  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def trace_image(cfg, image, out_dir):
     try:
         from mmengine.registry import DATASETS, DefaultScope
 
-        from focalnet_mm.cli import leaf_datasets
+        from focalnet_mm.checks.data_paths import leaf_datasets
         dataset_cfg = next(leaf_datasets(cfg.test_dataloader.dataset))
         with DefaultScope.overwrite_default_scope(cfg.default_scope):
             dataset = DATASETS.build(dict(dataset_cfg, pipeline=[], lazy_init=False))

@@ -35,7 +35,8 @@ if not INSTALLED:
 
 from mmengine.hooks import Hook  # noqa: E402
 
-from focalnet_mm.cli import build_runner_from_cfg, load_script  # noqa: E402
+from focalnet_mm.runner_building import build_runner_from_cfg  # noqa: E402
+from focalnet_mm.scripts import load_script  # noqa: E402
 
 CONFIG = osp.join('configs', 'demo', 'maskrcnn_focalnet_t_demo.py')
 IMAGE_SIZE, MAX_OBJECTS = 160, 3  # demo images about as large as the config's training scale

@@ -18,16 +18,13 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import (  # noqa: E402
-    DatasetNotFoundError,
-    build_runner_from_cfg,
-    check_datasets,
-    finish_distributed,
-    prepare_config,
-)
+from focalnet_mm.checks.data_paths import DatasetNotFoundError, check_datasets  # noqa: E402
+from focalnet_mm.config.loading import prepare_config  # noqa: E402
+from focalnet_mm.config.safe_training import log_substitutions, wrap_datasets_by_runner  # noqa: E402
 from focalnet_mm.deploy import build_backend_model, deployed_config, deployed_files, is_deployed  # noqa: E402
 from focalnet_mm.engine import TooManyBadSamplesError  # noqa: E402
 from focalnet_mm.engine.bad_samples import one_line  # noqa: E402
+from focalnet_mm.runner_building import build_runner_from_cfg, finish_distributed  # noqa: E402
 from focalnet_mm.weights import (  # noqa: E402
     check_whole_model_checkpoint,
     is_mmengine_model_checkpoint,
@@ -120,6 +117,8 @@ def make_config(args):
         dumper = 'DumpDetResults' if cfg.get('default_scope') == 'mmdet' else 'DumpResults'
         cfg.test_evaluator.append(dict(type=dumper, out_file_path=args.out))
     check_datasets(cfg, ('test_dataloader', ))
+    # a broken test image is skipped and named (configs/_base_/safe_training.py); logged when added
+    log_substitutions(wrap_datasets_by_runner(cfg))
     if is_deployed(args.checkpoint):
         if args.tta:
             raise ValueError('--tta runs several PyTorch forward passes; an exported model has one')

@@ -42,9 +42,10 @@ def make_config(args):
     """Everything checked before a model is built."""
     from mmengine.logging import print_log
 
-    from focalnet_mm.cli import check_datasets, prepare_config  # imports focalnet_mm first
-    from focalnet_mm.engine import make_training_safe
-    from focalnet_mm.training_checks import check_num_classes, drop_foreign_pretrained
+    from focalnet_mm.checks.data_paths import check_datasets
+    from focalnet_mm.checks.training import check_num_classes, drop_foreign_pretrained
+    from focalnet_mm.config.loading import prepare_config  # imports focalnet_mm first
+    from focalnet_mm.config.safe_training import make_training_safe
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     for line in drop_foreign_pretrained(cfg):  # e.g. mmseg bases' ResNet model.pretrained
         print_log(line, logger='current', level=logging.WARNING)
@@ -53,15 +54,18 @@ def make_config(args):
         if not torch.cuda.is_available():  # mmengine's AmpOptimWrapper asserts a GPU
             raise ValueError('--amp trains with CUDA mixed precision and this machine has no CUDA '
                              'GPU: drop --amp to train in fp32 here.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        # the guarded wrapper of configs/_base_/safe_training.py has its AMP variant
+        guarded = str(cfg.optim_wrapper.get('type', '')).rpartition('.')[2].startswith('Finite')
+        cfg.optim_wrapper.type = 'FiniteAmpOptimWrapper' if guarded else 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise ValueError(f'{args.config} has no auto_scale_lr.base_batch_size; add '
                              'auto_scale_lr = dict(enable=False, base_batch_size=16) to it.')
         cfg.auto_scale_lr.enable = True
-    # atomic checkpoints, a checkpoint on SIGTERM/SIGUSR1, mid-epoch resume, a dist timeout;
-    # --resume checks the checkpoint and skips a damaged newest one (docs/training.md "Training and testing")
+    # what configs/_base_/safe_training.py names (atomic checkpoints, mid-epoch resume, the
+    # non-finite guard, bad samples skipped), added to a config that lacks it and listed in one
+    # log block; a dist timeout; --resume checks the checkpoint and skips a damaged newest one
     make_training_safe(cfg, args.resume)
     loaders = ('train_dataloader', ) + (('val_dataloader', ) if cfg.get('val_cfg') else ())
     check_datasets(cfg, loaders)
@@ -76,10 +80,10 @@ def main(argv=None):
         cfg = make_config(args)
     except (FileNotFoundError, ValueError) as e:  # missing data included (DatasetNotFoundError)
         sys.exit(f'error: {e}')
-    from focalnet_mm.cli import build_runner_from_cfg
+    from focalnet_mm.checks.training import warn_about_run
     from focalnet_mm.engine import NonFiniteLossError, TooManyBadSamplesError, lost_rank_message
     from focalnet_mm.engine.bad_samples import one_line
-    from focalnet_mm.training_checks import warn_about_run
+    from focalnet_mm.runner_building import build_runner_from_cfg
     from focalnet_mm.weights import WeightsHashError, WeightsUnavailableError
     runner = build_runner_from_cfg(cfg)
     try:
@@ -105,5 +109,5 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
-    from focalnet_mm.cli import finish_distributed
+    from focalnet_mm.runner_building import finish_distributed
     finish_distributed()

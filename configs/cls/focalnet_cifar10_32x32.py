@@ -11,9 +11,11 @@
 _base_ = [
     'mmpretrain::_base_/datasets/cifar10_bs16.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/safe_training.py',
 ]
 
-custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
+# the run's safety, as configs/_base_/safe_training.py says (which also imports focalnet_mm)
+env_cfg = dict(dist_cfg=dict(timeout=900))
 
 model = dict(
     type='ImageClassifier',
@@ -42,6 +44,7 @@ val_dataloader = dict(batch_size=256, num_workers=4)
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
+    type='FiniteOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0),
     clip_grad=dict(max_norm=5.0))
@@ -49,8 +52,9 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=10, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=10),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=200, val_interval=5)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=200, val_interval=5)
 val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=128)
-default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=3, save_best='auto'))
+default_hooks = dict(
+    checkpoint=dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=3, save_best='auto'))

@@ -15,9 +15,12 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/safe_training.py',
 ]
 
-custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
+# the run's safety, as configs/_base_/safe_training.py says (which also imports focalnet_mm)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+env_cfg = dict(dist_cfg=dict(timeout=900))
 
 # Released weights: focalnet://tiny_srf; sources: focalnet_mm/weights/sources.py
 model = dict(
@@ -40,4 +43,6 @@ model = dict(
 )
 
 train_dataloader = dict(batch_size=128)
-optim_wrapper = dict(clip_grad=dict(max_norm=5.0))
+optim_wrapper = dict(type='FiniteOptimWrapper', clip_grad=dict(max_norm=5.0))
+# mmpretrain's schedule says by_epoch=True; the loop it means, resumable mid-epoch
+train_cfg = dict(_delete_=True, type='ResumableEpochBasedTrainLoop', max_epochs=300, val_interval=1)

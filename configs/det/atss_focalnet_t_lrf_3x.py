@@ -4,9 +4,11 @@
 #   (model base: detection/configs/_base_/models/atss_focalnet_fpn.py)
 # mmdet's ATSS R-50 config gives the model; the FocalNet recipe (AdamW, no decay for norms,
 # multi-scale + crop, 36 epochs) is the one of Mask R-CNN without masks.
-_base_ = 'mmdet::atss/atss_r50_fpn_1x_coco.py'
+_base_ = ['mmdet::atss/atss_r50_fpn_1x_coco.py', '../_base_/safe_training.py']
 
-custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
+# the run's safety, as configs/_base_/safe_training.py says (which also imports focalnet_mm)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+env_cfg = dict(dist_cfg=dict(timeout=900))
 
 pretrained = 'focalnet://tiny_lrf'
 model = dict(
@@ -52,11 +54,12 @@ train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
 optim_wrapper = dict(
+    type='FiniteOptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
 
 max_epochs = 36
-train_cfg = dict(max_epochs=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33],

@@ -4,11 +4,12 @@
 #   bash tools/dist_train.sh configs/det/dino_focalnet_h_fl4_5scale_12e_fsdp.py 8
 # tools/train.py builds mmengine's FlexibleRunner for any config with a `strategy`; these lines
 # turn FSDP on for another DINO config too, e.g. from the command line:
-#   --cfg-options strategy.type=FSDPStrategy optim_wrapper.type=FSDPOptimWrapper
+#   --cfg-options strategy.type=FSDPStrategy optim_wrapper.type=FiniteFSDPOptimWrapper \
+#     runner_type=SkipBadSamplesFlexibleRunner
 # Checkpoints are saved per rank ('local' state dicts) by default; see docs/dino.md.
 _base_ = './dino_focalnet_h_fl4_5scale_12e.py'
 
-runner_type = 'FlexibleRunner'
+runner_type = 'SkipBadSamplesFlexibleRunner'  # mmengine's FlexibleRunner; data sets in SkipBadSamples
 strategy = dict(
     type='FSDPStrategy',
     model_wrapper=dict(
@@ -19,4 +20,4 @@ strategy = dict(
             min_num_params=10_000_000)))
 # mmengine's OptimWrapper would clip each rank's parameter shard by that shard's own norm;
 # FSDPOptimWrapper (focalnet_mm) clips by the norm of the whole gradient (max_norm 0.1 as DINO).
-optim_wrapper = dict(type='FSDPOptimWrapper')
+optim_wrapper = dict(type='FiniteFSDPOptimWrapper')  # FSDPOptimWrapper + the non-finite guard

@@ -27,9 +27,12 @@
 #   dataloader coco_detr (flip, multi-scale 480-800 / resize-crop-resize)      (= mmdet base)
 # Left at mmdet's DINO values (equal to detrex's): 900 queries, 100 dn queries, label noise 0.5,
 # box noise 1.0 (FocalNet-DINO's own config: 0.4), position temperature 20, offset 0.
-_base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+_base_ = ['mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', '../_base_/safe_training.py']
 
-custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
+# the run's safety, as configs/_base_/safe_training.py says (which also imports focalnet_mm)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+env_cfg = dict(dist_cfg=dict(timeout=900))
 
 # ImageNet-22k FocalNet-L fl3 at 384 (focalnet_large_lrf_384.pth, GitHub release v1.0.0 of
 # microsoft/FocalNet); the short name resolves to that file.
@@ -56,6 +59,7 @@ model = dict(
 # (longer keys are matched first; none of them names a parameter outside the backbone).
 _backbone_norm = dict(lr_mult=0.1, decay_mult=0.0)
 optim_wrapper = dict(
+    type='FiniteOptimWrapper',
     paramwise_cfg=dict(
         norm_decay_mult=0.0,
         custom_keys={

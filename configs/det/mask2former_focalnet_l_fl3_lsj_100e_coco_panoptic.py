@@ -44,10 +44,13 @@
 _base_ = [
     'mmdet::mask2former/mask2former_swin-l-p4-w12-384-in21k_16xb1-lsj-100e_coco-panoptic.py',
     '../_base_/focalnet_l_fl3_mask2former.py',
+    '../_base_/safe_training.py',
 ]
 
-custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
+# the run's safety, as configs/_base_/safe_training.py says (which also imports focalnet_mm)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+env_cfg = dict(dist_cfg=dict(timeout=900))
 
 model = dict(backbone={{_base_.focalnet_l_fl3_backbone}})
 train_dataloader = dict(batch_size=2, num_workers=2)
-optim_wrapper = dict(paramwise_cfg={{_base_.focalnet_l_paramwise_cfg}})
+optim_wrapper = dict(type='FiniteOptimWrapper', paramwise_cfg={{_base_.focalnet_l_paramwise_cfg}})

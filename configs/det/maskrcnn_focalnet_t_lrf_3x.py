@@ -13,9 +13,14 @@
 # 480..800 step 32, long side <= 1333) or resize {400,500,600} -> crop 384..600 -> multi-scale,
 # random flip, 36 epochs with LR steps at 27 and 33, 2 images per GPU on 8 GPUs. We swap the
 # backbone and restore the official warm-up (see param_scheduler).
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+_base_ = [
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py',
+    '../_base_/safe_training.py',
+]
 
-custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
+# the run's safety, as configs/_base_/safe_training.py says (which also imports focalnet_mm)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+env_cfg = dict(dist_cfg=dict(timeout=900))
 
 pretrained = 'focalnet://tiny_lrf'
 model = dict(
@@ -37,14 +42,15 @@ auto_scale_lr = dict(enable=False, base_batch_size=16)
 
 # Swin's own no-decay keys (absolute_pos_embed, relative_position_bias_table) name no FocalNet
 # parameter (the official configs still list them); 'norm' catches every LayerNorm.
-optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, custom_keys={'norm': dict(decay_mult=0.)}))
+optim_wrapper = dict(type='FiniteOptimWrapper',
+                     paramwise_cfg=dict(_delete_=True, custom_keys={'norm': dict(decay_mult=0.)}))
 
 # mmdet 2.x `lr_config = dict(warmup='linear', warmup_iters=500, warmup_ratio=0.001,
 # step=[27, 33])` (its schedule_1x base) in mmengine spelling. mmdet's Swin 3x base warms up over
 # 1000 iterations instead; the step epochs keep their numbers (a 2.x step s and a 3.x milestone s
 # both lower the LR from the (s+1)-th epoch on).
 max_epochs = 36
-train_cfg = dict(max_epochs=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33],

@@ -6,9 +6,16 @@
 # AdamW lr 2.5e-5, wd 1e-4 (no norm exemption: the official Sparse R-CNN base has none),
 # gradient clipping max_norm 1, warm-up 500 iterations, 36 epochs with steps at 27/33,
 # 2 images per GPU on 8 GPUs. Only the backbone changes.
-_base_ = 'mmdet::sparse_rcnn/sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.py'
+_base_ = [
+    'mmdet::sparse_rcnn/sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.py',
+    '../_base_/safe_training.py',
+]
 
-custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
+# the run's safety, as configs/_base_/safe_training.py says (which also imports focalnet_mm)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+optim_wrapper = dict(type='FiniteOptimWrapper')
+env_cfg = dict(dist_cfg=dict(timeout=900))
 
 pretrained = 'focalnet://tiny_lrf'
 model = dict(

@@ -28,9 +28,12 @@
 _base_ = [
     'mmseg::mask2former/mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640.py',
     '../_base_/focalnet_l_fl3_mask2former.py',
+    '../_base_/safe_training.py',
 ]
 
-custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
+# the run's safety, as configs/_base_/safe_training.py says (which also imports focalnet_mm)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+env_cfg = dict(dist_cfg=dict(timeout=900))
 
 model = dict(backbone={{_base_.focalnet_l_fl3_backbone}})
-optim_wrapper = dict(paramwise_cfg={{_base_.focalnet_l_paramwise_cfg}})
+optim_wrapper = dict(type='FiniteOptimWrapper', paramwise_cfg={{_base_.focalnet_l_paramwise_cfg}})

@@ -6,9 +6,14 @@
 # Published: 46.5 mIoU single-scale / 47.2 multi-scale (tools/test.py --tta).
 # mmseg's Swin-T UPerNet config is the same recipe (optimizer, schedule, data, heads); we swap
 # the backbone and keep only the 'norm' no-decay key.
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+_base_ = [
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
+    '../_base_/safe_training.py',
+]
 
-custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
+# the run's safety, as configs/_base_/safe_training.py says (which also imports focalnet_mm)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+env_cfg = dict(dist_cfg=dict(timeout=900))
 
 pretrained = 'focalnet://tiny_srf'
 model = dict(
@@ -27,7 +32,7 @@ model = dict(
 
 # the official configs exempt every parameter whose name contains 'norm' from weight decay
 # (FocalNet has no position embeddings or relative position tables, Swin's other two keys)
-optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, custom_keys={'norm': dict(decay_mult=0.)}))
+optim_wrapper = dict(type='FiniteOptimWrapper', paramwise_cfg=dict(_delete_=True, custom_keys={'norm': dict(decay_mult=0.)}))
 # mmcv-1.x 'poly' + linear warm-up, as the official runs used it: the poly decay runs from
 # iteration 0 and the warm-up multiplies it (mmseg's Swin config starts poly at 1500 instead,
 # a 1% higher peak). Both mmengine schedulers are chainable, so they compose the same way.

@@ -1,7 +1,8 @@
 """Training machinery on top of mmengine: preemption-safe checkpoints, mid-epoch resume, a clear
 message when a distributed rank dies, gradient clipping that means the same under FSDP, broken
 samples skipped and named, and a stop at a non-finite loss (see docs/training.md "Training and
-testing")."""
+testing"). The types a config names (configs/_base_/safe_training.py) are registered by
+:mod:`focalnet_mm.registry`."""
 from .bad_samples import CheckSegMapSize, SkipBadSamples, TooManyBadSamplesError, wrap_datasets
 from .checkpoint import (
     AtomicLocalBackend,
@@ -21,11 +22,12 @@ from .nonfinite import (
     NonFiniteLossHook,
 )
 from .optim import FSDPOptimWrapper
-from .training import make_training_safe
+from .runners import SkipBadSamplesFlexibleRunner, SkipBadSamplesRunner
 
 __all__ = ['AtomicLocalBackend', 'NoResumableCheckpointError', 'SafeCheckpointHook', 'atomic_write',
            'checkpoint_problem', 'find_resumable_checkpoint', 'DEFAULT_DIST_TIMEOUT',
-           'lost_rank_message', 'ResumableEpochBasedTrainLoop', 'FSDPOptimWrapper', 'make_training_safe',
+           'lost_rank_message', 'ResumableEpochBasedTrainLoop', 'FSDPOptimWrapper', 'SkipBadSamplesRunner',
+           'SkipBadSamplesFlexibleRunner',
            'CheckSegMapSize', 'SkipBadSamples', 'TooManyBadSamplesError', 'wrap_datasets',
            'FiniteOptimWrapper', 'FiniteAmpOptimWrapper', 'FiniteFSDPOptimWrapper', 'NonFiniteLossError',
            'NonFiniteLossHook']

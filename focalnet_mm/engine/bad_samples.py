@@ -2,8 +2,8 @@
 
 mmengine's BaseDataset fetches another sample only when a pipeline *returns* None; an image that
 cannot be read or annotations that make a transform *raise* end the run. :class:`SkipBadSamples`
-wraps any data set (mmdet, mmseg, mmpretrain; ``tools/train.py`` and ``tools/test.py`` put it
-around every leaf data set of a config, see :func:`wrap_datasets`): a sample whose loading raises
+wraps any data set (mmdet, mmseg, mmpretrain; the runner a config names, :mod:`.runners`, puts it
+around every leaf data set of the config, see :func:`wrap_datasets`): a sample whose loading raises
 is named in the log with its file and error, replaced by another one (the data set's own
 ``_rand_another``, as for a None), and never loaded again; once more than ``max_bad_share`` of the
 data set is known to be broken, the run stops with one line.

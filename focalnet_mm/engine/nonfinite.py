@@ -5,7 +5,7 @@ weight NaN, and every checkpoint after it is worthless. Two pieces, because no h
 the loss and the optimizer step:
 
 - the optimizer wrappers here (``OptimWrapper``, ``AmpOptimWrapper`` and ``FSDPOptimWrapper``
-  with :class:`FiniteLossGuard` mixed in; ``tools/train.py`` swaps them in, see
+  with :class:`FiniteLossGuard` mixed in; the configs name them, see
   :data:`GUARDED_TYPES`) leave the weights untouched when the total loss is not finite on any
   rank (no backward, no step; all ranks agree, so DDP never waits for a missing backward). Under
   AMP the loss scaler already skips an overflowing step; the wrapper counts such skips in a row.

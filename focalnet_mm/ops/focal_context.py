@@ -100,14 +100,14 @@ AUTO_TABLE: Tuple[AutoRule, ...] = (
     AutoRule('cpu', True, (torch.bfloat16, ), 'fast',
              'measured on a 2-core AMD EPYC with AVX512-BF16: chain fwd+bwd bf16 kernels 3/5/7 '
              'fast 33.5 ms vs reference 45.3 at 2x96x32x32, 93 vs 143 at 2x96x56x56 (and a 2-core '
-             'Intel AVX-512: 82.5 vs 88.8, issue 28)', min_positions=CPU_FAST_MIN_POSITIONS,
+             'Intel AVX-512: 82.5 vs 88.8; docs/benchmarks.md)', min_positions=CPU_FAST_MIN_POSITIONS,
              cpu_feature='avx512_bf16'),
     AutoRule('cpu', True, ANY_DTYPE, 'reference',
              'measured on a 2-core AMD EPYC with AVX2: channels-last backward 1.5-5x slower '
              'below 20x20 in fp32; in bf16 (emulated) 3.5x slower at 2x96x32x32 (context chain, '
              'docs/benchmarks.md)'),
     # CUDA rows: one NVIDIA H200, torch 2.11 + CUDA 13, triton 3.6, 2026-12-04
-    # (../shared/measurements/2026-12-04-h200, docs/benchmarks.md "GPU").
+    # (docs/benchmarks.md "GPU").
     AutoRule('cuda', True, ANY_DTYPE, 'triton',
              'measured on H200: Mask R-CNN FocalNet-T step fp32 212 ms (triton) vs 222 (reference) '
              'vs 438 (fast), AMP 230/241/471; backbone fwd+bwd 93/107/294 ms fp32, 78/87/333 bf16',

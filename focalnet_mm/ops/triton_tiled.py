@@ -1,4 +1,4 @@
-"""Tiled Triton kernels for FocalNet's focal context chain on (B, H, W, C) memory (issue 24).
+"""Tiled Triton kernels for FocalNet's focal context chain on (B, H, W, C) memory.
 
 The chain, L levels then the global level (``scale`` is 1/(L+1) or 1)::
 
@@ -91,7 +91,7 @@ DEFAULT_CONFIG = next(iter(CANDIDATES))
 #: tile choice per (C, K, storage dtype): a CANDIDATES name, or 'rows' where the row kernels of
 #: triton_focal won. UNMEASURED defaults: every entry is DEFAULT_CONFIG until one GPU run of
 #: `benchmark_focal_context.py --candidates` prints the measured table to paste here
-#: (docs/benchmarks.md, "Tiled Triton chain kernels (issue 24)"); until then triton_op runs the
+#: (docs/benchmarks.md, "Tiled Triton chain kernels"); until then triton_op runs the
 #: measured row kernels.
 TILE_TABLE_BASIS = 'UNMEASURED defaults (no GPU run yet)'
 TILE_TABLE: Dict[Tuple[int, int, str], str] = {

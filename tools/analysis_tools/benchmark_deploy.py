@@ -65,7 +65,7 @@ def main(argv=None):
     from mmengine.registry import DefaultScope
     from PIL import Image
 
-    from focalnet_mm.cli import load_config
+    from focalnet_mm.config.loading import load_config
     from focalnet_mm.deploy import build_backend_model, build_pytorch_model, export, static_test_pipeline
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)

@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before configs are built)
-from focalnet_mm.cli import load_script  # noqa: E402
 from focalnet_mm.ops import CHOICES  # noqa: E402
+from focalnet_mm.scripts import load_script  # noqa: E402
 
 DEFAULT_CONFIGS = ('configs/maskrcnn_focalnet_t_3x.py',
                    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py')

@@ -19,7 +19,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmengine.config import DictAction  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.cli import DatasetNotFoundError, check_datasets, load_config, load_script  # noqa: E402
+from focalnet_mm.checks.data_paths import DatasetNotFoundError, check_datasets  # noqa: E402
+from focalnet_mm.config.loading import load_config  # noqa: E402
+from focalnet_mm.scripts import load_script  # noqa: E402
 
 
 def parse_args(argv=None):

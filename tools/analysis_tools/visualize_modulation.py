@@ -19,6 +19,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import focalnet_mm  # noqa: F401  (compat fixes, FocalNet registration)
 from focalnet_mm.visualization import find_focalnet, list_images, render_modulation, resolve_block
+from focalnet_mm.weights import load_model_weights
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -72,15 +73,7 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> None:
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'Checkpoint {checkpoint} not found; pass an existing file or '
                                 'omit CHECKPOINT for random init.')
-    try:
-        from focalnet_mm import weights
-    except ImportError:
-        weights = None
-    if hasattr(weights, 'load_model_weights'):
-        weights.load_model_weights(model, checkpoint)
-    else:  # without focalnet_mm.weights: mmengine checkpoints only, every key must match
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    load_model_weights(model, checkpoint)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:

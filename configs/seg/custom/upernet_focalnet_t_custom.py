@@ -87,7 +87,7 @@ test_dataloader = val_dataloader
 # first 10 % and poly decay to 0 at the end (by_epoch + convert_to_iter_based: counted in
 # iterations of this data set), validation every epoch, the best epoch by mIoU kept.
 warmup_epochs = 0.1 * max_epochs
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+train_cfg = dict(_delete_=True, type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=True, convert_to_iter_based=True,
          begin=0, end=warmup_epochs),

@@ -22,7 +22,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from .cli import leaf_datasets
+from .data_paths import leaf_datasets
 
 #: warn when the training pipeline enlarges the typical image by this linear factor or more
 #: (COCO's recipe enlarges its median 640x480 image 1.67x; the ADE20K one not at all)
