@@ -25,6 +25,7 @@ from focalnet_mm.cli import (  # noqa: E402
     finish_distributed,
     prepare_config,
 )
+from focalnet_mm.data_check import check_class_order  # noqa: E402
 from focalnet_mm.deploy import build_backend_model, deployed_config, deployed_files, is_deployed  # noqa: E402
 from focalnet_mm.engine import TooManyBadSamplesError  # noqa: E402
 from focalnet_mm.engine.bad_samples import one_line  # noqa: E402
@@ -120,6 +121,7 @@ def make_config(args):
         dumper = 'DumpDetResults' if cfg.get('default_scope') == 'mmdet' else 'DumpResults'
         cfg.test_evaluator.append(dict(type=dumper, out_file_path=args.out))
     check_datasets(cfg, ('test_dataloader', ))
+    check_class_order(cfg, ('test_dataloader', ))  # painted and logged names are the labels'
     if is_deployed(args.checkpoint):
         if args.tta:
             raise ValueError('--tta runs several PyTorch forward passes; an exported model has one')

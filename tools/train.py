@@ -43,6 +43,7 @@ def make_config(args):
     from mmengine.logging import print_log
 
     from focalnet_mm.cli import check_datasets, prepare_config  # imports focalnet_mm first
+    from focalnet_mm.data_check import check_class_order
     from focalnet_mm.engine import make_training_safe
     from focalnet_mm.training_checks import check_num_classes, drop_foreign_pretrained
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
@@ -66,6 +67,7 @@ def make_config(args):
     loaders = ('train_dataloader', ) + (('val_dataloader', ) if cfg.get('val_cfg') else ())
     check_datasets(cfg, loaders)
     check_num_classes(cfg, loaders)  # heads sized for the classes they are trained on
+    check_class_order(cfg, loaders)  # label i is classes[i] (mmdet numbers labels in the JSON's order)
     return cfg
 
 
