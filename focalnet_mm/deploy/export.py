@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 from mmengine.config import Config
 
-from .compat import mmdeploy_export_fixes
+from ..compat import mmdeploy_export_fixes
 
 BACKENDS = ('onnxruntime', 'tensorrt')
 #: what MMDeploy 1.3.1 cannot export, and why (checked before anything is built)
@@ -352,7 +352,7 @@ def build_pytorch_model(model_cfg: Config, checkpoint: Optional[str], device: st
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import MODELS, DefaultScope
 
-    from .weights import (
+    from ..weights import (
         check_whole_model_checkpoint,
         is_mmengine_model_checkpoint,
         load_model_weights,
