@@ -1,3 +1,28 @@
-"""Deployment: a trained detector, segmentor or classifier -> ``end2end.onnx`` -> ONNX Runtime."""
-from .export import *  # noqa: F401,F403  (split into export / backend / rewriters next)
-from .export import _post_processing  # noqa: F401
+"""Deployment: a trained detector, segmentor or classifier -> ``end2end.onnx`` -> ONNX Runtime.
+
+- :mod:`.config`: the MMDeploy deploy config written from a model config, the export's files;
+- :mod:`.export`: the export itself (``tools/deploy.py``);
+- :mod:`.backend`: an export loaded back as an mmengine model (``tools/test.py``,
+  ``tools/infer.py --onnx``) and compared with PyTorch;
+- :mod:`.rewriters`: where MMDeploy's own rewriters do not reproduce mmdet / mmseg.
+
+Importing this package imports neither MMDeploy nor ONNX Runtime (they load when used).
+"""
+from .backend import (
+    build_backend_model,
+    deployed_config,
+    deployed_files,
+    is_deployed,
+    match_detections,
+    read_dataset_meta,
+)
+from .config import BACKENDS, DeployError, make_deploy_config, static_test_pipeline, task_of, test_scale
+from .export import build_pytorch_model, check_tensorrt, export
+from .rewriters import register_rewriters
+
+__all__ = [
+    'BACKENDS', 'DeployError', 'build_backend_model', 'build_pytorch_model', 'check_tensorrt',
+    'deployed_config', 'deployed_files', 'export', 'is_deployed', 'make_deploy_config',
+    'match_detections', 'read_dataset_meta', 'register_rewriters', 'static_test_pipeline', 'task_of',
+    'test_scale'
+]
