@@ -107,7 +107,8 @@ def names_per_image(dataset, coco):
         labelled[info['img_id']] = Counter(classes[o['bbox_label']] for o in info['instances'])
     named = {}
     for ann in coco['annotations']:
-        if ann['image_id'] in labelled and not ann.get('iscrowd'):
+        w, h = ann['bbox'][2:]
+        if ann['image_id'] in labelled and w >= 1 and h >= 1 and ann['area'] > 0:  # mmdet's drops
             named.setdefault(ann['image_id'], Counter())[by_id[ann['category_id']]] += 1
     return labelled, {k: named.get(k, Counter()) for k in labelled}
 
@@ -123,7 +124,7 @@ def test_pasted_order_names_labels_through_training_inference_and_export(tmp_pat
         dataset = dataset.dataset
     with open(det_set / 'annotations' / 'train.json') as f:
         labelled, named = names_per_image(dataset, json.load(f))
-    assert labelled == named and sum(map(sum, (c.values() for c in labelled.values()))) == 56
+    assert labelled == named and sum(sum(c.values()) for c in labelled.values()) == 56
     checkpoint = osp.join(work_dir, 'epoch_2.pth')
     assert tuple(torch.load(checkpoint, weights_only=False)['meta']['dataset_meta']['classes']) == DET_CLASSES
 
