@@ -4,6 +4,7 @@ import contextlib
 import json
 import os.path as osp
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -121,6 +122,13 @@ def test_upernet_onnx_gives_pytorch_miou(tmp_path, camvid_mini):
     assert (got == expected).float().mean() > 0.999
 
 
+def ours_traced(caught):
+    """TracerWarnings raised in focalnet_mm's own code (the graph would depend on the traced input)."""
+    package = osp.join(REPO_ROOT, 'focalnet_mm')
+    return [f'{w.filename}:{w.lineno}' for w in caught
+            if issubclass(w.category, torch.jit.TracerWarning) and w.filename.startswith(package)]
+
+
 def classifier_checkpoint(tmp_path):
     """FocalNet-T ImageNet classifier with its initial weights, as an mmengine checkpoint."""
     from focalnet_mm.cli import load_config
@@ -135,7 +143,10 @@ def classifier_checkpoint(tmp_path):
 
 def test_classifier_onnx_logits_match_at_two_sizes(tmp_path):
     model, checkpoint = classifier_checkpoint(tmp_path)
-    onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', str(tmp_path / 'deploy'), '--dynamic'])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', str(tmp_path / 'deploy'), '--dynamic'])
+    assert not ours_traced(caught), ours_traced(caught)
     session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
     assert [d for d in session.get_inputs()[0].shape] == ['batch', 3, 'height', 'width']
     gen = torch.Generator().manual_seed(1)
@@ -234,11 +245,17 @@ def rewriting(deploy_cfg, without=None):
 
 
 def tiny_detector(config, **model):
+    """``config``'s detector with a tiny backbone, 3 classes and 100 proposals (CPU seconds)."""
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
     cfg.merge_from_dict(dict(model=dict(backbone=TINY_BACKBONE, neck=dict(in_channels=[16, 32, 64, 128]),
                                         **model)))
+    roi_head = cfg.model.roi_head
+    for head in (roi_head.bbox_head if isinstance(roi_head.bbox_head, list) else [roi_head.bbox_head]):
+        head.num_classes = 3
+    roi_head.mask_head.num_classes = 3
+    cfg.model.test_cfg.rpn.update(nms_pre=200, max_per_img=100)
     with DefaultScope.overwrite_default_scope('mmdet'):
         torch.manual_seed(0)
         return cfg, MODELS.build(cfg.model).eval()
@@ -254,13 +271,14 @@ def detector_batch(model):
     return model.data_preprocessor(dict(inputs=images, data_samples=samples), False)
 
 
-def differences(expected, dets, labels):
-    """Per image: (unmatched of all, largest relative box difference of the matched)."""
+def differences(expected, dets, labels, top=None):
+    """Per image: (unmatched of the ``top`` best (default: all), largest relative box difference
+    of the matched)."""
     result = []
     for e, d, label in zip(expected, dets, labels):
         e, keep = e.pred_instances, d[:, 4] > 0
         pairs = match_detections((e.bboxes, e.scores, e.labels), (d[keep, :4], d[keep, 4], label[keep]),
-                                 top=len(e))
+                                 top=top or len(e))
         result.append((sum(j is None for _, j, _ in pairs),
                        max((r for _, j, r in pairs if j is not None), default=0.0)))
     return result
@@ -287,7 +305,7 @@ def test_mask_rcnn_rewriters_each_needed_for_mmdet_results(mask_rcnn, left_out):
     if left_out is None:  # ours: mmdet's detections, boxes exact
         assert all(unmatched == 0 and rel < 1e-4 for unmatched, rel in found), found
     else:  # MMDeploy's: other detections or boxes
-        assert any(unmatched > 0 or rel > 1e-2 for unmatched, rel in found), found
+        assert any(unmatched > 0 or rel > 1e-3 for unmatched, rel in found), found
 
 
 @pytest.mark.slow  # builds a (tiny) Cascade Mask R-CNN
@@ -301,11 +319,13 @@ def test_cascade_rewriter_needed_for_class_specific_stages():
     deploy_cfg = make_deploy_config(cfg)
     with rewriting(deploy_cfg):
         dets, labels = model.forward(data['inputs'], data['data_samples'], mode='predict')[:2]
-    assert all(unmatched == 0 and rel < 1e-4 for unmatched, rel in differences(expected, dets, labels))
+    found = differences(expected, dets, labels, top=10)
+    assert all(unmatched == 0 and rel < 1e-4 for unmatched, rel in found), found
     with pytest.raises(AssertionError), rewriting(deploy_cfg, REWRITTEN['cascade']):
         model.forward(data['inputs'], data['data_samples'], mode='predict')  # MMDeploy: class-agnostic only
 
 
+@pytest.mark.slow  # imports MMDeploy's rewriters (seconds to minutes on a loaded machine)
 def test_adaptive_pool_rewriter_exact_where_sizes_do_not_divide():
     import torch.nn.functional as F
     from mmengine.config import Config

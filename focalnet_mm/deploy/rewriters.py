@@ -139,9 +139,10 @@ def _grouped_nms(boxes, scores, groups, iou_threshold, score_threshold, keep):
     from mmdeploy.mmcv.ops.nms import ONNXNMSop, _select_nms_index
     batch = boxes.shape[0]
     offsets = groups.to(boxes) * (boxes.max() + 1)  # boxes of two groups never overlap
+    # thresholds as Python numbers: the op's symbolic makes them ONNX constants (tensors here
+    # would be traced as constants with a TracerWarning each, and again in its forward)
     selected = ONNXNMSop.apply(boxes + offsets[None, :, None], scores[:, None], keep,
-                               torch.tensor([iou_threshold], dtype=torch.float32),
-                               torch.tensor([score_threshold], dtype=torch.float32))
+                               float(iou_threshold), float(score_threshold))
     # pad so that the top-k inside _select_nms_index always finds ``keep`` rows
     boxes = torch.cat([boxes, boxes.new_zeros(1, keep, 4).expand(batch, keep, 4)], 1)
     scores = torch.cat([scores, scores.new_zeros(batch, keep)], 1)[:, None]
