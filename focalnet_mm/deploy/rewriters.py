@@ -10,22 +10,8 @@ _registered = False
 
 
 def register_rewriters() -> None:
-    """Our MMDeploy rewriters for ONNX Runtime (once per process), for class-specific boxes.
-
-    MMDeploy's default ``BBoxHead.predict_by_feat`` keeps, for class-specific box regression
-    (Mask R-CNN), only the box of each RoI's best class, so a detection of another class sits on
-    the wrong box. Ours does what mmdet's ``multiclass_nms`` does: every (RoI, class) pair above
-    ``score_thr`` with its own box, NMS per class (mmdet's coordinate offsets, ONNX
-    ``NonMaxSuppression``), the best ``max_per_img`` kept. MMDeploy's ``CascadeRoIHead.predict_bbox``
-    refuses class-specific intermediate stages (FocalNet's Cascade Mask R-CNN has them); ours
-    refines each RoI with its best class's box, as mmdet's ``_refine_roi`` does. MMDeploy's
-    ``RPNHead.predict_by_feat`` runs one NMS over all pyramid levels and drops proposals below its
-    own score threshold; mmdet's runs NMS per level and keeps every score: ours does that. And
-    MMDeploy clips two-stage boxes to the padded batch, mmdet to each image (``_two_stage_forward``).
-    MMDeploy replaces ``adaptive_avg_pool2d`` (UPerNet's pyramid pooling) by an ``avg_pool2d``
-    whose kernel is fixed at the traced size and exact only where the sizes divide; ours is exact
-    at every size.
-    """
+    """Register ours for ONNX Runtime (once per process); MMDeploy's own stay in force for the
+    other backends (TensorRT uses its plugins and its own R-CNN box rewrite)."""
     global _registered
     if _registered:
         return
@@ -43,9 +29,16 @@ def register_rewriters() -> None:
 
 
 def _adaptive_avg_pool2d(input, output_size):
-    """Adaptive average pooling as two matrix products: row i of the pooling matrix averages
-    input positions floor(i * size / out) .. ceil((i + 1) * size / out) - 1, as torch does, for
-    any (dynamic) input size."""
+    """``F.adaptive_avg_pool2d`` (UPerNet's pyramid pooling) exact at every input size.
+
+    Corrects MMDeploy's ``adaptive_avg_pool2d__default``, an ``avg_pool2d`` whose kernel is fixed
+    at the traced size: exact only where the feature size divides the output size (a 16x20 map
+    pooled to 6 gets an 8x6 output). Shown by
+    ``tests/test_deploy.py::test_adaptive_pool_rewriter_exact_where_sizes_do_not_divide``.
+
+    Two matrix products: row i of the pooling matrix averages input positions
+    floor(i * size / out) .. ceil((i + 1) * size / out) - 1, as torch does, for any (dynamic)
+    input size."""
     import torch
     from mmdeploy.core import FUNCTION_REWRITER
     from torch.nn.modules.utils import _pair
@@ -80,8 +73,13 @@ def _decode(coder, priors, deltas, batch_img_metas):
 
 
 def _two_stage_forward(self, batch_inputs, data_samples=None, mode='tensor', **kwargs):
-    """MMDeploy's two-stage forward clips every box to the padded input; mmdet clips to each
-    image. The graph sees only the padded batch, so it finds each image in it: mmdet's data
+    """``TwoStageDetector.forward`` clipping boxes to each image of the batch, as mmdet does.
+
+    Corrects MMDeploy's ``two_stage_detector__forward``, which clips every box to the padded
+    input. Shown by ``tests/test_deploy.py::test_mask_rcnn_rewriters_each_needed_for_mmdet_results``
+    ``[two_stage]``.
+
+    The graph sees only the padded batch, so it finds each image in it: mmdet's data
     preprocessor pads normalised images at the bottom and right with ``pad_value``, which no
     normalised pixel equals (the means are not integers)."""
     import copy
@@ -102,6 +100,12 @@ def _two_stage_forward(self, batch_inputs, data_samples=None, mode='tensor', **k
 
 def _cascade_roi_head_predict_bbox(self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg,
                                    rescale=False, **kwargs):
+    """``CascadeRoIHead.predict_bbox`` with class-specific intermediate stages (FocalNet's Cascade
+    Mask R-CNN recipe): each RoI is refined with its best class's box, as mmdet's ``_refine_roi``.
+
+    Corrects MMDeploy's ``cascade_roi_head__predict_bbox``, which asserts class-agnostic stages.
+    Shown by ``tests/test_deploy.py::test_cascade_rewriter_needed_for_class_specific_stages``.
+    """
     import torch
 
     proposals = rpn_results_list[0]  # [B, N, 5]: boxes and scores
@@ -154,6 +158,14 @@ def _grouped_nms(boxes, scores, groups, iou_threshold, score_threshold, keep):
 
 def _bbox_head_predict_by_feat(self, rois, cls_scores, bbox_preds, batch_img_metas, rcnn_test_cfg=None,
                                rescale=False):
+    """``BBoxHead.predict_by_feat`` as mmdet's ``multiclass_nms``: every (RoI, class) pair above
+    ``score_thr`` with its own box, NMS per class, the best ``max_per_img`` kept.
+
+    Corrects MMDeploy's ``bbox_head__predict_by_feat``, which for class-specific box regression
+    (Mask R-CNN) keeps only each RoI's best-class box, so detections of other classes sit on the
+    wrong box. Shown by ``tests/test_deploy.py::test_mask_rcnn_rewriters_each_needed_for_mmdet_results``
+    ``[bbox_head]``.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -170,6 +182,13 @@ def _bbox_head_predict_by_feat(self, rois, cls_scores, bbox_preds, batch_img_met
 
 def _rpn_head_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None, batch_img_metas=None,
                               cfg=None, rescale=False, with_nms=True, **kwargs):
+    """``RPNHead.predict_by_feat`` as mmdet's: the best ``nms_pre`` anchors of each level, NMS per
+    level, every score kept, boxes not wider and taller than ``min_bbox_size`` dropped.
+
+    Corrects MMDeploy's ``rpn_head__predict_by_feat``, which runs one NMS over all levels and
+    drops proposals below its own score threshold. Shown by
+    ``tests/test_deploy.py::test_mask_rcnn_rewriters_each_needed_for_mmdet_results[rpn_head]``.
+    """
     import torch
 
     cfg = self.test_cfg if cfg is None else cfg
