@@ -9,7 +9,8 @@ DetInferencer, MMSegInferencer, ImageClassificationInferencer):
     python tools/infer.py demo.jpg configs/cls/focalnet_t_srf_in1k.py --weights focalnet://tiny_srf
 
 With --onnx DEPLOYED (end2end.onnx / .engine written by tools/deploy.py) the exported model
-runs instead of PyTorch, with the same pipeline, painting and JSON:
+runs instead of PyTorch (which is not built), with the same pipeline, painting and JSON, and the
+class names and colours saved with the export (its checkpoint's):
 
     python tools/infer.py demo.jpg configs/maskrcnn_focalnet_t_3x.py --onnx deploy/maskrcnn/end2end.onnx
 
@@ -129,9 +130,9 @@ def _deployed_inferencer(cfg, config, scope, deployed, device):
     class DeployedInferencer(base):
         def _init_model(self, cfg, weights, device):
             model.cfg = cfg
-            if not getattr(model, 'dataset_meta', None):
+            if scope == 'mmdet' and not getattr(model, 'dataset_meta', None):  # (warned above)
                 from mmdet.evaluation import get_classes
-                model.dataset_meta = {'classes': get_classes('coco')} if scope == 'mmdet' else {}
+                model.dataset_meta = {'classes': get_classes('coco')}
             return model
 
     if scope == 'mmdet':
