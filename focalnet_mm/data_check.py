@@ -277,6 +277,8 @@ def check_class_order(cfg, loaders: Sequence[str] = ('train_dataloader', )) -> N
     Checkpoints, exports, logs and painted results name label i ``classes[i]``; mmdet numbers the
     labels in the JSON's category order, so another order would name every prediction wrongly.
     """
+    if cfg.get('default_scope') != 'mmdet':  # COCO-format data sets are mmdet's
+        return
     for loader in loaders:
         for _, dataset in lazy_datasets(cfg, loader):
             problem = coco_classes_problem(dataset)
