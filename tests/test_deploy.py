@@ -2,6 +2,7 @@
 PyTorch model's results, through the same tools/test.py and tools/infer.py."""
 import contextlib
 import json
+import os
 import os.path as osp
 import pickle
 import warnings
@@ -120,6 +121,40 @@ def test_upernet_onnx_gives_pytorch_miou(tmp_path, camvid_mini):
     got = torch.from_numpy(session.run(None, {'input': x.numpy()})[0])[:, 0]
     assert got.shape == expected.shape == (1, 96, 128)
     assert (got == expected).float().mean() > 0.999
+
+
+@pytest.mark.slow  # exports a UPerNet
+def test_segmentor_export_and_checkpoint_paint_their_own_classes(tmp_path):
+    """tools/infer.py paints a segmentor's results with the checkpoint's classes and colours, with
+    --weights and with --onnx (mmseg's inferencer would use Cityscapes'), without mmseg's
+    random-weights warnings for the export."""
+    from focalnet_mm.cli import load_config
+    from focalnet_mm.deploy import build_pytorch_model
+    config = osp.join(REPO_ROOT, 'configs', 'seg', 'demo', 'upernet_focalnet_t_srf_ade_demo.py')
+    torch.manual_seed(0)
+    model = build_pytorch_model(load_config(config), None)
+    model.init_weights()
+    classes = tuple(f'class{i}' for i in range(model.decode_head.num_classes))
+    palette = [(i, 2 * i % 256, 3 * i % 256) for i in range(len(classes))]
+    checkpoint = str(tmp_path / 'seg.pth')
+    torch.save({'state_dict': model.state_dict(),
+                'meta': {'dataset_meta': dict(classes=classes, palette=palette)}}, checkpoint)
+    onnx_file, _ = deploy_tool.main([config, checkpoint, '--out', str(tmp_path / 'deploy')])
+    image = str(tmp_path / 'a.jpg')
+    from PIL import Image
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(image)
+    for flag, model_file in (('--weights', checkpoint), ('--onnx', onnx_file)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            _, inferencer = infer_tool.build_inferencer(config, *(
+                (model_file, 'cpu') if flag == '--weights' else (None, 'cpu', model_file)))
+        meta = inferencer.visualizer.dataset_meta
+        assert tuple(meta['classes']) == classes and [tuple(c) for c in meta['palette']] == palette
+        if flag == '--onnx':
+            assert not [w for w in caught if 'randomly initialized' in str(w.message)]
+        out_dir = tmp_path / flag.strip('-')
+        infer_tool.main([image, config, flag, model_file, '--device', 'cpu', '--out-dir', str(out_dir)])
+        assert os.listdir(out_dir / 'vis') == ['a.jpg']
 
 
 def ours_traced(caught):

@@ -121,7 +121,7 @@ def _deployed_inferencer(cfg, config, scope, deployed, device):
     meta = getattr(model, 'dataset_meta', None)
     if not meta:
         print(f'warning: {deployed} comes without dataset_meta.json (its checkpoint named no '
-              'classes): results are painted with the library\'s default class names', flush=True)
+              'classes): results are painted without its class names', flush=True)
     if scope == 'mmpretrain':  # takes a built model; its config is read from model._config
         model._config = cfg
         return base(model=model, pretrained=False, device=device,
