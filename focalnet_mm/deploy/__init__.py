@@ -14,15 +14,14 @@ from .backend import (
     deployed_files,
     is_deployed,
     match_detections,
-    read_dataset_meta,
 )
-from .config import BACKENDS, DeployError, make_deploy_config, static_test_pipeline, task_of, test_scale
+from .config import BACKENDS, DeployError, make_deploy_config, static_test_pipeline, test_scale
 from .export import build_pytorch_model, check_tensorrt, export
 from .rewriters import register_rewriters
 
 __all__ = [
     'BACKENDS', 'DeployError', 'build_backend_model', 'build_pytorch_model', 'check_tensorrt',
     'deployed_config', 'deployed_files', 'export', 'is_deployed', 'make_deploy_config',
-    'match_detections', 'read_dataset_meta', 'register_rewriters', 'static_test_pipeline', 'task_of',
+    'match_detections', 'register_rewriters', 'static_test_pipeline',
     'test_scale'
 ]
