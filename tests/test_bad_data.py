@@ -31,7 +31,7 @@ from conftest import load_tool
 check_tool = load_tool('tools/check_dataset.py', 'bad_data_check_tool')
 train_tool = load_tool('tools/train.py', 'bad_data_train_tool')
 
-CLASSES = ('person', 'bottle', 'bear', 'motorcycle')  # the coco_mini categories the set uses
+CLASSES = ('person', 'motorcycle', 'bear', 'bottle')  # the coco_mini categories the set uses, JSON order
 TRUNCATED, MISSING = '000000128372.jpg', '000000404249.jpg'
 
 

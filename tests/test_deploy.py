@@ -1,8 +1,11 @@
 """Deployment (tools/deploy.py, MMDeploy + ONNX Runtime on CPU): the exported model gives the
 PyTorch model's results, through the same tools/test.py and tools/infer.py."""
+import contextlib
 import json
+import os
 import os.path as osp
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -120,6 +123,47 @@ def test_upernet_onnx_gives_pytorch_miou(tmp_path, camvid_mini):
     assert (got == expected).float().mean() > 0.999
 
 
+@pytest.mark.slow  # exports a UPerNet
+def test_segmentor_export_and_checkpoint_paint_their_own_classes(tmp_path):
+    """tools/infer.py paints a segmentor's results with the checkpoint's classes and colours, with
+    --weights and with --onnx (mmseg's inferencer would use Cityscapes'), without mmseg's
+    random-weights warnings for the export."""
+    from focalnet_mm.cli import load_config
+    from focalnet_mm.deploy import build_pytorch_model
+    config = osp.join(REPO_ROOT, 'configs', 'seg', 'demo', 'upernet_focalnet_t_srf_ade_demo.py')
+    torch.manual_seed(0)
+    model = build_pytorch_model(load_config(config), None)
+    model.init_weights()
+    classes = tuple(f'class{i}' for i in range(model.decode_head.num_classes))
+    palette = [(i, 2 * i % 256, 3 * i % 256) for i in range(len(classes))]
+    checkpoint = str(tmp_path / 'seg.pth')
+    torch.save({'state_dict': model.state_dict(),
+                'meta': {'dataset_meta': dict(classes=classes, palette=palette)}}, checkpoint)
+    onnx_file, _ = deploy_tool.main([config, checkpoint, '--out', str(tmp_path / 'deploy')])
+    image = str(tmp_path / 'a.jpg')
+    from PIL import Image
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(image)
+    for flag, model_file in (('--weights', checkpoint), ('--onnx', onnx_file)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            _, inferencer = infer_tool.build_inferencer(config, *(
+                (model_file, 'cpu') if flag == '--weights' else (None, 'cpu', model_file)))
+        meta = inferencer.visualizer.dataset_meta
+        assert tuple(meta['classes']) == classes and [tuple(c) for c in meta['palette']] == palette
+        if flag == '--onnx':
+            assert not [w for w in caught if 'randomly initialized' in str(w.message)]
+        out_dir = tmp_path / flag.strip('-')
+        infer_tool.main([image, config, flag, model_file, '--device', 'cpu', '--out-dir', str(out_dir)])
+        assert os.listdir(out_dir / 'vis') == ['a.jpg']
+
+
+def ours_traced(caught):
+    """TracerWarnings raised in focalnet_mm's own code (the graph would depend on the traced input)."""
+    package = osp.join(REPO_ROOT, 'focalnet_mm')
+    return [f'{w.filename}:{w.lineno}' for w in caught
+            if issubclass(w.category, torch.jit.TracerWarning) and w.filename.startswith(package)]
+
+
 def classifier_checkpoint(tmp_path):
     """FocalNet-T ImageNet classifier with its initial weights, as an mmengine checkpoint."""
     from focalnet_mm.config.loading import load_config
@@ -134,7 +178,10 @@ def classifier_checkpoint(tmp_path):
 
 def test_classifier_onnx_logits_match_at_two_sizes(tmp_path):
     model, checkpoint = classifier_checkpoint(tmp_path)
-    onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', str(tmp_path / 'deploy'), '--dynamic'])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', str(tmp_path / 'deploy'), '--dynamic'])
+    assert not ours_traced(caught), ours_traced(caught)
     session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
     assert [d for d in session.get_inputs()[0].shape] == ['batch', 3, 'height', 'width']
     gen = torch.Generator().manual_seed(1)
@@ -186,3 +233,144 @@ def test_tensorrt_without_tensorrt_names_what_to_install(tmp_path):
     with pytest.raises(SystemExit, match='needs TensorRT: pip install tensorrt'):
         deploy_tool.main([CLS_T, __file__, '--out', str(tmp_path / 'trt'), '--backend', 'tensorrt',
                           '--shape', '64', '64'])
+
+
+# --------------------------------------------------------------------------- our rewriters
+# Each of focalnet_mm/deploy/rewriters.py is needed: run eagerly inside MMDeploy's rewriting (what
+# the export traces), the model gives mmdet's / torch's result with ours and another without it.
+TINY_BACKBONE = dict(init_cfg=None, embed_dim=16, depths=[1, 1, 1, 1], drop_path_rate=0.0)
+REWRITTEN = {
+    'bbox_head': 'mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.predict_by_feat',
+    'rpn_head': 'mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
+    'two_stage': 'mmdet.models.detectors.two_stage.TwoStageDetector.forward',
+    'cascade': 'mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.predict_bbox',
+    'pool': 'torch.nn.functional.adaptive_avg_pool2d',
+}
+
+
+@contextlib.contextmanager
+def rewriting(deploy_cfg, without=None):
+    """MMDeploy's rewriting for ONNX Runtime as the export sets it up, with ours registered;
+    ``without``: the function whose rewriter of ours is left out (MMDeploy's own applies)."""
+    from mmdeploy.codebase import import_codebase
+    from mmdeploy.core import FUNCTION_REWRITER, RewriterContext
+    from mmdeploy.utils import Codebase
+
+    from focalnet_mm.deploy import register_rewriters, rewriters
+    import_codebase(Codebase.MMDET)
+    import_codebase(Codebase.MMSEG)
+    register_rewriters()
+    records = FUNCTION_REWRITER._registry._rewrite_records
+    saved = {name: list(found) for name, found in records.items()}
+    if without:
+        records[without] = [r for r in records[without]
+                            if getattr(r['_object'], '__module__', '') != rewriters.__name__]
+    context = RewriterContext(cfg=deploy_cfg, backend='onnxruntime', ir='onnx')
+    context.enter()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        try:
+            context.exit()
+        except KeyError:  # MMDeploy pops torch.fx's wrapped functions as a list (a dict in torch 2.x)
+            pass
+        records.clear()
+        records.update(saved)
+
+
+def tiny_detector(config, **model):
+    """``config``'s detector with a tiny backbone, 3 classes and 100 proposals (CPU seconds)."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope
+    cfg = Config.fromfile(osp.join(REPO_ROOT, config))
+    cfg.merge_from_dict(dict(model=dict(backbone=TINY_BACKBONE, neck=dict(in_channels=[16, 32, 64, 128]),
+                                        **model)))
+    roi_head = cfg.model.roi_head
+    for head in (roi_head.bbox_head if isinstance(roi_head.bbox_head, list) else [roi_head.bbox_head]):
+        head.num_classes = 3
+    roi_head.mask_head.num_classes = 3
+    cfg.model.test_cfg.rpn.update(nms_pre=200, max_per_img=100)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        torch.manual_seed(0)
+        return cfg, MODELS.build(cfg.model).eval()
+
+
+def detector_batch(model):
+    """Two images of different sizes: each padded inside the batch."""
+    from mmdet.structures import DetDataSample
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(90, 120), (128, 100)]
+    samples = [DetDataSample(metainfo=dict(img_shape=s, ori_shape=s, scale_factor=(1., 1.))) for s in shapes]
+    images = [torch.randint(0, 256, (3, *s), generator=gen).float() for s in shapes]
+    return model.data_preprocessor(dict(inputs=images, data_samples=samples), False)
+
+
+def differences(expected, dets, labels, top=None):
+    """Per image: (unmatched of the ``top`` best (default: all), largest relative box difference
+    of the matched)."""
+    result = []
+    for e, d, label in zip(expected, dets, labels):
+        e, keep = e.pred_instances, d[:, 4] > 0
+        pairs = match_detections((e.bboxes, e.scores, e.labels), (d[keep, :4], d[keep, 4], label[keep]),
+                                 top=top or len(e))
+        result.append((sum(j is None for _, j, _ in pairs),
+                       max((r for _, j, r in pairs if j is not None), default=0.0)))
+    return result
+
+
+@pytest.fixture(scope='module')
+def mask_rcnn():
+    from focalnet_mm.deploy import make_deploy_config
+    cfg, model = tiny_detector('configs/demo/maskrcnn_focalnet_t_demo.py',
+                               test_cfg=dict(rcnn=dict(score_thr=0.0)))
+    data = detector_batch(model)
+    with torch.no_grad():
+        expected = model.predict(data['inputs'], data['data_samples'], rescale=False)
+    return make_deploy_config(cfg), model, data, expected
+
+
+@pytest.mark.slow  # builds a (tiny) Mask R-CNN
+@pytest.mark.parametrize('left_out', [None, 'bbox_head', 'rpn_head', 'two_stage'])
+def test_mask_rcnn_rewriters_each_needed_for_mmdet_results(mask_rcnn, left_out):
+    deploy_cfg, model, data, expected = mask_rcnn
+    with rewriting(deploy_cfg, REWRITTEN.get(left_out)):
+        dets, labels = model.forward(data['inputs'], data['data_samples'], mode='predict')[:2]
+    found = differences(expected, dets, labels)
+    if left_out is None:  # ours: mmdet's detections, boxes exact
+        assert all(unmatched == 0 and rel < 1e-4 for unmatched, rel in found), found
+    else:  # MMDeploy's: other detections or boxes
+        assert any(unmatched > 0 or rel > 1e-3 for unmatched, rel in found), found
+
+
+@pytest.mark.slow  # builds a (tiny) Cascade Mask R-CNN
+def test_cascade_rewriter_needed_for_class_specific_stages():
+    from focalnet_mm.deploy import make_deploy_config
+    cfg, model = tiny_detector('configs/det/cascade_maskrcnn_focalnet_t_lrf_3x.py',
+                               test_cfg=dict(rcnn=dict(score_thr=0.0)))
+    data = detector_batch(model)
+    with torch.no_grad():
+        expected = model.predict(data['inputs'], data['data_samples'], rescale=False)
+    deploy_cfg = make_deploy_config(cfg)
+    with rewriting(deploy_cfg):
+        dets, labels = model.forward(data['inputs'], data['data_samples'], mode='predict')[:2]
+    found = differences(expected, dets, labels, top=10)
+    assert all(unmatched == 0 and rel < 1e-4 for unmatched, rel in found), found
+    with pytest.raises(AssertionError), rewriting(deploy_cfg, REWRITTEN['cascade']):
+        model.forward(data['inputs'], data['data_samples'], mode='predict')  # MMDeploy: class-agnostic only
+
+
+@pytest.mark.slow  # imports MMDeploy's rewriters (seconds to minutes on a loaded machine)
+def test_adaptive_pool_rewriter_exact_where_sizes_do_not_divide():
+    import torch.nn.functional as F
+    from mmengine.config import Config
+    deploy_cfg = Config(dict(onnx_config=dict(type='onnx', dynamic_axes={'input': {2: 'height'}}),
+                             backend_config=dict(type='onnxruntime'),
+                             codebase_config=dict(type='mmseg', task='Segmentation')))
+    x = torch.randn(1, 4, 16, 20, generator=torch.Generator().manual_seed(0))  # 512x640 input, stride 32
+    for size in (1, 2, 3, 6):  # UPerNet's pyramid pooling
+        expected = F.adaptive_avg_pool2d(x, size)
+        with rewriting(deploy_cfg):
+            torch.testing.assert_close(F.adaptive_avg_pool2d(x, size), expected)
+    with rewriting(deploy_cfg, REWRITTEN['pool']):  # MMDeploy's: avg_pool2d, kernel 16 // 6
+        assert F.adaptive_avg_pool2d(x, 6).shape != expected.shape

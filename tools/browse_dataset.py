@@ -19,6 +19,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.checks.data_paths import DatasetNotFoundError, check_datasets  # noqa: E402
+from focalnet_mm.checks.dataset_files import check_class_order  # noqa: E402
 from focalnet_mm.config.loading import load_config  # noqa: E402
 
 SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
@@ -83,6 +84,7 @@ def main(argv=None):
     try:
         cfg = load_config(args.config, args.cfg_options)
         check_datasets(cfg, ('train_dataloader', ))
+        check_class_order(cfg, ('train_dataloader', ))  # never paint a label with another's name
         scope, dataset, visualizer = build(cfg)
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')

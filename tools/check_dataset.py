@@ -4,7 +4,8 @@ kind, histograms as PNG and the image_scale the templates should use (docs/custo
     python tools/check_dataset.py configs/det/custom/my_set.py [--split train val test] \
         [--out work_dirs/my_set/check] [--decode]
 
-Exit status 1 when training would crash (or learn shifted labels), 0 otherwise (warnings only).
+Exit status 1 when training would crash or learn shifted labels (e.g. `classes` in another order
+than the JSON's categories: the line to paste is printed), 0 otherwise (warnings only).
 Images are checked by header and end marker; --decode decodes every image fully (slower).
 """
 import argparse
@@ -17,9 +18,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import DictAction  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
-from focalnet_mm.checks.data_paths import DatasetNotFoundError, check_datasets, leaf_datasets  # noqa: E402
+from focalnet_mm.checks.data_paths import DatasetNotFoundError, check_datasets  # noqa: E402
 from focalnet_mm.checks.dataset_files import (  # noqa: E402
     check_dataset,
+    lazy_datasets,
     problem_lines,
     table,
     write_histograms,
@@ -48,20 +50,14 @@ def parse_args(argv=None):
 def datasets_of(cfg, splits):
     """(name, data set) of each leaf data set of the chosen dataloaders, built lazily as the
     Runner builds them; a config seen before (test = val) is skipped."""
-    from mmengine.registry import DATASETS, init_default_scope
-    init_default_scope(cfg.get('default_scope') or 'mmengine')
     seen = []
     for split in splits:
-        loader = cfg.get(SPLITS[split])
-        if not isinstance(loader, dict):
-            continue
-        leaves = list(leaf_datasets(loader.get('dataset')))
-        for i, leaf in enumerate(leaves):
+        leaves = lazy_datasets(cfg, SPLITS[split])
+        for i, (leaf, dataset) in enumerate(leaves):
             if leaf in seen:
                 continue
             seen.append(leaf)
-            name = split if len(leaves) == 1 else f'{split}{i}'
-            yield name, DATASETS.build(dict(leaf, lazy_init=True))
+            yield (split if len(leaves) == 1 else f'{split}{i}'), dataset
 
 
 def main(argv=None):

@@ -9,7 +9,8 @@ DetInferencer, MMSegInferencer, ImageClassificationInferencer):
     python tools/infer.py demo.jpg configs/cls/focalnet_t_srf_in1k.py --weights focalnet://tiny_srf
 
 With --onnx DEPLOYED (end2end.onnx / .engine written by tools/deploy.py) the exported model
-runs instead of PyTorch, with the same pipeline, painting and JSON:
+runs instead of PyTorch (which is not built), with the same pipeline, painting and JSON, and the
+class names and colours saved with the export (its checkpoint's):
 
     python tools/infer.py demo.jpg configs/maskrcnn_focalnet_t_3x.py --onnx deploy/maskrcnn/end2end.onnx
 
@@ -91,26 +92,54 @@ def build_inferencer(config, weights, device, deployed=None):
         # usual 'visualizer' a Runner built later in this process would get the inferencer's
         cfg.visualizer.name = 'focalnet_infer'
     with DefaultScope.overwrite_default_scope(scope):
-        inferencer = _build_inferencer(cfg, config, scope, weights, device)
         if deployed:
-            use_deployed_model(inferencer, scope, deployed, device)
-        return scope, inferencer
+            return scope, _deployed_inferencer(cfg, config, scope, deployed, device or 'cpu')
+        return scope, _build_inferencer(cfg, config, scope, weights, device)
 
 
-def use_deployed_model(inferencer, scope, deployed, device):
-    """Swap the inferencer's model for the exported one; classes and palette come from the export
-    (the checkpoint's), as they would from the checkpoint in the PyTorch path."""
-    from focalnet_mm.deploy import build_backend_model
-    model = build_backend_model(deployed, device=device or 'cpu')
-    meta = getattr(model, 'dataset_meta', None) or getattr(inferencer.model, 'dataset_meta', None)
-    model.dataset_meta = meta
-    inferencer.model = model
+def _inferencer_class(scope, config):
     if scope == 'mmdet':
-        inferencer.visualizer.dataset_meta = meta
-    elif scope == 'mmseg':
-        inferencer.visualizer.set_dataset_meta(meta.get('classes'), meta.get('palette'), None)
-    else:
-        inferencer.classes = meta.get('classes') if meta else None
+        from mmdet.apis import DetInferencer
+        return DetInferencer
+    if scope == 'mmseg':
+        from mmseg.apis import MMSegInferencer
+        return MMSegInferencer
+    if scope == 'mmpretrain':
+        from mmpretrain.apis import ImageClassificationInferencer
+        return ImageClassificationInferencer
+    raise ValueError(f'{config}: default_scope {scope!r}; use a config from configs/det, '
+                     'configs/seg or configs/cls (mmdet, mmseg or mmpretrain)')
+
+
+def _deployed_inferencer(cfg, config, scope, deployed, device):
+    """The library's inferencer built around the export: its model is loaded in place of the
+    PyTorch one (which is never built, so nothing warns of random weights or default classes),
+    and the classes and palette are the export's (its checkpoint's), as a checkpoint's would be."""
+    from focalnet_mm.deploy import build_backend_model
+    base = _inferencer_class(scope, config)
+    model = build_backend_model(deployed, device=device, model_cfg=cfg)
+    meta = getattr(model, 'dataset_meta', None)
+    if not meta:
+        print(f'warning: {deployed} comes without dataset_meta.json (its checkpoint named no '
+              'classes): results are painted without its class names', flush=True)
+    if scope == 'mmpretrain':  # takes a built model; its config is read from model._config
+        model._config = cfg
+        return base(model=model, pretrained=False, device=device,
+                    classes=(meta or {}).get('classes'))
+
+    class DeployedInferencer(base):
+        def _init_model(self, cfg, weights, device):
+            model.cfg = cfg
+            if scope == 'mmdet' and not getattr(model, 'dataset_meta', None):  # (warned above)
+                from mmdet.evaluation import get_classes
+                model.dataset_meta = {'classes': get_classes('coco')}
+            return model
+
+    if scope == 'mmdet':
+        return DeployedInferencer(model=cfg, weights=deployed, device=device, show_progress=False)
+    meta = meta or {}
+    return DeployedInferencer(model=cfg, weights=deployed, device=device,
+                              classes=meta.get('classes'), palette=meta.get('palette'))
 
 
 def _build_inferencer(cfg, config, scope, weights, device):
@@ -123,23 +152,21 @@ def _build_inferencer(cfg, config, scope, weights, device):
     checkpoint = None if weights is None else read_checkpoint(weights)  # once; the library reads again
     foreign = checkpoint is not None and not is_mmengine_model_checkpoint(checkpoint)
     whole = None if foreign else weights
+    inferencer_class = _inferencer_class(scope, config)
     if scope == 'mmdet':
-        from mmdet.apis import DetInferencer
-        inferencer = DetInferencer(model=cfg, weights=whole, device=device, show_progress=False)
+        inferencer = inferencer_class(model=cfg, weights=whole, device=device, show_progress=False)
     elif scope == 'mmseg':
-        from mmseg.apis import MMSegInferencer
-        inferencer = MMSegInferencer(model=cfg, weights=whole, device=device)
-    elif scope == 'mmpretrain':
-        from mmpretrain.apis import ImageClassificationInferencer
-        inferencer = ImageClassificationInferencer(model=cfg, pretrained=whole or False,
-                                                   device=device)
+        inferencer = inferencer_class(model=cfg, weights=whole, device=device)
     else:
-        raise ValueError(f'{config}: default_scope {scope!r}; use a config from configs/det, '
-                         'configs/seg or configs/cls (mmdet, mmseg or mmpretrain)')
+        inferencer = inferencer_class(model=cfg, pretrained=whole or False, device=device)
     if foreign:
         load_model_weights(inferencer.model, weights)
     elif weights is not None:  # the inferencer's load only warns about a file that does not fit
         check_whole_model_checkpoint(inferencer.model, checkpoint, source=weights)
+    meta = getattr(inferencer.model, 'dataset_meta', None) or {}
+    if scope == 'mmseg' and meta.get('classes') and meta.get('palette'):
+        # MMSegInferencer paints with Cityscapes' names and colours unless told the checkpoint's
+        inferencer.visualizer.set_dataset_meta(meta['classes'], meta['palette'])
     return inferencer
 
 

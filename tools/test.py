@@ -19,6 +19,7 @@ from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.checks.data_paths import DatasetNotFoundError, check_datasets  # noqa: E402
+from focalnet_mm.checks.dataset_files import check_class_order  # noqa: E402
 from focalnet_mm.config.loading import prepare_config  # noqa: E402
 from focalnet_mm.config.safe_training import log_substitutions, wrap_datasets_by_runner  # noqa: E402
 from focalnet_mm.deploy import build_backend_model, deployed_config, deployed_files, is_deployed  # noqa: E402
@@ -119,6 +120,7 @@ def make_config(args):
     check_datasets(cfg, ('test_dataloader', ))
     # a broken test image is skipped and named (configs/_base_/safe_training.py); logged when added
     log_substitutions(wrap_datasets_by_runner(cfg))
+    check_class_order(cfg, ('test_dataloader', ))  # painted and logged names are the labels'
     if is_deployed(args.checkpoint):
         if args.tta:
             raise ValueError('--tta runs several PyTorch forward passes; an exported model has one')

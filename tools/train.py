@@ -43,6 +43,7 @@ def make_config(args):
     from mmengine.logging import print_log
 
     from focalnet_mm.checks.data_paths import check_datasets
+    from focalnet_mm.checks.dataset_files import check_class_order
     from focalnet_mm.checks.training import check_num_classes, drop_foreign_pretrained
     from focalnet_mm.config.loading import prepare_config  # imports focalnet_mm first
     from focalnet_mm.config.safe_training import make_training_safe
@@ -70,6 +71,7 @@ def make_config(args):
     loaders = ('train_dataloader', ) + (('val_dataloader', ) if cfg.get('val_cfg') else ())
     check_datasets(cfg, loaders)
     check_num_classes(cfg, loaders)  # heads sized for the classes they are trained on
+    check_class_order(cfg, loaders)  # label i is classes[i] (mmdet numbers labels in the JSON's order)
     return cfg
 
 

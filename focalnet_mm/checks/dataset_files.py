@@ -7,16 +7,19 @@ word), image + label-map pairs for segmentation, image + label lists for classif
 are checked by their header (PIL's lazy open) and their end marker (a JPEG or PNG cut short has
 none), or fully decoded with ``decode=True``; label maps are always decoded (their values are
 what is checked). Each problem kind says whether it makes training crash (a file that cannot be
-read, label values beyond the classes, classes missing from the JSON, which shifts every label)
-or only costs data (mmdet's silent drops).
+read, label values beyond the classes, classes missing from the JSON or listed in another order
+than its categories, which shifts the names of the labels) or only costs data (mmdet's silent
+drops). :func:`check_class_order` is the part that ``tools/train.py`` runs before every training.
 """
+import json
 import math
 import os
 import os.path as osp
+import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,6 +48,12 @@ KINDS = {
     'class_not_in_json': ('class of the config not among the JSON categories', True,
                           'spell classes exactly as the JSON categories\' names (a missing one '
                           'shifts the labels of all classes after it)'),
+    'class_order': ('classes in another order than the JSON categories (label names shifted)', True,
+                    'paste the classes line shown (mmdet numbers labels in the JSON\'s category '
+                    'order, whatever the order of classes)'),
+    'unlisted_classes': ('classes of the data set type left out of classes', False,
+                         'add them to classes if they should be learned (mmseg maps the listed '
+                         'ones by name and ignores the pixels of the others: 255)'),
     'empty_class': ('class with no instance', False,
                     'annotate some, or remove the class from classes'),
     'no_annotations': ('image without annotations (of the classes)', False,
@@ -171,6 +180,112 @@ def run_parallel(func, tasks: list, nproc: int) -> list:
     return track_parallel_progress(func, tasks, nproc, chunksize=max(1, min(64, len(tasks) // (8 * nproc))))
 
 
+# --------------------------------------------------------------------------- class order
+#: a COCO JSON up to this size is parsed whole for its categories; a larger one (COCO's train
+#: JSON: 450 MB) is searched from its end, where COCO writes them, before it is parsed whole
+WHOLE_JSON_BYTES = 64 << 20
+_CATEGORIES_KEY = re.compile(rb'"categories"\s*:\s*(?=\[)')
+
+
+def json_categories(ann_file: str) -> List[dict]:
+    """The ``categories`` list of a COCO JSON, read cheaply from a large file."""
+    if osp.getsize(ann_file) > WHOLE_JSON_BYTES:
+        import mmap
+        with open(ann_file, 'rb') as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            at = data.rfind(b'"categories"')
+            key = _CATEGORIES_KEY.match(data, at) if at >= 0 else None
+            if key:
+                try:
+                    categories, _ = json.JSONDecoder().raw_decode(data[key.end():].decode('utf-8'))
+                except ValueError:
+                    categories = None
+                if isinstance(categories, list) and all(isinstance(c, dict) and 'name' in c
+                                                        for c in categories):
+                    return categories
+    with open(ann_file) as f:
+        return json.load(f).get('categories', [])
+
+
+def label_names(classes: Sequence[str], categories: List[dict]) -> Tuple[str, ...]:
+    """The names of mmdet's labels 0, 1, ...: the JSON categories named in ``classes``, in the
+    JSON's order. mmdet's CocoDataset (and CocoMetric) number them with
+    ``COCO.get_cat_ids(cat_names=classes)``, which keeps the order of the JSON's list."""
+    wanted = set(classes)
+    return tuple(c['name'] for c in categories if c.get('name') in wanted)
+
+
+def class_order_problem(classes: Sequence[str], categories: List[dict]) -> Optional[str]:
+    """One line saying why label i would not be ``classes[i]`` (ending in the ``classes = (...)``
+    to paste), or None when they agree. Classes missing from the JSON are another problem
+    (``class_not_in_json``) and give None here."""
+    names = label_names(classes, categories)
+    if set(names) != set(classes):
+        return None
+    twice = [n for n, k in Counter(names).items() if k > 1]
+    if twice:
+        ids = [c.get('id') for c in categories if c.get('name') == twice[0]]
+        return (f'category name {twice[0]!r} appears {len(ids)} times in the JSON (ids {ids}): '
+                'mmdet gives each its own label, beyond len(classes); merge them into one category')
+    if names == tuple(classes):
+        return None
+    i = next(i for i, (a, b) in enumerate(zip(names, classes)) if a != b)
+    return (f'mmdet numbers the labels in the order of the JSON\'s categories, not of classes: '
+            f'label {i} is {names[i]!r} but would be named {classes[i]!r}; set classes = {names!r} '
+            '(and palette, if any, in that order)')
+
+
+def is_coco(dataset) -> bool:
+    """mmdet's CocoDataset family on a JSON file."""
+    return str(getattr(dataset, 'ann_file', '') or '').endswith('.json') and hasattr(dataset, 'COCOAPI')
+
+
+def coco_classes_problem(dataset) -> Optional[str]:
+    """One line when a (lazily built) COCO data set's labels would not be named by its
+    ``classes`` (a name missing from the JSON, or another order), else None."""
+    if not is_coco(dataset) or not osp.isfile(dataset.ann_file):
+        return None
+    classes = tuple(dataset.metainfo.get('classes') or ())
+    categories = json_categories(dataset.ann_file)
+    known = [c.get('name') for c in categories]
+    missing = [c for c in classes if c not in known]
+    if missing:
+        return (f'classes {missing} are not among the categories of {dataset.ann_file} '
+                f'({", ".join(map(repr, known[:8]))}{", ..." if len(known) > 8 else ""}): spell '
+                'classes exactly as the JSON does (a missing name shifts the labels after it)')
+    problem = class_order_problem(classes, categories)
+    return problem and f'{dataset.ann_file}: {problem}'
+
+
+def lazy_datasets(cfg, loader: str) -> List[Tuple[dict, object]]:
+    """(config, data set) of each leaf data set of the dataloader ``loader``, built as the Runner
+    builds it (paths joined, default classes filled in) without reading its annotations."""
+    from mmengine.registry import DATASETS, DefaultScope
+
+    from .data_paths import leaf_datasets
+    loader_cfg = cfg.get(loader)
+    if not isinstance(loader_cfg, dict):
+        return []
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        return [(leaf, DATASETS.build(dict(leaf, lazy_init=True)))
+                for leaf in leaf_datasets(loader_cfg.get('dataset'))]
+
+
+def check_class_order(cfg, loaders: Sequence[str] = ('train_dataloader', )) -> None:
+    """Raise a one-line ValueError when the labels of a COCO-format data set of ``loaders`` would
+    not be named by its ``classes`` (the line holds the ``classes = (...)`` to paste).
+
+    Checkpoints, exports, logs and painted results name label i ``classes[i]``; mmdet numbers the
+    labels in the JSON's category order, so another order would name every prediction wrongly.
+    """
+    if cfg.get('default_scope') != 'mmdet':  # COCO-format data sets are mmdet's
+        return
+    for loader in loaders:
+        for _, dataset in lazy_datasets(cfg, loader):
+            problem = coco_classes_problem(dataset)
+            if problem:
+                raise ValueError(f'{loader}: {problem}')
+
+
 # --------------------------------------------------------------------------- detection
 def _valid_polygon(polygon) -> bool:
     return (isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
@@ -195,8 +310,8 @@ def _rle_problem(segmentation: dict, height: int, width: int) -> Optional[str]:
 
 def check_coco(name: str, ann_file: str, img_dir: str, classes, decode: bool = False,
                nproc: int = 1) -> Report:
-    """A COCO JSON as mmdet's CocoDataset reads it: objects map to ``classes`` by category name."""
-    import json
+    """A COCO JSON as mmdet's CocoDataset reads it: objects of the categories named in ``classes``,
+    labels numbered in the JSON's category order (:func:`label_names`)."""
     with open(ann_file) as f:
         coco = json.load(f)
     report = Report(name, 'det')
@@ -207,6 +322,9 @@ def check_coco(name: str, ann_file: str, img_dir: str, classes, decode: bool = F
     for cls in classes:
         if cls not in by_name:
             report.add('class_not_in_json', repr(cls))
+    order = class_order_problem(classes, categories)
+    if order:
+        report.add('class_order', order)
     class_of = {by_name[c]: c for c in classes if c in by_name}
     seen, info = set(), {}
     for image in images:
@@ -264,9 +382,11 @@ def check_coco(name: str, ann_file: str, img_dir: str, classes, decode: bool = F
 
 # --------------------------------------------------------------------------- segmentation
 def check_seg(name: str, pairs: List[Tuple[str, str]], classes, reduce_zero_label: bool,
-              ignore_index: int = 255, decode: bool = False, nproc: int = 1) -> Report:
+              ignore_index: int = 255, decode: bool = False, nproc: int = 1,
+              label_map: Optional[Dict[int, int]] = None) -> Report:
     """(image, label map) pairs as mmseg reads them: value v is class v (v - 1 with
-    reduce_zero_label, 0 then ignored); ``ignore_index`` is ignored."""
+    reduce_zero_label, 0 then ignored), then ``label_map`` (mmseg's: the data set type's class
+    index -> index in ``classes``, 255 for a class left out); ``ignore_index`` is ignored."""
     report = Report(name, 'seg', samples=len(pairs))
     images_with = Counter()
     for (image_path, label_path), ((size, problem), (label, label_problem)) in zip(
@@ -289,6 +409,10 @@ def check_seg(name: str, pairs: List[Tuple[str, str]], classes, reduce_zero_labe
             if value == ignore_index or (reduce_zero_label and value == 0):
                 continue
             index = value - 1 if reduce_zero_label else value
+            if label_map:
+                index = label_map.get(index, index)
+                if index == ignore_index:  # a class of the type left out of classes
+                    continue
             if 0 <= index < len(classes):
                 images_with[classes[index]] += 1
             else:
@@ -325,13 +449,19 @@ def _data_infos(dataset) -> List[dict]:
 def check_dataset(dataset, name: str, decode: bool = False, nproc: int = 1) -> Report:
     """Check a data set built (lazily) from a config, by the kind of its files."""
     classes = tuple(dataset.metainfo.get('classes') or ())
-    ann_file = getattr(dataset, 'ann_file', '') or ''
-    if ann_file.endswith('.json') and hasattr(dataset, 'COCOAPI'):  # mmdet's CocoDataset family
-        return check_coco(name, ann_file, dataset.data_prefix.get('img', ''), classes, decode, nproc)
+    if is_coco(dataset):
+        return check_coco(name, dataset.ann_file, dataset.data_prefix.get('img', ''), classes, decode, nproc)
     if hasattr(dataset, 'seg_map_suffix'):  # mmseg's BaseSegDataset
         pairs = [(d['img_path'], d['seg_map_path']) for d in _data_infos(dataset)]
-        return check_seg(name, pairs, classes, bool(getattr(dataset, 'reduce_zero_label', False)),
-                         getattr(dataset, 'ignore_index', 255), decode, nproc)
+        label_map = getattr(dataset, 'label_map', None)
+        report = check_seg(name, pairs, classes, bool(getattr(dataset, 'reduce_zero_label', False)),
+                           getattr(dataset, 'ignore_index', 255), decode, nproc, label_map)
+        type_classes = type(dataset).METAINFO.get('classes') or ()
+        left_out = [c for i, c in enumerate(type_classes) if (label_map or {}).get(i) == 255]
+        if left_out:  # mmseg maps the listed classes by name: their order is free
+            report.add('unlisted_classes', f'{type(dataset).__name__}: {len(left_out)} of its '
+                       f'{len(type_classes)} classes, e.g. {left_out[:5]}')
+        return report
     if hasattr(dataset, 'load_data_list'):  # mmpretrain: a list of images and labels
         samples = [(d['img_path'], int(np.asarray(d.get('gt_label', -1)).reshape(-1)[0]))
                    for d in _data_infos(dataset)]

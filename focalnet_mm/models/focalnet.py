@@ -24,7 +24,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad an NCHW map on the right/bottom so H and W are multiples of ``multiple``."""
     pad_h = (multiple - x.shape[2] % multiple) % multiple
     pad_w = (multiple - x.shape[3] % multiple) % multiple
-    if pad_h or pad_w:
+    # traced (ONNX export): sizes are tensors and the graph pads by them, whatever the traced size
+    if torch.jit.is_tracing() or pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     return x
 
@@ -254,7 +255,7 @@ class FocalNet(BaseModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
+        if x.dim() != 4 or (not torch.jit.is_tracing() and x.shape[1] != self.in_channels):
             raise ValueError(f'FocalNet expects NCHW input with {self.in_channels} channels, got shape '
                              f'{tuple(x.shape)}; set in_channels={x.shape[1] if x.dim() == 4 else "?"} '
                              'on the backbone or fix the data pipeline.')

@@ -194,6 +194,8 @@ def resolve_impl(impl: str, x: torch.Tensor, training: bool, max_kernel: int = 0
     trace time without a graph break.
     """
     exporting = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+    if impl == 'auto' and exporting:  # plain ops, not chosen by the traced size (a tensor here)
+        return 'reference'
     if impl == 'auto':
         dtype = compute_dtype(x)
         rule = auto_impl(x.device.type, dtype, training,

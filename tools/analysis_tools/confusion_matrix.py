@@ -20,6 +20,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 import focalnet_mm  # noqa: E402,F401  (compat fixes + registration before anything is built)
 from focalnet_mm.checks.data_paths import DatasetNotFoundError, check_datasets  # noqa: E402
+from focalnet_mm.checks.dataset_files import check_class_order  # noqa: E402
 from focalnet_mm.config.loading import load_config  # noqa: E402
 from focalnet_mm.scripts import load_script  # noqa: E402
 
@@ -77,6 +78,7 @@ def main(argv=None):
             raise ValueError(f'{args.config} is not a detection config (default_scope '
                              f'{cfg.get("default_scope")!r}); the confusion matrix is for mmdet results')
         check_datasets(cfg, ('test_dataloader', ))
+        check_class_order(cfg, ('test_dataloader', ))  # the axes name the labels
         tool = mmdet_confusion_matrix_module()
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')

@@ -9,7 +9,10 @@ _base_ = '../maskrcnn_focalnet_t_lrf_3x.py'
 
 # ---------------------------------------------------------------- edit these
 data_root = 'data/my_coco/'
-classes = ('cat', 'dog')  # the category names of your JSON, in the order the heads will use
+# the category names of your JSON, in the JSON's order: mmdet numbers the labels in the order of
+# its `categories`, whatever the order here (check_dataset / train refuse another order and
+# print the line to paste)
+classes = ('cat', 'dog')
 train_ann_file = 'annotations/train.json'  # this and the next three: relative to data_root
 train_img_dir = 'train/'
 val_ann_file = 'annotations/val.json'
@@ -23,7 +26,7 @@ pretrained = 'focalnet://tiny_lrf'
 # -----------------------------------------------------------------------------
 
 num_classes = len(classes)
-metainfo = dict(classes=classes)  # add palette=[(r, g, b), ...] (one per class) for fixed colours
+metainfo = dict(classes=classes)  # add palette=[(r, g, b), ...] (one per class, same order) for fixed colours
 dataset_layout_hint = (f'your COCO-format set: {data_root}{train_ann_file} with images in '
                        f'{data_root}{train_img_dir} (and the same for val); edit data_root and the '
                        'file names at the top of the config (docs/custom_dataset.md)')
