@@ -1,5 +1,6 @@
 """tools/train.py, tools/test.py and tools/dist_train.sh as a user meets them: one-line errors
 before any model is built, and a 2-process CPU (gloo) run."""
+import json
 import os
 import os.path as osp
 import re
@@ -94,8 +95,11 @@ def test_cli_flags_reach_the_config(tmp_path, monkeypatch):
     data_root = tmp_path / 'coco'
     for sub in ('annotations', 'train2017', 'val2017'):
         (data_root / sub).mkdir(parents=True)
-    for split in ('train', 'val'):
-        (data_root / 'annotations' / f'instances_{split}2017.json').write_text('{}')
+    from mmdet.datasets import CocoDataset
+    categories = [dict(id=i + 1, name=name) for i, name in enumerate(CocoDataset.METAINFO['classes'])]
+    for split in ('train', 'val'):  # the class-order check reads the categories only
+        (data_root / 'annotations' / f'instances_{split}2017.json').write_text(
+            json.dumps(dict(categories=categories)))
     options = ['--cfg-options', f'train_dataloader.dataset.data_root={data_root}/',
                f'val_dataloader.dataset.data_root={data_root}/',
                f'test_dataloader.dataset.data_root={data_root}/']
