@@ -4,7 +4,7 @@
 the training-time visualization hook, the preemption-safe checkpoint hook and the non-finite loss
 hook into mmengine's HOOKS and theirs, the resumable epoch loop into LOOPS, the FSDP and
 non-finite-guarded optimizer wrappers into OPTIM_WRAPPERS, the bad-sample skipping wrapper into
-DATASETS.
+DATASETS, the warm-up that fits any run into PARAM_SCHEDULERS.
 A library that is not
 installed is skipped; one that is installed but fails to import is an error worth seeing.
 """
@@ -20,6 +20,7 @@ from .engine import (
     FiniteFSDPOptimWrapper,
     FiniteOptimWrapper,
     FSDPOptimWrapper,
+    LinearWarmupLR,
     NonFiniteLossHook,
     ResumableEpochBasedTrainLoop,
     SafeCheckpointHook,
@@ -61,3 +62,4 @@ for _wrapper in (FiniteOptimWrapper, FiniteAmpOptimWrapper, FiniteFSDPOptimWrapp
 register(NonFiniteLossHook, 'NonFiniteLossHook', 'HOOKS', include_mmengine=True)
 register(SkipBadSamples, 'SkipBadSamples', 'DATASETS', include_mmengine=True)
 register(CheckSegMapSize, 'CheckSegMapSize', 'TRANSFORMS', include_mmengine=True)
+register(LinearWarmupLR, 'LinearWarmupLR', 'PARAM_SCHEDULERS', include_mmengine=True)

@@ -191,11 +191,11 @@ def test_check_dataset_classification_list(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- skipping (fast)
 class _Listed:
-    """A data set whose samples 1 and 3 raise (as a missing file does)."""
+    """A data set whose samples ``bad`` (1 and 3) raise (as a missing file does)."""
     metainfo = dict(classes=('a', ))
 
-    def __init__(self, n):
-        self.n = n
+    def __init__(self, n, bad=(1, 3)):
+        self.n, self.bad = n, bad
 
     def __len__(self):
         return self.n
@@ -203,8 +203,11 @@ class _Listed:
     def get_data_info(self, idx):
         return dict(img_path=f'img{idx}.jpg')
 
+    def _rand_another(self):  # as mmengine's BaseDataset; here the last sample, always loadable
+        return self.n - 1
+
     def __getitem__(self, idx):
-        if idx in (1, 3):
+        if idx in self.bad:
             raise FileNotFoundError(f'img{idx}.jpg')
         return idx
 
@@ -222,14 +225,36 @@ def test_skip_bad_samples_counts_across_workers_and_stops_beyond_the_share():
         assert len(values) == 20 and 1 not in values and 3 not in values
     assert dataset.bad_count == 2  # marked by the workers, seen by the main process
     # the stop: one more bad sample than the share allows, named in one line
-    dataset = SkipBadSamples(_Listed(10), max_bad_share=0.1)  # at most 1 of 10
+    dataset = SkipBadSamples(_Listed(10), max_bad_share=0.1, max_bad_count=0)  # at most 1 of 10
     dataset[1]
     with pytest.raises(TooManyBadSamplesError) as error:
         list(torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2))
     message = one_line(error.value)
     assert message.startswith('2 of 10 samples (20.0%) cannot be loaded, more than '
-                              'skip_bad_samples.max_share=0.1 allows; the last: img3.jpg')
+                              'skip_bad_samples.max_share=0.1 allows (1 of 10; max_count=0); '
+                              'the last: img3.jpg')
     assert 'tools/check_dataset.py' in message
+
+
+@pytest.mark.parametrize('size, bad, allowed, passed', [
+    # a small set: 1 % of 60 is no sample, the floor of 5 lets a few broken files through
+    (60, 6, 5, 'more than skip_bad_samples.max_count=5 allows (max_share=0.01 of 60 would allow 0)'),
+    # a large set: the share is the larger limit
+    (1000, 11, 10, 'more than skip_bad_samples.max_share=0.01 allows (10 of 1000; max_count=5)'),
+])
+def test_the_stop_allows_the_larger_of_a_count_and_a_share(size, bad, allowed, passed):
+    """Defaults: stop beyond max(1 % of the set, 5 samples); the line names the limit passed."""
+    dataset = SkipBadSamples(_Listed(size, bad=range(bad)))
+    assert dataset.max_bad() == allowed
+    for idx in range(allowed):
+        assert dataset[idx] >= bad  # replaced by a loadable sample
+    assert dataset.bad_count == allowed
+    with pytest.raises(TooManyBadSamplesError) as error:
+        dataset[allowed]
+    assert one_line(error.value).startswith(
+        f'{bad} of {size} samples ({bad / size:.1%}) cannot be loaded, {passed}; the last: img{bad - 1}.jpg')
+    with pytest.raises(ValueError, match=r'^skip_bad_samples.max_count must be a whole number >= 0'):
+        SkipBadSamples(_Listed(4), max_bad_count=-1)
 
 
 def test_every_leaf_dataset_is_wrapped_once():
@@ -241,9 +266,12 @@ def test_every_leaf_dataset_is_wrapped_once():
     wrap_datasets(cfg)
     wrap_datasets(cfg)  # the build path may run twice: no double wrapping
     a, repeat = cfg.train_dataloader.dataset.datasets
-    assert a == dict(type='SkipBadSamples', dataset=dict(type='A'), max_bad_share=0.01)
+    assert a == dict(type='SkipBadSamples', dataset=dict(type='A'), max_bad_share=0.01, max_bad_count=5)
     assert repeat.dataset.type == 'SkipBadSamples' and repeat.dataset.dataset.type == 'B'
     assert cfg.test_dataloader.dataset.dataset.type == 'C'
+    cfg = Config(dict(skip_bad_samples=dict(max_count=0), val_dataloader=dict(dataset=dict(type='C'))))
+    wrap_datasets(cfg)  # one key alone keeps the other's default
+    assert (cfg.val_dataloader.dataset.max_bad_share, cfg.val_dataloader.dataset.max_bad_count) == (0.01, 0)
     cfg = Config(dict(skip_bad_samples=None, val_dataloader=dict(dataset=dict(type='C'))))
     wrap_datasets(cfg)
     assert cfg.val_dataloader.dataset.type == 'C'

@@ -1,7 +1,7 @@
 """Training machinery on top of mmengine: preemption-safe checkpoints, mid-epoch resume, a clear
 message when a distributed rank dies, gradient clipping that means the same under FSDP, broken
-samples skipped and named, and a stop at a non-finite loss (see docs/training.md "Training and
-testing")."""
+samples skipped and named, a stop at a non-finite loss, and a warm-up that fits any run (see
+docs/training.md "Training and testing")."""
 from .bad_samples import CheckSegMapSize, SkipBadSamples, TooManyBadSamplesError, wrap_datasets
 from .checkpoint import (
     AtomicLocalBackend,
@@ -22,10 +22,11 @@ from .nonfinite import (
 )
 from .optim import FSDPOptimWrapper
 from .training import make_training_safe
+from .warmup import LinearWarmupLR
 
 __all__ = ['AtomicLocalBackend', 'NoResumableCheckpointError', 'SafeCheckpointHook', 'atomic_write',
            'checkpoint_problem', 'find_resumable_checkpoint', 'DEFAULT_DIST_TIMEOUT',
            'lost_rank_message', 'ResumableEpochBasedTrainLoop', 'FSDPOptimWrapper', 'make_training_safe',
            'CheckSegMapSize', 'SkipBadSamples', 'TooManyBadSamplesError', 'wrap_datasets',
            'FiniteOptimWrapper', 'FiniteAmpOptimWrapper', 'FiniteFSDPOptimWrapper', 'NonFiniteLossError',
-           'NonFiniteLossHook']
+           'NonFiniteLossHook', 'LinearWarmupLR']
