@@ -389,14 +389,59 @@ def test_training_on_a_broken_coco_set_skips_and_names_each_file_once(tmp_path, 
         named = re.findall(rf'skipped a sample that cannot be loaded: \S*{name} \(([^)]*)', log)
         assert len(named) == 1 and named[0].startswith(error), (name, named)
     assert 'at most 2 allowed' in log
-    # the default share (1 %) stops the same run with one line
+    # at most one broken sample stops the same run with one line at the second
     message = error_of(lambda: train_tool.main([config, '--work-dir', str(tmp_path / 'w2'),
                                                 '--cfg-options'] + TINY_DET + [
         'train_cfg.max_epochs=2', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
-        'default_hooks.checkpoint.save_best=None', 'visualizer.name=bad_det_stop']))
-    assert re.match(r'error: 1 of 5 samples \(20.0%\) cannot be loaded, more than '
-                    r'skip_bad_samples.max_share=0.01 allows; the last: \S+000000(128372|404249).jpg',
-                    message), message
+        'default_hooks.checkpoint.save_best=None', 'skip_bad_samples.max_count=1',
+        'visualizer.name=bad_det_stop']))
+    assert re.match(r'error: 2 of 5 samples \(40.0%\) cannot be loaded, more than '
+                    r'skip_bad_samples.max_count=1 allows \(max_share=0.01 of 5 would allow 0\); '
+                    r'the last: \S+000000(128372|404249).jpg', message), message
+
+
+def small_broken_coco(coco_mini, root, copies=12):
+    """A set of 60 images with objects, as small sets people fine-tune on: ``copies`` copies of
+    coco_mini's 5 images with objects; the first copy is :func:`broken_coco`'s (a missing and a
+    truncated file, a zero-width box, a 2-point polygon, an unknown category)."""
+    coco = broken_coco(coco_mini, root)
+    with_objects = sorted({a['image_id'] for a in coco['annotations']})
+    images = {im['id']: im for im in coco['images']}
+    coco['images'] = [images[i] for i in with_objects]
+    next_image, next_ann = max(images) + 1, max(a['id'] for a in coco['annotations']) + 1
+    for copy in range(1, copies):
+        for image_id in with_objects:
+            original = images[image_id]['file_name']
+            image = dict(images[image_id], id=next_image, file_name=f'copy{copy}_{original}')
+            shutil.copy(osp.join(coco_mini, 'images', original), root / 'images' / image['file_name'])
+            coco['images'].append(image)
+            for ann in [a for a in coco['annotations'] if a['image_id'] == image_id]:
+                coco['annotations'].append(dict(ann, id=next_ann, image_id=next_image))
+                next_ann += 1
+            next_image += 1
+    for split in ('train', 'val'):
+        with open(root / 'annotations' / f'{split}.json', 'w') as f:
+            json.dump(coco, f)
+    return len(coco['images'])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_small_set_with_two_broken_files_trains_through_with_defaults(tmp_path, coco_mini):
+    """60 images, one missing and one truncated: 3.3 % of the set, within the default floor of 5
+    samples (1 % of 60 is none); the run trains its epoch and names each file once."""
+    assert small_broken_coco(coco_mini, tmp_path / 'data') == 60
+    config = det_config(tmp_path, tmp_path / 'data', max_epochs=1)
+    work_dir = str(tmp_path / 'work')
+    runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET + [
+        'train_dataloader.batch_size=4', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+        'default_hooks.checkpoint.save_best=None', 'visualizer.name=bad_det_small'])
+    assert runner.iter == 15  # 60 samples, batch 4: each broken one replaced by a loadable one
+    log = read_log(work_dir)
+    for name in (MISSING, TRUNCATED):
+        named = re.findall(rf'skipped a sample that cannot be loaded: \S*/{name} ', log)
+        assert len(named) == 1, (name, named)
+    assert 'at most 5 allowed' in log
 
 
 class _NaNAt(Hook):
