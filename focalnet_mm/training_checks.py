@@ -277,7 +277,7 @@ def warn_about_run(runner) -> List[str]:
             f'the {kind} warm-up spans {steps} {unit}(s){per_epoch}, which mmengine cannot run '
             f'(at 1 the learning rate stays at start_factor x its value for the whole run): make '
             f'it at least 2 {unit}s, or warm up over a share of the run ({fit})')
-    if warmup is not None and warmup[1] >= run:
+    if warmup is not None and warmup[1] >= run and not warmup[0].endswith('LinearWarmupLR'):
         epochs = getattr(loop, 'max_epochs', None) if by_epoch else None
         shape = f' ({epochs} epochs x {epoch_length} iterations)' if epochs else ' (train_cfg.max_iters)'
         warnings.append(

@@ -307,7 +307,7 @@ def test_warmup_checks_on_a_run(tmp_path):
 
     # the templates' warm-up is a share of the run: never refused, never longer than the run
     for template in (SEG_TEMPLATE, DET_TEMPLATE):
-        for max_epochs, epoch_length in ((50, 2), (1, 3), (4, 2), (1, 1)):
+        for max_epochs, epoch_length in ((50, 2), (1, 3), (4, 2), (1, 1), (1, 2)):
             short = Config.fromfile(edit_template(template, tmp_path / 'short.py', max_epochs=max_epochs))
             assert warn_about_run(runner(short.param_scheduler, epoch_length, max_epochs)) == []
     # a LinearLR over a share of the epochs that rounds below 2 iterations: refused, naming the fix
