@@ -234,6 +234,10 @@ class SafeCheckpointHook(CheckpointHook):
       scripts (tools/slurm_train.sh requeues the job when it finds it). ``--resume`` continues at
       that iteration with the same data order (see :class:`ResumableEpochBasedTrainLoop`). Such a
       stop checkpoint is removed once a later regular checkpoint is complete.
+    * ``stuck_signal_s`` (distributed runs): when the SIGTERM handler cannot run for this many
+      seconds, the main thread is blocked in a collective operation waiting for a rank that does
+      not come; the rank then ends with one line, without a checkpoint, instead of at the process
+      group timeout (see :class:`_StuckSignalWatch`; 0 switches this off).
 
     All other arguments are CheckpointHook's.
     """
