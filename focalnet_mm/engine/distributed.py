@@ -39,6 +39,7 @@ def is_communication_failure(error: BaseException) -> bool:
 
 
 def _store():
+    """The default process group's key-value store (in rank 0, or in torchrun's agent)."""
     from torch.distributed import distributed_c10d
     return distributed_c10d._get_default_store()
 
@@ -120,10 +121,9 @@ def error_line(error: BaseException) -> str:
 
 def unresponsive_ranks(wait_s: float = 5.0) -> Optional[List[int]]:
     """Ranks that do not announce themselves in the store within ``wait_s`` (None: no store)."""
-    from torch.distributed import distributed_c10d
     rank, world_size = torch_dist.get_rank(), torch_dist.get_world_size()
     try:
-        store = distributed_c10d._get_default_store()
+        store = _store()
         store.set(f'focalnet_alive/{rank}', '1')
         missing = set(range(world_size)) - {rank}
         deadline = time.monotonic() + wait_s
