@@ -2,9 +2,11 @@
 
 A rank that stops (a bad-sample or non-finite-loss stop, an error, a DataLoader worker that
 died) ends its DataLoader workers, writes its line into the process group's key-value store,
-leaves the process group (its peers' next collective fails at once instead of waiting for the
-process group timeout) and exits non-zero (:func:`end_rank`). A peer whose collective fails prints
-the stopping rank's line (:func:`lost_rank_message`). When a rank died without a line (killed),
+leaves the process group and exits non-zero at once (:func:`end_rank`): its connections close,
+so its peers' next collective fails at once instead of waiting for the process group timeout, and
+each peer prints the stopping rank's line (:func:`lost_rank_message`). The store lives in
+torchrun's agent (``tools/dist_train.sh``); under launchers where it lives in rank 0, a stop on
+rank 0 takes it along, and the peers say that rank 0 is unreachable. When a rank died without a line (killed),
 its peers fail in their next collective: at once when its sockets close (gloo: "Connection reset
 by peer"), or after the process group timeout (``env_cfg.dist_cfg.timeout``) when it stops
 answering; each surviving rank then announces itself in the store and waits a few seconds for the
@@ -56,42 +58,23 @@ def announce_stop(line: str) -> None:
         pass
 
 
-def stop_lines(wait_s: float = 0.0) -> Dict[int, str]:
-    """{rank: line} of the other ranks that stopped with a line (waiting up to ``wait_s`` for one)."""
+def stop_lines() -> Dict[int, str]:
+    """{rank: line} of the other ranks that stopped with a line."""
     rank, world_size = torch_dist.get_rank(), torch_dist.get_world_size()
-    keys = {r: f'focalnet_stop/{r}' for r in range(world_size) if r != rank}
-    deadline = time.monotonic() + wait_s
     try:
         store = _store()
-        while True:
-            found = {r: store.get(k).decode() for r, k in keys.items() if store.check([k])}
-            if found or time.monotonic() >= deadline:
-                for r in found:
-                    store.set(f'focalnet_stop_read/{r}/{rank}', '1')
-                return found
-            time.sleep(0.1)
-    except Exception:
+        keys = {r: f'focalnet_stop/{r}' for r in range(world_size) if r != rank}
+        return {r: store.get(k).decode() for r, k in keys.items() if store.check([k])}
+    except Exception:  # the store went with the rank that held it
         return {}
 
 
-def leave_process_group(wait_s: float = 5.0) -> None:
-    """Leave the process group so that the peers' collectives fail now; first wait up to
-    ``wait_s`` for them to read this rank's line (the store may live in this process)."""
-    rank, world_size = torch_dist.get_rank(), torch_dist.get_world_size()
-    deadline = time.monotonic() + wait_s
+def leave_process_group() -> None:
+    """Leave the process group (gloo closes its connections only when the process exits, which
+    :func:`end_rank` does next: the peers' pending collective fails then)."""
     try:
-        store = _store()
-        waiting = [f'focalnet_stop_read/{rank}/{r}' for r in range(world_size) if r != rank]
-        destroyed = False
-        while waiting and time.monotonic() < deadline:
-            if not destroyed:  # the peers' pending collective fails once our connections close
-                torch_dist.destroy_process_group()
-                destroyed = True
-            waiting = [k for k in waiting if not store.check([k])]
-            time.sleep(0.1)
-        if not destroyed:
-            torch_dist.destroy_process_group()
-    except Exception:  # a process group or store already broken: leaving is all that is left
+        torch_dist.destroy_process_group()
+    except Exception:  # a process group already broken: leaving is all that is left
         pass
 
 
@@ -108,7 +91,7 @@ def end_rank(runner, line: str, error: Optional[BaseException] = None, announce:
         announce_stop(line[len('error: '):] if line.startswith('error: ') else line)
     print(line, file=sys.stderr, flush=True)
     if leave_group:
-        leave_process_group(wait_s=5.0 if announce else 0.0)
+        leave_process_group()
     sys.stdout.flush()
     logging.shutdown()  # the log files complete
     os._exit(1)  # nothing left to wait for at interpreter exit
@@ -141,7 +124,7 @@ def lost_rank_message(error: BaseException, timeout_s: Optional[float] = None) -
     if not _distributed() or not is_communication_failure(error):
         return None
     rank, world_size = torch_dist.get_rank(), torch_dist.get_world_size()
-    stopped = stop_lines(wait_s=2.0)  # the stopping rank writes its line before it leaves
+    stopped = stop_lines()  # the stopping rank writes its line before it leaves
     if stopped:
         first = min(stopped)
         return f'rank {first} of {world_size} stopped the run: {stopped[first]}'
