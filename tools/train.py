@@ -91,13 +91,13 @@ def main(argv=None):
     if runner.distributed:
         import torch.distributed as dist
         runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')
+    # a stop on one rank ends every rank: end_rank ends its DataLoader workers, passes its line
+    # to the peers and (distributed) exits, so that their collectives fail at once
     try:
         runner.train()
     except (WeightsUnavailableError, WeightsHashError) as e:  # ImageNet weights, fetched at init
         sys.exit(f'error: {e} To train without pretrained weights instead: --cfg-options '
                  'model.backbone.init_cfg=None')
-    # a stop on one rank ends every rank (workers ended, the line passed to the peers, the
-    # process group left; distributed ranks exit in end_rank)
     except (NonFiniteLossError, TooManyBadSamplesError) as e:  # (also from a DataLoader worker)
         end_rank(runner, f'error: {one_line(e)}', e)
         sys.exit(f'error: {one_line(e)}')
