@@ -10,7 +10,8 @@ mmpretrain); docs/architecture.md says why each exists:
 - OPTIM_WRAPPERS: ``FSDPOptimWrapper`` and the guarded ``FiniteOptimWrapper``,
   ``FiniteAmpOptimWrapper``, ``FiniteFSDPOptimWrapper``;
 - DATASETS: ``SkipBadSamples``; TRANSFORMS: ``CheckSegMapSize``;
-- RUNNERS: ``SkipBadSamplesRunner``, ``SkipBadSamplesFlexibleRunner``.
+- RUNNERS: ``SkipBadSamplesRunner``, ``SkipBadSamplesFlexibleRunner``;
+- PARAM_SCHEDULERS: ``LinearWarmupLR`` (a warm-up that fits any run).
 
 A library that is not installed is skipped; one that is installed but fails to import is an
 error worth seeing.
@@ -27,6 +28,7 @@ from .engine import (
     FiniteFSDPOptimWrapper,
     FiniteOptimWrapper,
     FSDPOptimWrapper,
+    LinearWarmupLR,
     NonFiniteLossHook,
     ResumableEpochBasedTrainLoop,
     SafeCheckpointHook,
@@ -70,3 +72,4 @@ register(SkipBadSamples, 'SkipBadSamples', 'DATASETS', include_mmengine=True)
 register(CheckSegMapSize, 'CheckSegMapSize', 'TRANSFORMS', include_mmengine=True)
 for _runner in (SkipBadSamplesRunner, SkipBadSamplesFlexibleRunner):
     register(_runner, _runner.__name__, 'RUNNERS', include_mmengine=True)
+register(LinearWarmupLR, 'LinearWarmupLR', 'PARAM_SCHEDULERS', include_mmengine=True)

@@ -191,11 +191,11 @@ def test_check_dataset_classification_list(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- skipping (fast)
 class _Listed:
-    """A data set whose samples 1 and 3 raise (as a missing file does)."""
+    """A data set whose samples ``bad`` (1 and 3) raise (as a missing file does)."""
     metainfo = dict(classes=('a', ))
 
-    def __init__(self, n):
-        self.n = n
+    def __init__(self, n, bad=(1, 3)):
+        self.n, self.bad = n, bad
 
     def __len__(self):
         return self.n
@@ -203,8 +203,11 @@ class _Listed:
     def get_data_info(self, idx):
         return dict(img_path=f'img{idx}.jpg')
 
+    def _rand_another(self):  # as mmengine's BaseDataset; here the last sample, always loadable
+        return self.n - 1
+
     def __getitem__(self, idx):
-        if idx in (1, 3):
+        if idx in self.bad:
             raise FileNotFoundError(f'img{idx}.jpg')
         return idx
 
@@ -222,14 +225,36 @@ def test_skip_bad_samples_counts_across_workers_and_stops_beyond_the_share():
         assert len(values) == 20 and 1 not in values and 3 not in values
     assert dataset.bad_count == 2  # marked by the workers, seen by the main process
     # the stop: one more bad sample than the share allows, named in one line
-    dataset = SkipBadSamples(_Listed(10), max_bad_share=0.1)  # at most 1 of 10
+    dataset = SkipBadSamples(_Listed(10), max_bad_share=0.1, max_bad_count=0)  # at most 1 of 10
     dataset[1]
     with pytest.raises(TooManyBadSamplesError) as error:
         list(torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2))
     message = one_line(error.value)
     assert message.startswith('2 of 10 samples (20.0%) cannot be loaded, more than '
-                              'skip_bad_samples.max_share=0.1 allows; the last: img3.jpg')
+                              'skip_bad_samples.max_share=0.1 allows (1 of 10; max_count=0); '
+                              'the last: img3.jpg')
     assert 'tools/check_dataset.py' in message
+
+
+@pytest.mark.parametrize('size, bad, allowed, passed', [
+    # a small set: 1 % of 60 is no sample, the floor of 5 lets a few broken files through
+    (60, 6, 5, 'more than skip_bad_samples.max_count=5 allows (max_share=0.01 of 60 would allow 0)'),
+    # a large set: the share is the larger limit
+    (1000, 11, 10, 'more than skip_bad_samples.max_share=0.01 allows (10 of 1000; max_count=5)'),
+])
+def test_the_stop_allows_the_larger_of_a_count_and_a_share(size, bad, allowed, passed):
+    """Defaults: stop beyond max(1 % of the set, 5 samples); the line names the limit passed."""
+    dataset = SkipBadSamples(_Listed(size, bad=range(bad)))
+    assert dataset.max_bad() == allowed
+    for idx in range(allowed):
+        assert dataset[idx] >= bad  # replaced by a loadable sample
+    assert dataset.bad_count == allowed
+    with pytest.raises(TooManyBadSamplesError) as error:
+        dataset[allowed]
+    assert one_line(error.value).startswith(
+        f'{bad} of {size} samples ({bad / size:.1%}) cannot be loaded, {passed}; the last: img{bad - 1}.jpg')
+    with pytest.raises(ValueError, match=r'^skip_bad_samples.max_count must be a whole number >= 0'):
+        SkipBadSamples(_Listed(4), max_bad_count=-1)
 
 
 def test_every_leaf_dataset_is_wrapped_once():
@@ -241,9 +266,12 @@ def test_every_leaf_dataset_is_wrapped_once():
     wrap_datasets(cfg)
     wrap_datasets(cfg)  # the build path may run twice: no double wrapping
     a, repeat = cfg.train_dataloader.dataset.datasets
-    assert a == dict(type='SkipBadSamples', dataset=dict(type='A'), max_bad_share=0.01)
+    assert a == dict(type='SkipBadSamples', dataset=dict(type='A'), max_bad_share=0.01, max_bad_count=5)
     assert repeat.dataset.type == 'SkipBadSamples' and repeat.dataset.dataset.type == 'B'
     assert cfg.test_dataloader.dataset.dataset.type == 'C'
+    cfg = Config(dict(skip_bad_samples=dict(max_count=0), val_dataloader=dict(dataset=dict(type='C'))))
+    wrap_datasets(cfg)  # one key alone keeps the other's default
+    assert (cfg.val_dataloader.dataset.max_bad_share, cfg.val_dataloader.dataset.max_bad_count) == (0.01, 0)
     cfg = Config(dict(skip_bad_samples=None, val_dataloader=dict(dataset=dict(type='C'))))
     wrap_datasets(cfg)
     assert cfg.val_dataloader.dataset.type == 'C'
@@ -349,26 +377,71 @@ def test_training_on_a_broken_coco_set_skips_and_names_each_file_once(tmp_path, 
     broken_coco(coco_mini, tmp_path / 'data')
     config = det_config(tmp_path, tmp_path / 'data')
     work_dir = str(tmp_path / 'work')
-    # 5 images with objects (filter_empty_gt), 2 of them unreadable: 40 % bad, allowed here;
-    # two workers that are new processes every epoch
+    # 5 images with objects (filter_empty_gt), 2 of them unreadable: 40 % bad, within the default
+    # floor of 5 samples; two workers that are new processes every epoch
     runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET + [
         'train_dataloader.num_workers=2', 'train_cfg.max_epochs=2', 'val_cfg=None', 'val_dataloader=None',
         'val_evaluator=None', 'default_hooks.checkpoint.save_best=None',
-        'skip_bad_samples.max_share=0.5', 'visualizer.name=bad_det_train'])
+        'visualizer.name=bad_det_train'])
     assert runner.iter == 10  # 2 epochs x 5 (each bad sample replaced by a good one)
     log = read_log(work_dir)
     for name, error in ((MISSING, 'FileNotFoundError'), (TRUNCATED, 'AssertionError: failed to load image')):
         named = re.findall(rf'skipped a sample that cannot be loaded: \S*{name} \(([^)]*)', log)
         assert len(named) == 1 and named[0].startswith(error), (name, named)
-    assert 'at most 2 allowed' in log
-    # the default share (1 %) stops the same run with one line
+    assert 'at most 5 allowed' in log
+    # at most one broken sample stops the same run with one line at the second
     message = error_of(lambda: train_tool.main([config, '--work-dir', str(tmp_path / 'w2'),
                                                 '--cfg-options'] + TINY_DET + [
         'train_cfg.max_epochs=2', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
-        'default_hooks.checkpoint.save_best=None', 'visualizer.name=bad_det_stop']))
-    assert re.match(r'error: 1 of 5 samples \(20.0%\) cannot be loaded, more than '
-                    r'skip_bad_samples.max_share=0.01 allows; the last: \S+000000(128372|404249).jpg',
-                    message), message
+        'default_hooks.checkpoint.save_best=None', 'skip_bad_samples.max_count=1',
+        'visualizer.name=bad_det_stop']))
+    assert re.match(r'error: 2 of 5 samples \(40.0%\) cannot be loaded, more than '
+                    r'skip_bad_samples.max_count=1 allows \(max_share=0.01 of 5 would allow 0\); '
+                    r'the last: \S+000000(128372|404249).jpg', message), message
+
+
+def small_broken_coco(coco_mini, root, copies=12):
+    """A set of 60 images with objects, as small sets people fine-tune on: ``copies`` copies of
+    coco_mini's 5 images with objects; the first copy is :func:`broken_coco`'s (a missing and a
+    truncated file, a zero-width box, a 2-point polygon, an unknown category)."""
+    coco = broken_coco(coco_mini, root)
+    with_objects = sorted({a['image_id'] for a in coco['annotations']})
+    images = {im['id']: im for im in coco['images']}
+    coco['images'] = [images[i] for i in with_objects]
+    next_image, next_ann = max(images) + 1, max(a['id'] for a in coco['annotations']) + 1
+    for copy in range(1, copies):
+        for image_id in with_objects:
+            original = images[image_id]['file_name']
+            image = dict(images[image_id], id=next_image, file_name=f'copy{copy}_{original}')
+            shutil.copy(osp.join(coco_mini, 'images', original), root / 'images' / image['file_name'])
+            coco['images'].append(image)
+            for ann in [a for a in coco['annotations'] if a['image_id'] == image_id]:
+                coco['annotations'].append(dict(ann, id=next_ann, image_id=next_image))
+                next_ann += 1
+            next_image += 1
+    for split in ('train', 'val'):
+        with open(root / 'annotations' / f'{split}.json', 'w') as f:
+            json.dump(coco, f)
+    return len(coco['images'])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_small_set_with_two_broken_files_trains_through_with_defaults(tmp_path, coco_mini):
+    """60 images, one missing and one truncated: 3.3 % of the set, within the default floor of 5
+    samples (1 % of 60 is none); the run trains its epoch and names each file once."""
+    assert small_broken_coco(coco_mini, tmp_path / 'data') == 60
+    config = det_config(tmp_path, tmp_path / 'data', max_epochs=1)
+    work_dir = str(tmp_path / 'work')
+    runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET + [
+        'train_dataloader.batch_size=4', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+        'default_hooks.checkpoint.save_best=None', 'visualizer.name=bad_det_small'])
+    assert runner.iter == 15  # 60 samples, batch 4: each broken one replaced by a loadable one
+    log = read_log(work_dir)
+    for name in (MISSING, TRUNCATED):
+        named = re.findall(rf'skipped a sample that cannot be loaded: \S*/{name} ', log)
+        assert len(named) == 1, (name, named)
+    assert 'at most 5 allowed' in log
 
 
 class _NaNAt(Hook):

@@ -177,9 +177,9 @@ def test_template_derives_heads_and_schedule_from_its_edit_block(tmp_path, templ
     assert cfg.train_cfg.type == 'ResumableEpochBasedTrainLoop' and cfg.train_cfg.max_epochs == 24
     assert cfg.train_cfg.val_interval == 1
     warmup, decay = cfg.param_scheduler
-    assert warmup.type == 'LinearLR' and warmup.by_epoch and warmup.convert_to_iter_based
-    assert warmup.end == pytest.approx(2.4)
-    assert warmup_iterations(cfg.param_scheduler, epoch_length=50) == ('LinearLR', 120, 120, 'iteration')
+    assert warmup.type == 'LinearWarmupLR' and warmup.share == 0.1 and 'end' not in warmup
+    assert warmup_iterations(cfg.param_scheduler, epoch_length=50, run_iters=24 * 50) == (
+        'LinearWarmupLR', 120, 120, 'iteration')
     assert decay.end == 24
     if decay.type == 'MultiStepLR':  # at 3/4 and 11/12 of the run, as the 3x recipe's 27/33 of 36
         assert decay.milestones == [18, 22]
@@ -295,7 +295,7 @@ class Batches(list):
     dataset = None  # no dataset: no scale check
 
 
-def test_warmup_checks_on_a_run(tmp_path):
+def test_warmup_checks_on_a_run():
     """The warm-up against the run as the Runner will count it (no model needed)."""
     warned = []
 
@@ -305,20 +305,72 @@ def test_warmup_checks_on_a_run(tmp_path):
         return SimpleNamespace(train_loop=loop, cfg=Config(dict(param_scheduler=schedulers)),
                                logger=SimpleNamespace(warning=warned.append))
 
-    template = Config.fromfile(SEG_TEMPLATE)  # 50 epochs, warm-up over the first 5
-    assert warn_about_run(runner(template.param_scheduler, 2, 50)) == []
-    for max_epochs, iterations in ((4, 0), (5, 1)):  # int(0.1 * max_epochs * 2)
-        short = Config.fromfile(edit_template(SEG_TEMPLATE, tmp_path / 'short.py', max_epochs=max_epochs))
+    # the templates' warm-up is a share of the run: never refused, never longer than the run
+    for template in (SEG_TEMPLATE, DET_TEMPLATE):  # (the warm-up does not depend on max_epochs)
+        schedulers = Config.fromfile(template).param_scheduler
+        for max_epochs, epoch_length in ((50, 2), (1, 3), (4, 2), (1, 1), (1, 2)):
+            assert warn_about_run(runner(schedulers, epoch_length, max_epochs)) == []
+    # a LinearLR over a share of the epochs that rounds below 2 iterations: refused, naming the fix
+    short = [dict(type='LinearLR', start_factor=1e-3, by_epoch=True, convert_to_iter_based=True,
+                  begin=0, end=0.4)]
+    for epoch_length, iterations in ((2, 0), (4, 1)):  # int(0.4 * epoch_length)
         with pytest.raises(ValueError, match=rf'^the LinearLR warm-up spans {iterations} iteration\(s\) '
-                                             r'\(2 iterations per epoch\).* make it at least 2 iterations'):
-            warn_about_run(runner(short.param_scheduler, 2, max_epochs))
-    assert warn_about_run(runner(short.param_scheduler, 4, 5)) == []  # 2 iterations
+                                             rf'\({epoch_length} iterations per epoch\).* make it at '
+                                             r"least 2 iterations, or warm up over a share of the run "
+                                             r"\(type='LinearWarmupLR'"):
+            warn_about_run(runner(short, epoch_length, 4))
+    assert warn_about_run(runner(short, 5, 4)) == []  # 2 iterations
     # the issue's run: the COCO recipe's 500-iteration warm-up in one epoch of 30 iterations
     recipe = [dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500)]
     [warning] = warn_about_run(runner(recipe, 30, 1))
     assert warning.startswith('the LinearLR warm-up lasts 500 iterations but the whole run has 30 '
-                              '(1 epochs x 30 iterations): the learning rate never reaches')
+                              '(1 epochs x 30 iterations): the learning rate does not reach its set '
+                              "value before the last iteration; end the warm-up at a fraction of the "
+                              "run (type='LinearWarmupLR'")
     assert warned == [warning] and '\n' not in warning
+
+
+def test_warmup_warning_of_an_iteration_based_run():
+    """mmengine's IterBasedTrainLoop (the seg recipes): its run is max_iters, not epochs of the
+    loader (its max_epochs is a placeholder 1)."""
+    from mmengine.runner import IterBasedTrainLoop
+    loop = IterBasedTrainLoop.__new__(IterBasedTrainLoop)  # the checks read only these
+    loop.dataloader, loop._max_iters, loop._max_epochs = Batches(range(3)), 4, 1
+    recipe = [dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=4)]
+    [warning] = warn_about_run(SimpleNamespace(train_loop=loop, cfg=Config(dict(param_scheduler=recipe)),
+                                               logger=SimpleNamespace(warning=lambda line: None)))
+    assert warning.startswith('the LinearLR warm-up lasts 4 iterations but the whole run has 4 '
+                              '(train_cfg.max_iters): ')
+    assert 'epoch' not in warning and 'convert_to_iter_based' not in warning
+
+
+def test_linear_warmup_fits_any_run(monkeypatch):
+    """LinearWarmupLR over 10 % of the run that the Runner gives it: at least 2 iterations (what a
+    linear warm-up needs to reach the set value), none in a run of one; one line when not 10 %."""
+    import torch
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    from focalnet_mm.engine import warmup
+    assert [warmup.warmup_steps(0.1, span) for span in (1, 2, 3, 20, 120)] == [0, 2, 2, 2, 12]
+    lines = []
+    monkeypatch.setattr(warmup, 'print_log', lambda line, **kwargs: lines.append(line))
+    param = torch.nn.Parameter(torch.ones(1))
+    for span, warm, rates in ((3, 2, [1e-3, 1.0, 1.0]), (1, 1, [1.0]), (30, 3, [1e-3, 0.5005, 1.0])):
+        optimizer = torch.optim.SGD([param], lr=1.0)
+        scheduler = PARAM_SCHEDULERS.build(
+            dict(type='LinearWarmupLR', share=0.1, start_factor=1e-3, by_epoch=False, end=span),
+            default_args=dict(optimizer=optimizer))
+        assert scheduler.end == warm
+        seen = []
+        for _ in range(len(rates)):
+            seen.append(optimizer.param_groups[0]['lr'])
+            optimizer.step()
+            scheduler.step()
+        assert seen == pytest.approx(rates)
+    assert lines == ['LinearWarmupLR: a warm-up over 0.1 of a run of 3 iterations would last 0.3 '
+                     'iterations; it lasts 2 (at least 2, at most the run)',
+                     'LinearWarmupLR: the run has 1 iteration, too short for a warm-up: trained at '
+                     'the set learning rate']
 
 
 def test_scale_and_warmup_arithmetic():
@@ -356,7 +408,7 @@ def test_custom_detection_set_train_test_infer_browse(tmp_path, coco_mini):
     work_dir = str(tmp_path / 'work')
     runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET +
                              ['visualizer.name=custom_det_train'])
-    # 2 x 5 images with objects, batch 1, 2 epochs; warm-up int(0.2 * 10) = 2 iterations
+    # 2 x 5 images with objects, batch 1, 2 epochs; warm-up 10 % of 20 = 2 iterations
     assert runner.epoch == 2 and runner.iter == 20
     log = read_log(work_dir)
     assert 'warm-up lasts' not in log and 'enlarged' not in log  # the template fits the run
@@ -418,7 +470,7 @@ def test_custom_segmentation_set_train_test_infer_browse(tmp_path, camvid_mini):
     work_dir = str(tmp_path / 'work')
     runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_SEG +
                              ['visualizer.name=custom_seg_train'])
-    assert runner.epoch == 5 and runner.iter == 20  # 8 frames, batch 2; warm-up int(0.5 * 4) = 2
+    assert runner.epoch == 5 and runner.iter == 20  # 8 frames, batch 2; warm-up 10 % of 20 = 2
     log = read_log(work_dir)
     assert 'warm-up lasts' not in log and 'enlarged' not in log
     assert len(re.findall(r'Epoch\(val\) \[\d\]\[2/2\]\s+aAcc', log)) == 5

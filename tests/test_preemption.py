@@ -523,3 +523,87 @@ def test_slurm_train_requests_the_signal_and_requeue_and_resumes_a_requeued_job(
     srun, requeue = run(**batch, SLURM_RESTART_COUNT='1')  # requeued, and stopped again
     assert srun.endswith('--launcher=slurm --amp --resume')
     assert requeue == 'scontrol requeue 42'
+
+
+def _last_line(text):
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ''
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_a_stop_on_one_rank_ends_both_with_its_line_whatever_the_workers(tiny_data, tmp_path):
+    """An unreadable image stops the rank that loads it (skip_bad_samples.max_count=0) in a
+    DataLoader worker that is a new process each epoch (num_workers=1, not persistent: the case
+    where the stopping rank used to wait at exit for its worker and its peer in all_reduce until
+    the 900 s timeout). Both ranks exit non-zero within seconds: the stopping rank with its line,
+    the other with the same line naming that rank."""
+    data = tmp_path / 'data'
+    shutil.copytree(tiny_data['root'] / 'data', data)
+    broken = sorted((data / 'train').glob('*/*.JPEG'))[5]
+    broken.write_bytes(broken.read_bytes()[:100])
+    config = tiny_config(tmp_path / 'broken.py', data, max_epochs=2)
+    ranks = start_ranks(config, tmp_path / 'work', '--cfg-options', 'train_dataloader.num_workers=1',
+                        'train_dataloader.persistent_workers=False', 'skip_bad_samples.max_count=0')
+    try:  # rank 0's stderr; rank 1's stdout and stderr together (it logs errors only)
+        outputs = [ranks[0].communicate(timeout=120)[1], ranks[1].communicate(timeout=30)[0]]
+    finally:
+        for proc in ranks:
+            proc.kill()
+    codes = [proc.returncode for proc in ranks]
+    assert all(code not in (0, None) for code in codes), (codes, [o[-2000:] for o in outputs])
+    stop = rf'1 of 16 samples \(6\.2%\) cannot be loaded, more than skip_bad_samples\.max_count=0 ' \
+           rf'allows \(max_share=0\.01 of 16 would allow 0\); the last: \S+{broken.name} '
+    last = [_last_line(out) for out in outputs]
+    stopping = [r for r in range(2) if re.match(rf'error: {stop}', last[r])]
+    assert len(stopping) == 1, last
+    other = 1 - stopping[0]
+    assert re.match(rf'error: rank {stopping[0]} of 2 stopped the run: {stop}', last[other]), last
+    assert 'Traceback' not in outputs[0] + outputs[1]
+
+
+STUCK_RANK = """
+import sys, time
+from types import SimpleNamespace
+import torch, torch.distributed as dist
+from focalnet_mm.engine import SafeCheckpointHook
+dist.init_process_group('gloo')
+if dist.get_rank() == 1:  # alive, but never in the collective (a rank hung elsewhere)
+    print('ready', flush=True)
+    time.sleep(300)
+hook = SafeCheckpointHook(interval=1, stuck_signal_s=2)
+hook._install_signal_handlers(SimpleNamespace(train_loop=SimpleNamespace(dataloader=[])))
+print('ready', flush=True)
+dist.all_reduce(torch.ones(1))  # waits for rank 1 until the process group timeout
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_sigterm_ends_a_rank_stuck_in_a_collective():
+    """Python runs a signal handler only between bytecodes, never inside a collective that waits
+    for a rank that does not come: the stop flag would wait for the process group timeout. The
+    rank ends itself with one line once the handler has not run for stuck_signal_s seconds."""
+    port, ranks = free_port(), []
+    for rank in range(2):
+        env = dict(train_tool_env(), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), WORLD_SIZE='2',
+                   RANK=str(rank), LOCAL_RANK=str(rank))
+        ranks.append(subprocess.Popen([sys.executable, '-c', STUCK_RANK], cwd=REPO_ROOT, env=env,
+                                      text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    try:
+        for proc in ranks:
+            assert proc.stdout.readline().strip() == 'ready', proc.communicate()[1][-2000:]
+        time.sleep(1)  # rank 0 is in all_reduce
+        ranks[0].send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        _, err = ranks[0].communicate(timeout=60)
+        seconds = time.monotonic() - sent
+    finally:
+        for proc in ranks:
+            proc.kill()
+            proc.wait()
+    assert ranks[0].returncode == 1, err[-2000:]
+    assert re.match(r'error: rank 0 of 2: SIGTERM received while the main thread has been blocked '
+                    r'for 2 s in all_reduce \(distributed_c10d\.py\).*: stopped without saving\. '
+                    r'Continue from the last complete checkpoint with --resume\.$', _last_line(err)), err
+    print(f'rank 0 ended {seconds:.1f}s after SIGTERM')

@@ -8,6 +8,7 @@ import logging
 import os
 import os.path as osp
 import sys
+import traceback
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without install
 
@@ -85,6 +86,7 @@ def main(argv=None):
     from focalnet_mm.checks.training import warn_about_run
     from focalnet_mm.engine import NonFiniteLossError, TooManyBadSamplesError, lost_rank_message
     from focalnet_mm.engine.bad_samples import one_line
+    from focalnet_mm.engine.distributed import end_rank, error_line
     from focalnet_mm.runner_building import build_runner_from_cfg
     from focalnet_mm.weights import WeightsHashError, WeightsUnavailableError
     runner = build_runner_from_cfg(cfg)
@@ -95,16 +97,23 @@ def main(argv=None):
     if runner.distributed:
         import torch.distributed as dist
         runner.logger.info(f'Distributed run: world size {runner.world_size} ({dist.get_backend()})')
+    # a stop on one rank ends every rank: end_rank ends its DataLoader workers, passes its line
+    # to the peers and (distributed) exits, so that their collectives fail at once
     try:
         runner.train()
     except (WeightsUnavailableError, WeightsHashError) as e:  # the message names the ways out
         sys.exit(f'error: {e}')
     except (NonFiniteLossError, TooManyBadSamplesError) as e:  # (also from a DataLoader worker)
+        end_rank(runner, f'error: {one_line(e)}', e)
         sys.exit(f'error: {one_line(e)}')
     except Exception as e:  # a dead rank makes the others fail: name it in one line
         message = lost_rank_message(e, cfg.env_cfg.dist_cfg.get('timeout'))
-        if message is None:
+        if message is None:  # this rank's own failure: its traceback, and its last line to the peers
+            if runner.distributed:
+                traceback.print_exc()
+            end_rank(runner, f'error: {error_line(e)}', e)
             raise
+        end_rank(runner, f'error: {message}', e, announce=False)
         sys.exit(f'error: {message}')
     return runner
 

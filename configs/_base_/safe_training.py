@@ -14,11 +14,12 @@ custom_imports = dict(imports=['focalnet_mm'], allow_failed_imports=False)
 
 # Every data set in SkipBadSamples (the runner wraps them when built: a config names its data
 # sets flat, e.g. train_dataloader.dataset.data_root): a sample that cannot be loaded is skipped,
-# named once and replaced; more than max_share of a data set stops the run. skip_bad_samples=None
-# leaves the data sets as they are. A config with a `strategy` (FSDP) names
+# named once and replaced; the run stops once a data set's bad samples pass the larger of
+# max_share of the set and max_count samples (a few broken files never end a small set's run).
+# skip_bad_samples=None leaves the data sets as they are. A config with a `strategy` (FSDP) names
 # runner_type='SkipBadSamplesFlexibleRunner'.
 runner_type = 'SkipBadSamplesRunner'
-skip_bad_samples = dict(max_share=0.01)
+skip_bad_samples = dict(max_share=0.01, max_count=5)
 
 # A non-finite loss stops the run before the optimizer step, naming the batch (needs the Finite*
 # optimizer wrapper above); mode='drop' drops such batches instead, at most max_dropped of them.

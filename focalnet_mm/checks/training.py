@@ -12,7 +12,8 @@ Entry points for tools/train.py:
 - :func:`warn_about_run` (on the built Runner: needs the dataset's length and image sizes) warns
   when the warm-up outlasts the run or the training scale is far above the images' own size, and
   refuses a warm-up that rounds to fewer than 2 iterations (mmengine fails on 0 without naming
-  the setting, and at 1 keeps the learning rate at its warm-up start for the whole run).
+  the setting, and at 1 keeps the learning rate at its warm-up start for the whole run); the
+  templates' LinearWarmupLR fits itself to the run and is neither.
 """
 import importlib
 import math
@@ -21,7 +22,9 @@ import statistics
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
+from mmengine.runner import IterBasedTrainLoop
 
+from ..engine.warmup import warmup_steps
 from .data_paths import leaf_datasets
 
 #: warn when the training pipeline enlarges the typical image by this linear factor or more
@@ -153,13 +156,19 @@ def check_num_classes(cfg: Config, loaders: Sequence[str] = ('train_dataloader',
 
 
 # --------------------------------------------------------------------------- run warnings
-def warmup_iterations(schedulers, epoch_length: int) -> Optional[Tuple[str, int, int, str]]:
+def warmup_iterations(schedulers, epoch_length: int,
+                      run_iters: Optional[int] = None) -> Optional[Tuple[str, int, int, str]]:
     """(type, length in iterations, length in scheduler steps, step unit) of the first warm-up
-    scheduler, None if there is none."""
+    scheduler, None if there is none (or, for LinearWarmupLR, when ``run_iters`` is not given)."""
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
     for scheduler in schedulers or []:
         kind = str(scheduler.get('type', ''))
+        if kind.split('.')[-1] == 'LinearWarmupLR':  # a share of the run, fitted to it
+            if run_iters is None or 'end' in scheduler:
+                return None
+            steps = warmup_steps(scheduler.get('share', 0.1), run_iters)
+            return (kind, steps, steps, 'iteration') if steps else None
         if kind not in WARMUP_TYPES:
             continue
         if kind == 'LinearLR' and scheduler.get('start_factor', 1 / 3) >= scheduler.get('end_factor', 1.0):
@@ -255,23 +264,27 @@ def warn_about_run(runner) -> List[str]:
     epoch_length = len(loop.dataloader)
     run = loop.max_iters
     schedulers = runner.cfg.get('param_scheduler')
-    warmup = warmup_iterations(schedulers, epoch_length)
+    warmup = warmup_iterations(schedulers, epoch_length, run)
+    by_epoch = not isinstance(loop, IterBasedTrainLoop)  # its max_epochs is a placeholder 1
+    fit = ("type='LinearWarmupLR', share=0.1 without end: a share of the run, as in "
+           f'{TEMPLATES}')
     if warmup is not None and warmup[2] < 2:
         # mmengine: 0 steps fails ("end should be larger than begin"); 1 leaves the LR at
         # start_factor times its value for the whole run (its warm-up ends one step early)
         kind, _, steps, unit = warmup
+        per_epoch = f' ({epoch_length} iterations per epoch)' if by_epoch else ''
         raise ValueError(
-            f'the {kind} warm-up spans {steps} {unit}(s) ({epoch_length} iterations per epoch), '
-            f'which mmengine cannot run (at 1 the learning rate stays at start_factor x its value '
-            f'for the whole run): make it at least 2 {unit}s, e.g. more epochs (max_epochs)')
-    if warmup is not None and warmup[1] >= run:
-        epochs = getattr(loop, 'max_epochs', None)
-        shape = f' ({epochs} epochs x {epoch_length} iterations)' if epochs else ''
+            f'the {kind} warm-up spans {steps} {unit}(s){per_epoch}, which mmengine cannot run '
+            f'(at 1 the learning rate stays at start_factor x its value for the whole run): make '
+            f'it at least 2 {unit}s, or warm up over a share of the run ({fit})')
+    if warmup is not None and warmup[1] >= run and not warmup[0].endswith('LinearWarmupLR'):
+        epochs = getattr(loop, 'max_epochs', None) if by_epoch else None
+        shape = f' ({epochs} epochs x {epoch_length} iterations)' if epochs else ' (train_cfg.max_iters)'
         warnings.append(
             f'the {warmup[0]} warm-up lasts {warmup[1]} iterations but the whole run has {run}'
-            f'{shape}: the learning rate never reaches its set value; end the warm-up at a '
-            f'fraction of the run (by_epoch=True, convert_to_iter_based=True, end=0.1 * max_epochs '
-            f'as in {TEMPLATES})')
+            f'{shape}: the learning rate does not reach its set value before the last iteration; end '
+            f'the warm-up at a '
+            f'fraction of the run ({fit})')
     dataset = loop.dataloader.dataset
     pipeline = getattr(_leaf(dataset), 'pipeline', None)
     scales = list(training_scales(getattr(pipeline, 'transforms', [])))

@@ -1,8 +1,8 @@
 """Training machinery on top of mmengine: preemption-safe checkpoints, mid-epoch resume, a clear
 message when a distributed rank dies, gradient clipping that means the same under FSDP, broken
-samples skipped and named, and a stop at a non-finite loss (see docs/training.md "Training and
-testing"). The types a config names (configs/_base_/safe_training.py) are registered by
-:mod:`focalnet_mm.registry`."""
+samples skipped and named, a stop at a non-finite loss, and a warm-up that fits any run (see
+docs/training.md "Training and testing"). The types a config names
+(configs/_base_/safe_training.py) are registered by :mod:`focalnet_mm.registry`."""
 from .bad_samples import CheckSegMapSize, SkipBadSamples, TooManyBadSamplesError, wrap_datasets
 from .checkpoint import (
     AtomicLocalBackend,
@@ -23,6 +23,7 @@ from .nonfinite import (
 )
 from .optim import FSDPOptimWrapper
 from .runners import SkipBadSamplesFlexibleRunner, SkipBadSamplesRunner
+from .warmup import LinearWarmupLR
 
 __all__ = ['AtomicLocalBackend', 'NoResumableCheckpointError', 'SafeCheckpointHook', 'atomic_write',
            'checkpoint_problem', 'find_resumable_checkpoint', 'DEFAULT_DIST_TIMEOUT',
@@ -30,4 +31,4 @@ __all__ = ['AtomicLocalBackend', 'NoResumableCheckpointError', 'SafeCheckpointHo
            'SkipBadSamplesFlexibleRunner',
            'CheckSegMapSize', 'SkipBadSamples', 'TooManyBadSamplesError', 'wrap_datasets',
            'FiniteOptimWrapper', 'FiniteAmpOptimWrapper', 'FiniteFSDPOptimWrapper', 'NonFiniteLossError',
-           'NonFiniteLossHook']
+           'NonFiniteLossHook', 'LinearWarmupLR']

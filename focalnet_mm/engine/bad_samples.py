@@ -5,8 +5,10 @@ cannot be read or annotations that make a transform *raise* end the run. :class:
 wraps any data set (mmdet, mmseg, mmpretrain; the runner a config names, :mod:`.runners`, puts it
 around every leaf data set of the config, see :func:`wrap_datasets`): a sample whose loading raises
 is named in the log with its file and error, replaced by another one (the data set's own
-``_rand_another``, as for a None), and never loaded again; once more than ``max_bad_share`` of the
-data set is known to be broken, the run stops with one line.
+``_rand_another``, as for a None), and never loaded again; once more samples are known to be
+broken than both ``max_bad_count`` and ``max_bad_share`` of the data set allow (the larger of the
+two: a few broken files in a small set train through, a large share in a big one stops), the run
+stops with one line that names the limit it passed.
 
 Counting across DataLoader workers: each worker holds its own copy of the data set, and
 non-persistent workers are new processes every epoch, so a count kept in the wrapper would be
@@ -27,8 +29,10 @@ import torch
 from mmengine.logging import print_log
 from torch.utils.data import get_worker_info
 
-#: the configs' default: stop once more than 1 % of a data set cannot be loaded
+#: the configs' default: stop once more than 1 % of a data set cannot be loaded ...
 DEFAULT_MAX_BAD_SHARE = 0.01
+#: ... and more than 5 samples (1 % of the 60 images of a small fine-tuning set is not one file)
+DEFAULT_MAX_BAD_COUNT = 5
 #: file names of a sample, in the order they are named
 _FILE_KEYS = ('img_path', 'seg_map_path', 'ann_path')
 
@@ -56,21 +60,26 @@ class SkipBadSamples:
 
     Args:
         dataset: the data set or its config.
-        max_bad_share: stop (:class:`TooManyBadSamplesError`) once more than this share of the
-            data set cannot be loaded; 0 stops at the first one.
+        max_bad_share, max_bad_count: stop (:class:`TooManyBadSamplesError`) once more samples
+            cannot be loaded than this share of the data set and than this count (the larger of
+            the two is allowed; both 0: the first broken sample stops the run).
         max_refetch: replacements tried for one index before giving up.
         lazy_init: as mmengine's data sets: initialise on first use.
     """
 
     def __init__(self, dataset: Union[dict, object], max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
-                 max_refetch: int = 100, lazy_init: bool = False):
+                 max_bad_count: int = DEFAULT_MAX_BAD_COUNT, max_refetch: int = 100,
+                 lazy_init: bool = False):
         if isinstance(dataset, dict):
             from mmengine.registry import DATASETS
             dataset = DATASETS.build(dataset)
         if not 0 <= max_bad_share < 1:
             raise ValueError(f'skip_bad_samples.max_share must be in [0, 1), got {max_bad_share}')
+        if int(max_bad_count) != max_bad_count or max_bad_count < 0:
+            raise ValueError(f'skip_bad_samples.max_count must be a whole number >= 0, got {max_bad_count}')
         self.dataset = dataset
         self.max_bad_share = float(max_bad_share)
+        self.max_bad_count = int(max_bad_count)
         self.max_refetch = int(max_refetch)
         self._bad: Optional[torch.Tensor] = None
         if not lazy_init:
@@ -109,7 +118,18 @@ class SkipBadSamples:
         return 0 if self._bad is None else int(self._bad.sum())
 
     def max_bad(self) -> int:
-        return int(self.max_bad_share * len(self))
+        """Broken samples allowed: the larger of ``max_bad_count`` and ``max_bad_share`` of the set."""
+        return max(self.max_bad_count, int(self.max_bad_share * len(self)))
+
+    def limit_passed(self) -> str:
+        """The limit that the broken samples passed, with what the other one allows."""
+        by_share, total = int(self.max_bad_share * len(self)), len(self)
+        share = f'max_share={self.max_bad_share:g}'
+        if by_share > self.max_bad_count:
+            return (f'more than skip_bad_samples.{share} allows ({by_share} of {total}; '
+                    f'max_count={self.max_bad_count})')
+        return (f'more than skip_bad_samples.max_count={self.max_bad_count} allows ({share} of '
+                f'{total} would allow {by_share})')
 
     def __getitem__(self, idx: int):
         self.full_init()
@@ -142,10 +162,10 @@ class SkipBadSamples:
         files, why = self.files_of(idx), _short_error(error)
         if bad > allowed:
             raise TooManyBadSamplesError(
-                f'{bad} of {total} samples ({bad / total:.1%}) cannot be loaded, more than '
-                f'skip_bad_samples.max_share={self.max_bad_share:g} allows; the last: {files} '
-                f'({why}). Run python tools/check_dataset.py CONFIG to list them all and fix or '
-                'remove them (docs/custom_dataset.md)')
+                f'{bad} of {total} samples ({bad / total:.1%}) cannot be loaded, '
+                f'{self.limit_passed()}; the last: {files} ({why}). Run python '
+                'tools/check_dataset.py CONFIG to list them all and fix or remove them '
+                '(docs/custom_dataset.md)')
         worker = get_worker_info()
         where = f'DataLoader worker {worker.id}' if worker is not None else 'main process'
         print_log(f'skipped a sample that cannot be loaded: {files} ({why}); replaced by another '
@@ -185,18 +205,18 @@ def _with_size_check(pipeline):
 
 
 # --------------------------------------------------------------------------- config side
-def _wrap(dataset, max_bad_share: float):
+def _wrap(dataset, limits: dict):
     if not isinstance(dataset, dict) or dataset.get('type') == 'SkipBadSamples':
         return dataset  # val and test loaders may share one config dict: wrapped once
     if 'dataset' in dataset:  # RepeatDataset, ClassBalancedDataset, MultiImageMixDataset
-        dataset['dataset'] = _wrap(dataset['dataset'], max_bad_share)
+        dataset['dataset'] = _wrap(dataset['dataset'], limits)
         return dataset
     if 'datasets' in dataset:  # ConcatDataset
-        dataset['datasets'] = [_wrap(d, max_bad_share) for d in dataset['datasets']]
+        dataset['datasets'] = [_wrap(d, limits) for d in dataset['datasets']]
         return dataset
     if 'pipeline' in dataset:
         dataset['pipeline'] = _with_size_check(dataset['pipeline'])
-    return dict(type='SkipBadSamples', dataset=dataset, max_bad_share=max_bad_share)
+    return dict(type='SkipBadSamples', dataset=dataset, **limits)
 
 
 def wrap_datasets(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> None:
@@ -204,17 +224,20 @@ def wrap_datasets(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_data
     :class:`CheckSegMapSize` after the LoadAnnotations of their pipelines).
 
     Leaves rather than the whole: a repeated or concatenated set then marks each file once, and
-    each set's share is its own. ``cfg.skip_bad_samples = dict(max_share=0.01)`` (the default)
-    sets the share; ``skip_bad_samples = None`` leaves the data sets as they are (the first
-    broken sample ends the run, mmengine's behaviour).
+    each set's limits are its own. ``cfg.skip_bad_samples = dict(max_share=0.01, max_count=5)``
+    (the default; either key alone keeps the other's default) stops a run once more samples are
+    broken than the larger of the two allows; ``skip_bad_samples = None`` leaves the data sets as
+    they are (the first broken sample ends the run, mmengine's behaviour).
     """
-    setting = cfg.get('skip_bad_samples', dict(max_share=DEFAULT_MAX_BAD_SHARE))
+    setting = cfg.get('skip_bad_samples', {})
     if setting is None:
         return
-    if not isinstance(setting, dict) or set(setting) - {'max_share'}:
-        raise ValueError(f'skip_bad_samples must be None or dict(max_share=...), got {setting!r}')
-    share = setting.get('max_share', DEFAULT_MAX_BAD_SHARE)
+    if not isinstance(setting, dict) or set(setting) - {'max_share', 'max_count'}:
+        raise ValueError('skip_bad_samples must be None or dict(max_share=..., max_count=...), '
+                         f'got {setting!r}')
+    limits = dict(max_bad_share=setting.get('max_share', DEFAULT_MAX_BAD_SHARE),
+                  max_bad_count=setting.get('max_count', DEFAULT_MAX_BAD_COUNT))
     for loader in loaders:
         loader_cfg = cfg.get(loader)
         if isinstance(loader_cfg, dict) and isinstance(loader_cfg.get('dataset'), dict):
-            loader_cfg['dataset'] = _wrap(loader_cfg['dataset'], share)
+            loader_cfg['dataset'] = _wrap(loader_cfg['dataset'], limits)

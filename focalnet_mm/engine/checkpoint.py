@@ -15,16 +15,21 @@ import os
 import os.path as osp
 import re
 import signal
+import sys
 import threading
+import time
+from functools import partial
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.dist import all_reduce, get_world_size, is_main_process
+from mmengine.dist import all_reduce, get_rank, get_world_size, is_main_process
 from mmengine.fileio import register_backend
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 
 from ..weights.integrity import checkpoint_problem
+from .distributed import end_rank
+from .workers import end_workers
 
 #: written into the work dir when training stopped on a signal (holds the checkpoint's path)
 STOPPED_MARKER = 'stopped_by_signal'
@@ -139,16 +144,58 @@ class _IgnoreSignals:
             self.init_fn(worker_id)
 
 
-def _end_workers(loader) -> None:
-    """Shut down a loader's (persistent) workers the way the DataLoader does itself.
+class _StuckSignalWatch:
+    """Ends the process when a SIGTERM's Python handler cannot run for ``grace_s`` seconds.
 
-    Needed because they ignore SIGTERM: at interpreter exit multiprocessing terminates daemonic
-    children with SIGTERM and then joins them, which would wait forever.
+    Python runs signal handlers in the main thread between bytecodes; a main thread blocked in a
+    collective operation (C++) waiting for a rank that never comes would take SIGTERM only at the
+    process group timeout (900 s), and torchrun / slurm kill it after 30 s without a word. The C
+    level handler writes each signal's number to ``signal.set_wakeup_fd`` even then: a thread
+    reads it and, when the handler has not run ``grace_s`` later, calls ``on_stuck(signum,
+    where)`` (``where``: the main thread's innermost calls), which ends the process.
     """
-    iterator = getattr(loader, '_iterator', None)
-    if iterator is not None and hasattr(iterator, '_shutdown_workers'):
-        iterator._shutdown_workers()
-        loader._iterator = None
+
+    def __init__(self, signals: Sequence[int], grace_s: float, on_stuck):
+        self.signals, self.grace_s, self.on_stuck = set(signals), grace_s, on_stuck
+        self.handled = 0  # signals whose Python handler ran (counted by the hook)
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        self._main = threading.main_thread().ident
+        threading.Thread(target=self._watch, name='stuck-signal-watch', daemon=True).start()
+
+    def _watch(self) -> None:
+        seen = 0
+        while True:
+            try:
+                data = os.read(self._read_fd, 64)
+            except OSError:
+                return
+            if not data:  # closed by stop()
+                os.close(self._read_fd)
+                return
+            for signum in data:
+                if signum not in self.signals:
+                    continue  # e.g. SIGCHLD, which the DataLoader handles in Python too
+                seen += 1
+                deadline = time.monotonic() + self.grace_s
+                while self.handled < seen and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if self.handled < seen:
+                    self.on_stuck(signum, self._main_thread_calls())
+
+    def _main_thread_calls(self, at_most: int = 3) -> str:
+        frame = sys._current_frames().get(self._main)
+        names = []
+        while frame is not None and len(names) < at_most:
+            names.append(f'{frame.f_code.co_name} ({osp.basename(frame.f_code.co_filename)})')
+            frame = frame.f_back
+        return ' <- '.join(names) or 'C++ code'
+
+    def stop(self) -> None:
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._write_fd)  # ends the thread's read
+        self.grace_s = float('inf')
 
 
 class SafeCheckpointHook(CheckpointHook):
@@ -165,14 +212,21 @@ class SafeCheckpointHook(CheckpointHook):
       scripts (tools/slurm_train.sh requeues the job when it finds it). ``--resume`` continues at
       that iteration with the same data order (see :class:`ResumableEpochBasedTrainLoop`). Such a
       stop checkpoint is removed once a later regular checkpoint is complete.
+    * ``stuck_signal_s`` (distributed runs): when the SIGTERM handler cannot run for this many
+      seconds, the main thread is blocked in a collective operation waiting for a rank that does
+      not come; the rank then ends with one line, without a checkpoint, instead of at the process
+      group timeout (see :class:`_StuckSignalWatch`; 0 switches this off).
 
     All other arguments are CheckpointHook's.
     """
 
-    def __init__(self, *args, stop_signals: Sequence[str] = ('SIGTERM', 'SIGUSR1'), **kwargs):
+    def __init__(self, *args, stop_signals: Sequence[str] = ('SIGTERM', 'SIGUSR1'),
+                 stuck_signal_s: float = 10.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.stop_signals = [getattr(signal, name) if isinstance(name, str) else int(name)
                              for name in stop_signals]
+        self.stuck_signal_s = stuck_signal_s
+        self._watch = None
         self._received = None
         self._previous_handlers = {}
         self._saves = 0
@@ -248,20 +302,38 @@ class SafeCheckpointHook(CheckpointHook):
             return
         for signum in self.stop_signals:
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        if signal.SIGTERM in self.stop_signals and self.stuck_signal_s and get_world_size() > 1:
+            self._watch = _StuckSignalWatch([signal.SIGTERM], self.stuck_signal_s,
+                                            partial(self._on_stuck, runner))
         loader = runner.train_loop.dataloader
         if getattr(loader, 'num_workers', 0) and not isinstance(loader.worker_init_fn, _IgnoreSignals):
             loader.worker_init_fn = _IgnoreSignals(loader.worker_init_fn, self.stop_signals)
-            atexit.register(_end_workers, loader)  # also when training raises
+            atexit.register(end_workers, loader)  # also when training raises
 
     def _on_signal(self, signum, frame) -> None:
         self._received = signum  # acted on after the iteration in flight (see after_train_iter)
+        if self._watch is not None and signum == signal.SIGTERM:
+            self._watch.handled += 1
+
+    def _on_stuck(self, runner, signum: int, where: str) -> None:
+        """(In the watch thread) SIGTERM could not be handled: the main thread is blocked."""
+        rank, world_size = get_rank(), get_world_size()
+        who = f'rank {rank} of {world_size}: ' if world_size > 1 else ''
+        end_rank(runner, f'error: {who}{signal.Signals(signum).name} received while the main '
+                 f'thread has been blocked for {self.stuck_signal_s:g} s in {where} (a collective '
+                 'operation waiting for a rank that does not come): stopped without saving. '
+                 'Continue from the last complete checkpoint with --resume.', announce=False,
+                 leave_group=False)
 
     def after_train(self, runner) -> None:
         super().after_train(runner)
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers = {}
-        _end_workers(runner.train_loop.dataloader)
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
+        end_workers(runner.train_loop.dataloader)
 
     def _stop_requested(self) -> bool:
         """Whether any rank received a stop signal (all ranks must stop at the same iteration)."""

@@ -5,12 +5,15 @@ from a checkpoint written mid-epoch, starts that epoch again from its first batc
 those batches twice). This loop stops after the iteration that requested it, and on resume skips
 the batches of the current epoch that were already trained, at the sampler level: the sampler
 yields the same order (its shuffle is seeded by seed + epoch), and no skipped image is loaded.
+An epoch that ends early (a stop, an error) ends its DataLoader workers at once.
 """
 import logging
 
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
 from torch.utils.data import DataLoader
+
+from .workers import end_workers
 
 
 class _SkipFirstBatches:
@@ -75,10 +78,18 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
             loader = skip_first_batches(self.dataloader, done)
         elif done >= per_epoch:
             loader = ()  # stopped right after the epoch's last iteration: only its end is left
-        for idx, data_batch in enumerate(loader, start=max(done, 0)):
-            self.run_iter(idx, data_batch)
-            if self.stop_training:  # even after the last batch: the epoch end comes on resume
-                return False
+        self.batches = iter(loader)
+        try:
+            for idx, data_batch in enumerate(self.batches, start=max(done, 0)):
+                self.run_iter(idx, data_batch)
+                if self.stop_training:  # even after the last batch: the epoch end comes on resume
+                    end_workers(self.batches)
+                    return False
+        except BaseException:  # the workers end with the rank, not at an exit that waits for them
+            end_workers(self.batches)
+            raise
+        finally:
+            self.batches = None
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
         return True

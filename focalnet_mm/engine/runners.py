@@ -5,8 +5,8 @@ what the docs say), so the wrapper cannot sit in the config's dataloader dicts; 
 of these runners instead (``runner_type``, set by ``configs/_base_/safe_training.py``), and the
 runner wraps every leaf data set when it is built from the config, after the tools' own edits of
 the dataloaders (e.g. ``--tta``). The config it dumps to the work dir shows the wrappers.
-``skip_bad_samples = dict(max_share=...)`` sets the share; ``skip_bad_samples = None`` leaves the
-data sets as they are.
+``skip_bad_samples = dict(max_share=..., max_count=...)`` sets the limits (the run stops beyond
+the larger of the two); ``skip_bad_samples = None`` leaves the data sets as they are.
 """
 import copy
 

@@ -62,13 +62,12 @@ val_evaluator = dict(ann_file=data_root + val_ann_file, metric=['bbox', 'segm'],
 test_evaluator = val_evaluator
 
 # The schedule in proportion to the run, whatever the data set's size: linear warm-up over the
-# first 10 % (by_epoch + convert_to_iter_based: counted in iterations of this data set), LR x0.1
-# at 3/4 and 11/12 of the epochs (the 3x recipe's 27 and 33 of 36), validation every epoch.
-warmup_epochs = 0.1 * max_epochs
+# first 10 % of the run's iterations (LinearWarmupLR: no `end`, the Runner gives it the run;
+# at least 2 iterations, at most the run, one log line when it is not 10 %), LR x0.1 at 3/4 and
+# 11/12 of the epochs (the 3x recipe's 27 and 33 of 36), validation every epoch.
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=True, convert_to_iter_based=True,
-         begin=0, end=warmup_epochs),
+    dict(type='LinearWarmupLR', start_factor=0.001, share=0.1, by_epoch=False),
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs, gamma=0.1,
          milestones=[max(1, round(max_epochs * 3 / 4)), max(1, round(max_epochs * 11 / 12))]),
 ]

@@ -84,13 +84,13 @@ test_dataloader = val_dataloader
 # the per-class IoU/Acc table (rows named by `classes`) is printed after every validation
 
 # The schedule in proportion to the run, whatever the data set's size: linear warm-up over the
-# first 10 % and poly decay to 0 at the end (by_epoch + convert_to_iter_based: counted in
-# iterations of this data set), validation every epoch, the best epoch by mIoU kept.
-warmup_epochs = 0.1 * max_epochs
+# first 10 % of the run's iterations (LinearWarmupLR: no `end`, the Runner gives it the run; at
+# least 2 iterations, at most the run, one log line when it is not 10 %) and poly decay to 0 at
+# the end (by_epoch + convert_to_iter_based: counted in iterations of this data set), validation
+# every epoch, the best epoch by mIoU kept.
 train_cfg = dict(_delete_=True, type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=True, convert_to_iter_based=True,
-         begin=0, end=warmup_epochs),
+    dict(type='LinearWarmupLR', start_factor=1e-6, share=0.1, by_epoch=False),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=True, convert_to_iter_based=True,
          begin=0, end=max_epochs),
 ]
