@@ -221,7 +221,7 @@ class SafeCheckpointHook(CheckpointHook):
     """
 
     def __init__(self, *args, stop_signals: Sequence[str] = ('SIGTERM', 'SIGUSR1'),
-                 stuck_signal_s: float = 10.0, **kwargs):
+                 stuck_signal_s: float = 20.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.stop_signals = [getattr(signal, name) if isinstance(name, str) else int(name)
                              for name in stop_signals]
