@@ -254,7 +254,9 @@ class FocalNet(BaseModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
+        # not while tracing: the channel count is no input-dependent fact of the traced graph (its
+        # first convolution fixes it), and comparing traced sizes in Python only warns
+        if not torch.jit.is_tracing() and (x.dim() != 4 or x.shape[1] != self.in_channels):
             raise ValueError(f'FocalNet expects NCHW input with {self.in_channels} channels, got shape '
                              f'{tuple(x.shape)}; set in_channels={x.shape[1] if x.dim() == 4 else "?"} '
                              'on the backbone or fix the data pipeline.')
