@@ -120,20 +120,8 @@ def test_upernet_onnx_gives_pytorch_miou(tmp_path, camvid_mini):
     assert (got == expected).float().mean() > 0.999
 
 
-def classifier_checkpoint(tmp_path):
-    """FocalNet-T ImageNet classifier with its initial weights, as an mmengine checkpoint."""
-    from focalnet_mm.cli import load_config
-    from focalnet_mm.deploy import build_pytorch_model
-    torch.manual_seed(0)
-    model = build_pytorch_model(load_config(CLS_T), None)
-    model.init_weights()
-    path = str(tmp_path / 'cls.pth')
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return model, path
-
-
-def test_classifier_onnx_logits_match_at_two_sizes(tmp_path):
-    model, checkpoint = classifier_checkpoint(tmp_path)
+def test_classifier_onnx_logits_match_at_two_sizes(tmp_path, cls_t_checkpoint):
+    model, checkpoint = cls_t_checkpoint  # conftest: built once per run
     onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', str(tmp_path / 'deploy'), '--dynamic'])
     session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
     assert [d for d in session.get_inputs()[0].shape] == ['batch', 3, 'height', 'width']
@@ -150,8 +138,8 @@ def test_classifier_onnx_logits_match_at_two_sizes(tmp_path):
         assert torch.equal(scores.argmax(-1), logits.argmax(-1))
 
 
-def test_static_classifier_export_has_fixed_shape(tmp_path):
-    _, checkpoint = classifier_checkpoint(tmp_path)
+def test_static_classifier_export_has_fixed_shape(tmp_path, cls_t_checkpoint):
+    _, checkpoint = cls_t_checkpoint
     out = str(tmp_path / 'deploy')
     onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', out, '--shape', '224', '224'])
     session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
