@@ -205,19 +205,19 @@ _TRITON_MATRIX = textwrap.dedent('''
         results['dino ran triton'] = float(len(ran))
     else:
         # torch.compile(fullgraph=True): the custom op is one opaque node, no graph break, with
-        # and without checkpointing; the second size recompiles with dynamic shapes
+        # and without checkpointing (active in training only: the mode compiled here, forward
+        # and backward); the second size recompiles with dynamic shapes (the op's fake kernel)
         for with_cp in (False, True):
             model = FocalNet('tiny_lrf', impl='triton', with_cp=with_cp, **small)
             model.load_state_dict(ref.state_dict())
             torch._dynamo.reset()
             compiled = torch.compile(model, fullgraph=True, backend='aot_eager')
-            for train in (False, True):
-                for size in ((20, 24), (28, 16)):
-                    xs = torch.randn(2, 3, *size)
-                    with torch.no_grad():
-                        proj = [torch.randn_like(o) for o in ref.eval()(xs)]
-                    results[f'compiled cp={with_cp} train={train} size={size}'] = worst(
-                        run(compiled, xs, proj, train), run(ref, xs, proj, train))
+            for size in ((20, 24), (28, 16)):
+                xs = torch.randn(1, 3, *size)
+                with torch.no_grad():
+                    proj = [torch.randn_like(o) for o in ref.eval()(xs)]
+                results[f'compiled cp={with_cp} size={size}'] = worst(
+                    run(compiled, xs, proj, True), run(ref, xs, proj, True))
     print('RESULTS', json.dumps(results))
 ''')
 
@@ -247,6 +247,6 @@ def test_triton_with_checkpointing_and_the_dino_default_match_reference():
 @pytest.mark.timeout(900)
 def test_triton_compiles_fullgraph_with_and_without_checkpointing_and_matches_reference():
     results = _triton_matrix('compile')
-    assert len(results) == 8, results
+    assert len(results) == 4, results
     for name, worst in results.items():
         assert worst < 1e-5, (name, results)
