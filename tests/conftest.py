@@ -83,6 +83,22 @@ def repo_root():
     return REPO_ROOT
 
 
+# ------------------------------------------------------------------ built once per test run
+@pytest.fixture(scope='session')
+def cls_t_checkpoint(tmp_path_factory):
+    """FocalNet-T ImageNet classifier (configs/cls/focalnet_t_srf_in1k.py) with its initial
+    weights, built once per run: (the model, its mmengine checkpoint file). Tests only read both."""
+    from focalnet_mm.config.loading import load_config
+    from focalnet_mm.deploy import build_pytorch_model
+    torch.manual_seed(0)
+    model = build_pytorch_model(load_config(osp.join(REPO_ROOT, 'configs', 'cls',
+                                                     'focalnet_t_srf_in1k.py')), None)
+    model.init_weights()
+    path = str(tmp_path_factory.mktemp('cls_t') / 'cls.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return model.eval(), path
+
+
 class Server:
     """A real HTTP server on 127.0.0.1 (threads, HTTP/1.0: one request per connection).
 

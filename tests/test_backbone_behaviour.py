@@ -282,15 +282,16 @@ def test_jit_trace_matches_eager():
 
 
 def test_torch_compile_matches_eager_without_graph_breaks():
-    """aot_eager: inductor compiles this in ~4 minutes on the shared 2-core CPU machine."""
-    model = FocalNet(arch=SMALL, drop_path_rate=0.).eval()
+    """aot_eager: inductor compiles this in ~4 minutes on the shared 2-core CPU machine. Two
+    stages (a block, the downsample, a block) trace what four would, in half the time."""
+    model = FocalNet(arch=dict(SMALL, depths=(1, 1)), out_indices=(0, 1), drop_path_rate=0.).eval()
     image = torch.randn(1, 3, 37, 45)
     torch._dynamo.reset()
     compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
     with torch.no_grad():
         expected = model(image)
         got = compiled(image)
-    assert len(got) == 4
+    assert len(got) == 2
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6)
     torch._dynamo.reset()

@@ -40,7 +40,7 @@ def broken_coco(coco_mini, root):
     shutil.copytree(osp.join(coco_mini, 'images'), root / 'images')
     with open(osp.join(coco_mini, 'annotations.json')) as f:
         coco = json.load(f)
-    data = open(root / 'images' / TRUNCATED, 'rb').read()
+    data = (root / 'images' / TRUNCATED).read_bytes()
     (root / 'images' / TRUNCATED).write_bytes(data[:len(data) // 2])
     os.remove(root / 'images' / MISSING)
     anns = {a['id']: a for a in coco['annotations']}

@@ -164,3 +164,24 @@ default_hooks = dict(logger=dict(interval=1))
     assert not re.search(r'\[\d+/4\]', output)
     assert (tmp_path / 'work_dir' / 'epoch_1.pth').is_file()
     print(f'2-process CPU run took {time.time() - start:.0f}s')
+
+
+def test_each_runner_in_a_process_gets_a_visualizer_of_its_own(tmp_path):
+    """mmengine looks visualizers up by name: a second runner in one process (tools called
+    in-process) would get the first one's, with its class and save_dir. The runners' default
+    scope is dropped afterwards (later modules build with their own)."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope
+    from test_runner_resume import ToyRegressor
+
+    from focalnet_mm.runner_building import build_runner_from_cfg
+    MODELS.register_module('ToyRegressor', module=ToyRegressor, force=True)
+    with DefaultScope.overwrite_default_scope('mmengine'):
+        runners = [build_runner_from_cfg(Config(dict(
+            model=dict(type='ToyRegressor'), work_dir=str(tmp_path / name), experiment_name=name,
+            default_scope='mmengine', launcher='none',
+            visualizer=dict(type='Visualizer', name='cli_test_visualizer'))))
+            for name in ('first_runner', 'second_runner')]
+    first, second = (runner.visualizer for runner in runners)
+    assert first is not second and first.instance_name != second.instance_name
+    assert second.get_instance(second.instance_name) is second

@@ -74,7 +74,8 @@ confusion_tool = load_tool('tools/analysis_tools/confusion_matrix.py')
 def edit_template(template, out_path, **values):
     """What the docs tell a user to do: copy the template, change the values of its edit block
     (the copy lives in tmp_path, so its relative _base_ becomes absolute)."""
-    text = open(template).read()
+    with open(template) as f:
+        text = f.read()
     base = lambda m: f"_base_ = {osp.abspath(osp.join(osp.dirname(template), m[1]))!r}"  # noqa: E731
     text = re.sub(r"^_base_ = '(.*)'$", base, text, flags=re.M)
     for name, value in values.items():

@@ -128,7 +128,7 @@ def test_segmentor_export_and_checkpoint_paint_their_own_classes(tmp_path):
     """tools/infer.py paints a segmentor's results with the checkpoint's classes and colours, with
     --weights and with --onnx (mmseg's inferencer would use Cityscapes'), without mmseg's
     random-weights warnings for the export."""
-    from focalnet_mm.cli import load_config
+    from focalnet_mm.config.loading import load_config
     from focalnet_mm.deploy import build_pytorch_model
     config = osp.join(REPO_ROOT, 'configs', 'seg', 'demo', 'upernet_focalnet_t_srf_ade_demo.py')
     torch.manual_seed(0)
@@ -164,20 +164,8 @@ def ours_traced(caught):
             if issubclass(w.category, torch.jit.TracerWarning) and w.filename.startswith(package)]
 
 
-def classifier_checkpoint(tmp_path):
-    """FocalNet-T ImageNet classifier with its initial weights, as an mmengine checkpoint."""
-    from focalnet_mm.config.loading import load_config
-    from focalnet_mm.deploy import build_pytorch_model
-    torch.manual_seed(0)
-    model = build_pytorch_model(load_config(CLS_T), None)
-    model.init_weights()
-    path = str(tmp_path / 'cls.pth')
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return model, path
-
-
-def test_classifier_onnx_logits_match_at_two_sizes(tmp_path):
-    model, checkpoint = classifier_checkpoint(tmp_path)
+def test_classifier_onnx_logits_match_at_two_sizes(tmp_path, cls_t_checkpoint):
+    model, checkpoint = cls_t_checkpoint  # conftest: built once per run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', str(tmp_path / 'deploy'), '--dynamic'])
@@ -197,8 +185,8 @@ def test_classifier_onnx_logits_match_at_two_sizes(tmp_path):
         assert torch.equal(scores.argmax(-1), logits.argmax(-1))
 
 
-def test_static_classifier_export_has_fixed_shape(tmp_path):
-    _, checkpoint = classifier_checkpoint(tmp_path)
+def test_static_classifier_export_has_fixed_shape(tmp_path, cls_t_checkpoint):
+    _, checkpoint = cls_t_checkpoint
     out = str(tmp_path / 'deploy')
     onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', out, '--shape', '224', '224'])
     session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])

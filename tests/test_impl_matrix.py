@@ -9,6 +9,10 @@ LayerNorm'd features has a gradient of ~0, which would hide wrong gradients).
 
 ``triton`` runs under the Triton interpreter (TRITON_INTERPRET=1) in a subprocess, because triton
 reads the variable when kernels are defined.
+
+The bugs above need a block inside a stage, a downsample and a second stage, not FocalNet-T's
+size: every model here has two stages of one block each (channels 8 and 16) on small maps, so the
+quick loop stays quick (the interpreter costs per program, dynamo per traced module).
 """
 import json
 import os
@@ -24,9 +28,10 @@ from focalnet_mm.ops import triton_available
 
 from conftest import REPO_ROOT
 
-SMALL = dict(embed_dim=8, depths=(1, 1, 2, 1), focal_windows=3, drop_path_rate=0.0)
+#: two stages (a block, the downsample, a block), every output normed
+SMALL = dict(embed_dim=8, depths=(1, 1), focal_windows=3, drop_path_rate=0.0, out_indices=(0, 1))
 #: stage-0 map 25x29 = 725 positions: CPU training ``auto`` takes ``fast`` there (>= 24x24) and
-#: ``reference`` in the later stages, so ``auto`` mixes both
+#: ``reference`` in stage 1 (13x15), so ``auto`` mixes both
 SIZE = (2, 3, 100, 116)
 
 
@@ -83,13 +88,14 @@ def _counting_backend(graphs, backend):
     return count
 
 
-def _compile_and_compare(ref_model, impl, backend, modes, sizes):
+def _compile_and_compare(ref_model, impl, backend, modes, sizes, dynamic=None):
     """fullgraph=True raises on any graph break; every (mode, size) is compared with eager."""
     model = FocalNet('tiny_lrf', impl=impl, **SMALL)
     model.load_state_dict(ref_model.state_dict())
     torch._dynamo.reset()
     graphs = []
-    compiled = torch.compile(model, fullgraph=True, backend=_counting_backend(graphs, backend))
+    compiled = torch.compile(model, fullgraph=True, backend=_counting_backend(graphs, backend),
+                             dynamic=dynamic)
     gen = torch.Generator().manual_seed(1)
     for train in modes:
         for size in sizes:
@@ -109,14 +115,17 @@ def _compile_and_compare(ref_model, impl, backend, modes, sizes):
 def test_compiled_backbone_has_no_graph_breaks(reference_run, impl):
     """Dynamo's trace (the part that breaks graphs), eval and train, two input sizes: the second
     recompiles for the new shape (for ``auto`` on CPU training it also crosses the 24x24 map
-    size where the choice changes), which must not break the graph either."""
-    _compile_and_compare(reference_run[0], impl, 'eager', (False, True), ((64, 72), SIZE[2:]))
+    size where the choice changes), which must not break the graph either. Static shapes here
+    (half the trace time); the AOTAutograd test below recompiles with dynamic shapes."""
+    _compile_and_compare(reference_run[0], impl, 'eager', (False, True), ((64, 72), SIZE[2:]),
+                         dynamic=False)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_compiled_backbone_through_aot_autograd_matches_eager(reference_run):
-    """AOTAutograd (what inductor builds on) traces forward and backward of ``auto``."""
+    """AOTAutograd (what inductor builds on) traces forward and backward of ``auto``; the second
+    size recompiles with dynamic shapes (torch.compile's default)."""
     _compile_and_compare(reference_run[0], 'auto', 'aot_eager', (True, ), ((64, 72), SIZE[2:]))
 
 
@@ -139,27 +148,29 @@ _TRITON_MATRIX = textwrap.dedent('''
         return max(rel(s, t) for s, t in zip(a, b))
 
     torch.manual_seed(0)
-    small = dict(embed_dim=8, depths=(1, 1, 1, 1), focal_windows=3, drop_path_rate=0.0)
-    x = torch.randn(2, 3, 32, 36)
+    # two stages of one block (maps 5x6 and 3x3), one image: the interpreter's time grows with
+    # the rows it runs (the op below has two images)
+    small = dict(embed_dim=8, depths=(1, 1), focal_windows=3, drop_path_rate=0.0, out_indices=(0, 1))
+    x = torch.randn(1, 3, 20, 24)
     ref = FocalNet('tiny_lrf', impl='reference', **small)
     with torch.no_grad():
         projections = [torch.randn_like(o) for o in ref(x)]
     expected = {train: run(ref, x, projections, train) for train in (False, True)}
 
     if part == 'eager':
-        # the backbone: with_cp x train/eval (with_cp checkpoints non-reentrantly)
+        # the backbone with and without with_cp (non-reentrant checkpointing, active in training
+        # only: in eval mode the triton blocks run as without it)
         for with_cp in (False, True):
             model = FocalNet('tiny_lrf', impl='triton', with_cp=with_cp, **small)
             model.load_state_dict(ref.state_dict())
-            for train in (False, True):
-                results[f'backbone cp={with_cp} train={train}'] = worst(
-                    run(model, x, projections, train), expected[train])
+            results[f'backbone cp={with_cp} train=True'] = worst(
+                run(model, x, projections, True), expected[True])
         # the op under both checkpointing modes
-        src = torch.randn(2, 5, 7, 8, requires_grad=True)
-        gates = torch.randn(2, 5, 7, 3, requires_grad=True)
+        src = torch.randn(2, 3, 7, 8, requires_grad=True)
+        gates = torch.randn(2, 3, 7, 3, requires_grad=True)
         weights = [torch.randn(8, 1, k, k, requires_grad=True) for k in (3, 5)]
         leaves = [src, gates, *weights]
-        probe = torch.randn(2, 5, 7, 8)
+        probe = torch.randn(2, 3, 7, 8)
         want = 0.5 * _aggregate_reference(src, gates, weights, False).permute(0, 2, 3, 1)
         want = torch.autograd.grad((want * probe).sum(), leaves)
         for kernels in ('rows', 'tiled'):  # both kernel sets behind the custom op
@@ -175,14 +186,15 @@ _TRITON_MATRIX = textwrap.dedent('''
         cfg = Config.fromfile('configs/det/dino_focalnet_l_fl3_4scale_12e.py').model.backbone
         cfg.pop('type'), cfg.pop('init_cfg', None), cfg.pop('_delete_', None)
         assert cfg.get('impl') is None and cfg.with_cp is True, cfg
-        cfg.update(embed_dim=8, depths=(1, 1, 1, 1), drop_path_rate=0.0)
+        cfg.update(embed_dim=8, depths=(1, 1), out_indices=(0, 1), drop_path_rate=0.0,
+                   focal_levels=cfg.focal_levels[:2], focal_windows=cfg.focal_windows[:2])
         focal_context.AUTO_TABLE = tuple(
             focal_context.AutoRule('cpu', r.training, r.dtypes, r.impl, r.basis, 0, r.max_kernel)
             for r in focal_context.AUTO_TABLE if r.device == 'cuda')
         dino = FocalNet(**cfg)
         dino_ref = FocalNet(**dict(cfg, impl='reference', with_cp=False))
         dino_ref.load_state_dict(dino.state_dict())
-        xd = torch.randn(1, 3, 32, 36)
+        xd = torch.randn(1, 3, 20, 24)
         with torch.no_grad():
             proj_d = [torch.randn_like(o) for o in dino_ref(xd)]
         ran = []
@@ -192,17 +204,20 @@ _TRITON_MATRIX = textwrap.dedent('''
                                                      run(dino_ref, xd, proj_d, True))
         results['dino ran triton'] = float(len(ran))
     else:
-        # torch.compile(fullgraph=True): the custom op is one opaque node, no graph break
-        model = FocalNet('tiny_lrf', impl='triton', with_cp=part == 'compile_cp', **small)
-        model.load_state_dict(ref.state_dict())
-        compiled = torch.compile(model, fullgraph=True, backend='aot_eager')
-        for train in (False, True):
-            for size in ((32, 36), (40, 28)):
-                xs = torch.randn(2, 3, *size)
+        # torch.compile(fullgraph=True): the custom op is one opaque node, no graph break, with
+        # and without checkpointing (active in training only: the mode compiled here, forward
+        # and backward); the second size recompiles with dynamic shapes (the op's fake kernel)
+        for with_cp in (False, True):
+            model = FocalNet('tiny_lrf', impl='triton', with_cp=with_cp, **small)
+            model.load_state_dict(ref.state_dict())
+            torch._dynamo.reset()
+            compiled = torch.compile(model, fullgraph=True, backend='aot_eager')
+            for size in ((20, 24), (28, 16)):
+                xs = torch.randn(1, 3, *size)
                 with torch.no_grad():
                     proj = [torch.randn_like(o) for o in ref.eval()(xs)]
-                results[f'compiled train={train} size={size}'] = worst(
-                    run(compiled, xs, proj, train), run(ref, xs, proj, train))
+                results[f'compiled cp={with_cp} size={size}'] = worst(
+                    run(compiled, xs, proj, True), run(ref, xs, proj, True))
     print('RESULTS', json.dumps(results))
 ''')
 
@@ -220,9 +235,9 @@ def _triton_matrix(part):
 @pytest.mark.timeout(900)
 def test_triton_with_checkpointing_and_the_dino_default_match_reference():
     results = _triton_matrix('eager')
-    # each of the 4 blocks ran triton twice: the forward, and its recomputation by with_cp
-    assert results.pop('dino ran triton') == 8.0
-    assert len(results) == 9, results
+    # each of the 2 blocks ran triton twice: the forward, and its recomputation by with_cp
+    assert results.pop('dino ran triton') == 4.0
+    assert len(results) == 7, results
     for name, worst in results.items():
         assert worst < 1e-5, (name, results)
 
@@ -230,9 +245,8 @@ def test_triton_with_checkpointing_and_the_dino_default_match_reference():
 @pytest.mark.slow
 @pytest.mark.skipif(not triton_available(), reason='triton is not installed')
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize('part', ['compile', 'compile_cp'])
-def test_triton_compiles_fullgraph_and_matches_reference(part):
-    results = _triton_matrix(part)
+def test_triton_compiles_fullgraph_with_and_without_checkpointing_and_matches_reference():
+    results = _triton_matrix('compile')
     assert len(results) == 4, results
     for name, worst in results.items():
         assert worst < 1e-5, (name, results)

@@ -368,11 +368,14 @@ def make_coco_panoptic(coco_mini, root):
         pan = np.zeros((image['height'], image['width']), dtype=np.uint32)
         anns = sorted(coco.loadAnns(coco.getAnnIds(imgIds=image['id'])), key=lambda a: -a['area'])
         segments = []
-        for ann in anns:
-            pan[coco.annToMask(ann) > 0] = ann['id']
-        stuff_id = max([a['id'] for a in anns], default=0) + 1
+        # segment ids 1..n per image: COCO's annotation ids (up to 9e11) exceed the 24 bits of the
+        # RGB encoding (and uint32), and an overflowed id matched no pixel
+        for segment_id, ann in enumerate(anns, 1):
+            pan[coco.annToMask(ann) > 0] = segment_id
+        stuff_id = len(anns) + 1
         pan[pan == 0] = stuff_id
-        for segment_id, category_id, iscrowd in [(a['id'], a['category_id'], a['iscrowd']) for a in anns] + [
+        for segment_id, category_id, iscrowd in [(k, a['category_id'], a['iscrowd'])
+                                                 for k, a in enumerate(anns, 1)] + [
                 (stuff_id, STUFF['id'], 0)]:
             ys, xs = np.nonzero(pan == segment_id)
             if len(xs) == 0:  # hidden under smaller objects

@@ -255,6 +255,8 @@ class FocalNet(BaseModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        # the channel count is not compared while tracing: no input-dependent fact of the traced
+        # graph (its first convolution fixes it), and comparing traced sizes in Python only warns
         if x.dim() != 4 or (not torch.jit.is_tracing() and x.shape[1] != self.in_channels):
             raise ValueError(f'FocalNet expects NCHW input with {self.in_channels} channels, got shape '
                              f'{tuple(x.shape)}; set in_channels={x.shape[1] if x.dim() == 4 else "?"} '

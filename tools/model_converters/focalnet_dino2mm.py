@@ -289,7 +289,10 @@ def check_fits(state_dict, model) -> None:
         raise ValueError(f'The converted file does not cover the model: {len(missing)} model tensors '
                          f'missing (e.g. {missing[:3]}), {len(extra)} extra (e.g. {extra[:3]}); the '
                          'file was trained with another number of layers/levels than the config.')
-    model.load_state_dict(state_dict, strict=True)
+    meta = any(t.is_meta for t in model.state_dict().values())
+    # a meta model: a copy of it takes the tensors themselves (copying into meta tensors is a
+    # no-op that torch warns about once per tensor); keys and shapes are checked either way
+    (copy.deepcopy(model) if meta else model).load_state_dict(state_dict, strict=True, assign=meta)
 
 
 def write_report(rows, path) -> None:
