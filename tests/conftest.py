@@ -58,6 +58,18 @@ def yacs_cfg_node(monkeypatch):
     return CfgNode
 
 
+@pytest.fixture(autouse=True)
+def default_scope_as_found():
+    """Each test leaves mmengine's default scope as it found it: the current DefaultScope is the
+    last one created (a tool run in-process leaves its own behind) and the libraries' registries
+    build in it, so a later test's ``MODELS.build`` would otherwise depend on the test order."""
+    from mmengine.registry import DefaultScope
+    before = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)
+
+
 def shared_dataset(name):
     path = osp.join(SHARED_DATA, name)
     if not osp.isdir(path):
