@@ -49,7 +49,8 @@ def test_a_foreign_config_gets_each_substitution_listed_in_one_block(monkeypatch
     path.write_text("_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'\n")
     cfg = Config.fromfile(str(path))
     blocks = []
-    monkeypatch.setattr(safe_training, '_log_once', lambda message, level=None: blocks.append(message))
+    monkeypatch.setattr(safe_training, '_log_on_first_rank',
+                        lambda message, level=None: blocks.append(message))
     changes = make_training_safe(cfg)
     assert changes == [
         'default_hooks.checkpoint.type: CheckpointHook -> SafeCheckpointHook',

@@ -58,7 +58,7 @@ def _safe_type(kind):
     return kind
 
 
-def _log_once(message: str, level: int = logging.WARNING) -> None:
+def _log_on_first_rank(message: str, level: int = logging.WARNING) -> None:
     """Print on the first process only (tools run before the process group exists)."""
     if os.environ.get('RANK', '0') == '0':
         print_log(message, logger='current', level=level)
@@ -141,7 +141,7 @@ def wrap_datasets_by_runner(cfg: Config) -> List[str]:
 def log_substitutions(changes: List[str]) -> None:
     """The one log block that lists what a tool added to the config."""
     if changes:
-        _log_once(f'The config lacks what {FRAGMENT} names; added for this run:\n  '
+        _log_on_first_rank(f'The config lacks what {FRAGMENT} names; added for this run:\n  '
                   + '\n  '.join(changes)
                   + f'\nInherit {FRAGMENT} (docs/training.md "Safe training") to name them in the config.')
 
@@ -195,9 +195,10 @@ def _resolve_resume(cfg: Config, resume: str) -> None:
     if resume == 'auto':
         path, skipped = find_resumable_checkpoint(cfg.work_dir)
         for bad, why in skipped:
-            _log_once(f'--resume: skipping {bad}, which cannot be read back ({why})')
+            _log_on_first_rank(f'--resume: skipping {bad}, which cannot be read back ({why})')
         if path is None:
-            _log_once(f'--resume: no checkpoint in {cfg.work_dir} yet; training from the start', logging.INFO)
+            _log_on_first_rank(f'--resume: no checkpoint in {cfg.work_dir} yet; training from the start',
+                               logging.INFO)
         cfg.load_from = path
         return
     if not os.path.isfile(resume):
