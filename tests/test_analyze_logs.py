@@ -126,7 +126,8 @@ def test_readme_main_job_trains_evaluates_and_draws_curves(tmp_path):
     assert f'predictions  : {work_dir / "predictions.png"} (4 validation images' in proc.stdout
     picture = np.asarray(Image.open(work_dir / 'predictions.png').convert('RGB'))
     size = Image.open(next((tmp_path / 'data' / 'val').iterdir())).size
-    assert picture.shape[1] == 2 * size[0] and picture.shape[0] >= 4 * size[1] and picture.std() > 5
+    # two columns (ground truth, prediction) with stack_labelled_columns' 4-pixel gap between them
+    assert picture.shape[1] == 2 * size[0] + 4 and picture.shape[0] >= 4 * size[1] and picture.std() > 5
     assert 'requires_grad' not in proc.stderr  # no warning of the demo's own
     curves = np.asarray(Image.open(work_dir / 'curves.png').convert('L'))  # loss, loss_mask, lr, 2 mAP
     assert curves.shape == (round(2.8 * 5 * 120), 8 * 120) and curves.std() > 5
