@@ -4,6 +4,7 @@ import http.server
 import os
 import os.path as osp
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -70,6 +71,16 @@ def default_scope_as_found():
     DefaultScope._instance_dict.update(before)
 
 
+def sweep(values, quick):
+    """Parameters of a sweep over every config or preset: the ``quick`` ones run in the quick loop,
+    the others are marked slow and run in the whole suite (they repeat the quick ones' code paths
+    at other sizes). ``quick`` must name values of the sweep."""
+    values = list(values)
+    unknown = set(quick) - set(values)
+    assert not unknown, f'quick values not in the sweep: {sorted(unknown)}'
+    return [v if v in quick else pytest.param(v, marks=pytest.mark.slow) for v in values]
+
+
 def shared_dataset(name):
     path = osp.join(SHARED_DATA, name)
     if not osp.isdir(path):
@@ -95,16 +106,52 @@ def repo_root():
     return REPO_ROOT
 
 
+#: Prepended to a script run under Triton's interpreter. The interpreter checks every 32-bit
+#: integer add, sub and mul for overflow (about 40 % of its time on these kernels); compiled
+#: kernels check nothing unless built with debug=True, and the maps tested here index far below
+#: 2**31, so the check could not fire and only costs time.
+_INTERPRETER_PREAMBLE = (
+    'import dataclasses\n'
+    'from triton.runtime.interpreter import interpreter_builder as _builder\n'
+    '_builder.options = dataclasses.replace(_builder.options, sanitize_overflow=False)\n')
+
+
+def run_triton_script(script, *args, timeout, interpret=True):
+    """``python -c script args`` from the repository root, under the Triton interpreter unless
+    ``interpret`` is False (compiled kernels on a GPU). A subprocess: triton reads
+    ``TRITON_INTERPRET`` when its kernels are defined. Fails with the script's stderr; returns
+    its stdout."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('FOCALNET_IMPL', None)
+    env.pop('TRITON_INTERPRET', None)
+    if interpret:
+        env['TRITON_INTERPRET'] = '1'
+        script = _INTERPRETER_PREAMBLE + script
+    proc = subprocess.run([sys.executable, '-c', script, *args], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
 # ------------------------------------------------------------------ built once per test run
+#: FocalNet-T's classifier with one block per stage (T's widths, stem, levels and head): what an
+#: export proves does not depend on the number of blocks, and tracing 12 of them took seconds
+CLS_T_SHALLOW = {'model.backbone.depths': [1, 1, 1, 1]}
+#: the same, as a tool's command-line flags
+CLS_T_SHALLOW_ARGS = ['--cfg-options'] + [f'{k}={v}'.replace(' ', '') for k, v in CLS_T_SHALLOW.items()]
+
+
 @pytest.fixture(scope='session')
 def cls_t_checkpoint(tmp_path_factory):
-    """FocalNet-T ImageNet classifier (configs/cls/focalnet_t_srf_in1k.py) with its initial
-    weights, built once per run: (the model, its mmengine checkpoint file). Tests only read both."""
+    """The FocalNet-T ImageNet classifier (configs/cls/focalnet_t_srf_in1k.py with
+    ``CLS_T_SHALLOW``) with its initial weights, built once per run: (the model, its
+    mmengine checkpoint file). Tests only read both."""
     from focalnet_mm.config.loading import load_config
     from focalnet_mm.deploy import build_pytorch_model
     torch.manual_seed(0)
-    model = build_pytorch_model(load_config(osp.join(REPO_ROOT, 'configs', 'cls',
-                                                     'focalnet_t_srf_in1k.py')), None)
+    cfg = load_config(osp.join(REPO_ROOT, 'configs', 'cls', 'focalnet_t_srf_in1k.py'))
+    cfg.merge_from_dict(CLS_T_SHALLOW)
+    model = build_pytorch_model(cfg, None)
     model.init_weights()
     path = str(tmp_path_factory.mktemp('cls_t') / 'cls.pth')
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)

@@ -281,6 +281,7 @@ def test_jit_trace_matches_eager():
             torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow  # the quick loop traces auto (train and eval) in test_impl_matrix
 def test_torch_compile_matches_eager_without_graph_breaks():
     """aot_eager: inductor compiles this in ~4 minutes on the shared 2-core CPU machine. Two
     stages (a block, the downsample, a block) trace what four would, in half the time."""

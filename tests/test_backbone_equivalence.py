@@ -21,6 +21,7 @@ import focalnet_mm  # noqa: F401  (registers FocalNet)
 from focalnet_mm.archs import ARCHS, DEFAULTS, TIMM_NAMES
 from focalnet_mm.models import FocalNet
 
+from conftest import sweep
 from meta_build import on_meta
 
 timm_focalnet = pytest.importorskip('timm.models.focalnet')
@@ -164,7 +165,13 @@ def test_timm_entry_points_use_our_preset_flags():
     assert len(TIMM_NAMES) == 12
 
 
-@pytest.mark.parametrize('preset', list(TIMM_NAMES))
+#: the quick loop's presets: each flag the presets use (levels 2/3/4, window 5, conv embed, post-LN,
+#: layer scale, post-LN in modulation, normalize_modulator); the others repeat these flags at
+#: other widths and depths and run in the whole suite
+QUICK_PRESETS = ('tiny_srf', 'tiny_lrf', 'large_fl3', 'large_fl4', 'huge_fl3')
+
+
+@pytest.mark.parametrize('preset', sweep(TIMM_NAMES, QUICK_PRESETS))
 def test_stage_maps_match_timm(preset):
     large = ARCHS[preset].get('use_conv_embed', False)
     arch = dict(ARCHS[preset], depths=LARGE_DEPTHS) if large else preset

@@ -34,6 +34,7 @@ def assert_one_line_error(proc, *fragments):
     return lines[-1]
 
 
+@pytest.mark.slow  # tools/train.py in a subprocess: the quick loop checks the same errors in-process
 def test_missing_coco_fails_in_one_line_naming_layout_and_readme_before_building(tmp_path):
     work_dir = tmp_path / 'work_dir'
     proc, seconds = run_tool('tools/train.py', MAIN_CONFIG, '--work-dir', str(work_dir),

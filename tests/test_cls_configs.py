@@ -19,7 +19,7 @@ from mmpretrain.registry import MODELS
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 from focalnet_mm.archs import ARCHS, TIMM_NAMES
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, sweep
 from meta_build import on_meta
 
 #: number of classes of each preset's released classification head
@@ -47,6 +47,11 @@ PRESET_CONFIGS = {
     'focalnet_h_fl3_in22k.py': ('huge_fl3', 0.5, 224, 256),
     'focalnet_h_fl4_in22k.py': ('huge_fl4', 0.5, 224, 256),
 }
+
+#: the quick loop's configs: one per family (hierarchical 1k, isotropic, 22k at 384 with the
+#: large flags, small images); the whole suite builds every one
+QUICK = ('focalnet_t_srf_in1k.py', 'focalnet_t_iso_in1k.py', 'focalnet_l_fl4_in22k_384.py',
+         'focalnet_cifar10_32x32.py')
 
 RUN_FOR_REAL_ELSEWHERE = {
     'focalnet_t_srf_in1k.py', 'focalnet_t_lrf_in1k.py', 'focalnet_s_srf_in1k.py',
@@ -98,7 +103,7 @@ def test_every_released_checkpoint_has_a_config():
     assert {arch for arch, *_ in PRESET_CONFIGS.values()} == set(NUM_CLASSES)
 
 
-@pytest.mark.parametrize('name', ALL_CONFIGS)
+@pytest.mark.parametrize('name', sweep(ALL_CONFIGS, QUICK))
 def test_config_builds_and_runs_on_meta(name, meta_device):
     cfg = load(name)
     assert cfg.custom_imports == dict(imports=['focalnet_mm'], allow_failed_imports=False)
@@ -118,7 +123,7 @@ def test_config_builds_and_runs_on_meta(name, meta_device):
     assert cfg.model.head.in_channels == backbone.num_features[-1]
 
 
-@pytest.mark.parametrize('name', list(PRESET_CONFIGS))
+@pytest.mark.parametrize('name', sweep(PRESET_CONFIGS, set(QUICK) & set(PRESET_CONFIGS)))
 def test_preset_config_matches_release(name, meta_device):
     arch, drop_path, crop, resize = PRESET_CONFIGS[name]
     cfg = load(name)

@@ -18,7 +18,7 @@ from mmengine.registry import DefaultScope  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 from timm.models.focalnet import checkpoint_filter_fn  # noqa: E402
 
-from conftest import REPO_ROOT  # noqa: E402
+from conftest import REPO_ROOT, sweep  # noqa: E402
 from meta_build import on_meta  # noqa: E402
 
 #: config -> (arch, image side): T at its 224, the deeper S/B at 160, the 200M-parameter L at 96
@@ -98,7 +98,12 @@ def relative_error(actual, expected):
     return ((actual - expected).abs().max() / expected.abs().max()).item()
 
 
-@pytest.mark.parametrize('config_name', list(CASES))
+#: the quick loop: T (the default head and layout) and L (22k head, conv stem, post-LN, layer
+#: scale); S and B repeat T's layout at other depths and widths (whole suite)
+QUICK = ('focalnet_t_srf_in1k.py', 'focalnet_l_fl3_in22k_384.py')
+
+
+@pytest.mark.parametrize('config_name', sweep(CASES, QUICK))
 def test_classifier_logits_match_timm(config_name):
     arch, side = CASES[config_name]
     classifier = build_classifier(config_name)

@@ -79,10 +79,12 @@ def fresh_import():
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter (import-time behaviour)
 def test_config_bases_resolve_without_pkg_resources(fresh_import):
     assert 'config: MaskRCNN FocalNet 36' in fresh_import.splitlines()
 
 
+@pytest.mark.slow  # a fresh interpreter (import-time behaviour)
 def test_import_draws_nothing_and_the_first_backbone_logs_the_fixes_once(fresh_import):
     assert 'matplotlib imported: False' in fresh_import  # the hook imports it when it first draws
     logged = [line for line in fresh_import.splitlines() if 'focalnet_mm.compat:' in line]

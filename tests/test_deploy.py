@@ -13,7 +13,7 @@ import torch
 
 from focalnet_mm.deploy import match_detections
 
-from conftest import REPO_ROOT, load_tool
+from conftest import CLS_T_SHALLOW_ARGS, REPO_ROOT, load_tool
 
 pytest.importorskip('mmdeploy')
 ort = pytest.importorskip('onnxruntime')
@@ -168,7 +168,8 @@ def test_classifier_onnx_logits_match_at_two_sizes(tmp_path, cls_t_checkpoint):
     model, checkpoint = cls_t_checkpoint  # conftest: built once per run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', str(tmp_path / 'deploy'), '--dynamic'])
+        onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', str(tmp_path / 'deploy'), '--dynamic',
+                                          *CLS_T_SHALLOW_ARGS])
     assert not ours_traced(caught), ours_traced(caught)
     session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
     assert [d for d in session.get_inputs()[0].shape] == ['batch', 3, 'height', 'width']
@@ -188,7 +189,8 @@ def test_classifier_onnx_logits_match_at_two_sizes(tmp_path, cls_t_checkpoint):
 def test_static_classifier_export_has_fixed_shape(tmp_path, cls_t_checkpoint):
     _, checkpoint = cls_t_checkpoint
     out = str(tmp_path / 'deploy')
-    onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', out, '--shape', '224', '224'])
+    onnx_file, _ = deploy_tool.main([CLS_T, checkpoint, '--out', out, '--shape', '224', '224',
+                                      *CLS_T_SHALLOW_ARGS])
     session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
     assert session.get_inputs()[0].shape == [1, 3, 224, 224]
     with pytest.raises(Exception, match='(?i)dimension|shape'):

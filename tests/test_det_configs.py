@@ -21,7 +21,7 @@ from mmengine.registry import DefaultScope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 
-from conftest import REPO_ROOT, load_tool
+from conftest import REPO_ROOT, load_tool, sweep
 from meta_build import on_meta
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
@@ -45,6 +45,10 @@ CONFIGS = sorted(osp.splitext(osp.basename(p))[0] for p in glob.glob(osp.join(DE
 
 # #Params (M) of the official model-zoo tables (microsoft/FocalNet README.md, "Object Detection
 # on COCO"), measured there with mmdet 2.x get_flops.py.
+#: the quick loop builds one detector of each family (the entry config's T LRF 3x); the whole
+#: suite builds every config
+QUICK = ('maskrcnn_focalnet_t_lrf_3x', 'cascade_maskrcnn_focalnet_t_lrf_3x', 'atss_focalnet_t_lrf_3x',
+         'sparsercnn_focalnet_t_lrf_3x')
 OFFICIAL_PARAMS_M = {
     'maskrcnn_focalnet_t_srf_3x': 48.6,
     'maskrcnn_focalnet_s_srf_3x': 70.8,
@@ -126,7 +130,7 @@ def test_entry_point_is_the_t_lrf_3x_config():
     assert alias.to_dict() == target.to_dict()
 
 
-@pytest.mark.parametrize('name', EXPECTED)
+@pytest.mark.parametrize('name', sweep(EXPECTED, QUICK))
 def test_model_builds_with_official_kernels(name):
     det, size, rf, _ = NAME.match(name).groups()
     cfg, model = built(name)
@@ -172,7 +176,7 @@ def test_backbone_and_neck_fit_together(name):
     assert feats[0].shape[-2:] == (64 // first_stride, 96 // first_stride)
 
 
-@pytest.mark.parametrize('name', sorted(OFFICIAL_PARAMS_M))
+@pytest.mark.parametrize('name', sweep(sorted(OFFICIAL_PARAMS_M), set(QUICK) & set(OFFICIAL_PARAMS_M)))
 def test_param_count_matches_official_table(name):
     _, model = built(name)
     assert abs(num_params(model) / 1e6 - OFFICIAL_PARAMS_M[name]) <= 0.2
@@ -186,7 +190,7 @@ def test_tiny_lrf_param_count_is_srf_plus_third_level():
     assert num_params(lrf) / 1e6 - 48.8 > 0.5  # the published 48.8M: see the comment above
 
 
-@pytest.mark.parametrize('name', EXPECTED)
+@pytest.mark.parametrize('name', sweep(EXPECTED, QUICK))
 def test_optimizer_exempts_exactly_the_norms_from_decay(name):
     """Built optimizer: every LayerNorm (name containing 'norm') has weight decay 0, the rest
     the recipe's decay (Sparse R-CNN: no exemption, as the official config)."""

@@ -25,7 +25,7 @@ import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm.archs import resolve_arch
 
-from conftest import REPO_ROOT, load_tool
+from conftest import REPO_ROOT, load_tool, sweep
 from meta_build import norm_parameter_names, on_meta, optimizer_groups
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
@@ -75,6 +75,9 @@ DINO_CONFIGS = sorted(osp.splitext(osp.basename(p))[0]
 ARCHITECTURES = ['dino_focalnet_l_fl3_4scale_12e', 'dino_focalnet_l_fl4_4scale_12e',
                  'dino_focalnet_l_fl4_5scale_12e', 'dino_focalnet_xl_fl4_5scale_12e',
                  'dino_focalnet_h_fl4_5scale_12e']
+#: the quick loop's: L fl3 (4 scales, the with_cp default) and H fl4 (5 scales, post-LN in
+#: modulation); the others run in the whole suite
+QUICK = ('dino_focalnet_l_fl3_4scale_12e', 'dino_focalnet_h_fl4_5scale_12e')
 #: parameters of the whole detector, counted on these configs. No count was published for
 #: FocalNet DINO; the backbone part is checked against timm's independent FocalNet below.
 PARAMS = {
@@ -170,7 +173,7 @@ def num_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize('name', ARCHITECTURES)
+@pytest.mark.parametrize('name', sweep(ARCHITECTURES, QUICK))
 def test_param_count_and_backbone_equals_timm(name):
     """Whole detector: our count (no published one); backbone: timm's FocalNet of the same preset
     (an independent implementation) minus its classifier norm/head plus our output norms."""
@@ -314,7 +317,7 @@ def dino_checkpoint(name, **kwargs):
     return {'model': model_sd, 'args': args, 'epoch': 11}
 
 
-@pytest.mark.parametrize('name', ARCHITECTURES)
+@pytest.mark.parametrize('name', sweep(ARCHITECTURES, QUICK))
 def test_real_size_checkpoint_converts_and_loads_strictly(name):
     """Every key of the FocalNet-DINO layout is placed or dropped with a reason, every model
     tensor is produced, and the model of the real config loads it strictly (meta device)."""

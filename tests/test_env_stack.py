@@ -9,6 +9,7 @@ import torch
 mmcv_ops = pytest.importorskip('mmcv.ops', reason='mmcv without compiled ops: run bash tools/setup_env.sh')
 
 
+@pytest.mark.slow  # a fresh interpreter importing the whole stack (the installed set, not our code)
 def test_stack_imports_together_in_a_fresh_interpreter(repo_root):
     """The order a user's config meets it (OpenMMLab first, the plugin through custom_imports),
     with the pinned transformers installed: mmpretrain 1.2.0 imports names that transformers 4.52

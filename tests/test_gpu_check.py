@@ -63,6 +63,7 @@ def test_gpu_check_script_parses_and_rejects_a_bad_device(repo_root, tmp_path):
     assert not osp.exists(osp.join(repo_root, 'tools', 'analysis_tools', 'run_gpu_benchmarks.sh'))
 
 
+@pytest.mark.slow  # the whole script in bash, with its Python environment report
 def test_gpu_check_stays_within_its_budget_and_says_what_it_skipped(repo_root, tmp_path):
     """One device call may run 10 minutes: with the budget spent, every step is skipped (logged
     as SKIPPED) instead of running past it, and the script says so in its exit status."""

@@ -18,8 +18,10 @@ import torch
 
 from focalnet_mm.ops import triton_available
 
+from conftest import REPO_ROOT as REPO
+from conftest import run_triton_script
+
 pytestmark = pytest.mark.skipif(not triton_available(), reason='triton is not installed')
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CANDIDATE_NAMES = ['h4w32c32n4-g4x32r64', 'h4w64c32n4-g8x32r64', 'h2w64c32n8-g8x32r64',
                    'h4w64c32n8-g8x32r64']
 
@@ -96,15 +98,8 @@ _CHECKS = textwrap.dedent('''
 
 def _run_checks(group, timeout):
     """The _CHECKS group's results: under the interpreter, or compiled on CUDA for 'gpu'."""
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    env.pop('TRITON_INTERPRET', None)
-    if group != 'gpu':
-        env['TRITON_INTERPRET'] = '1'
-    env.pop('FOCALNET_IMPL', None)
-    proc = subprocess.run([sys.executable, '-c', _CHECKS, group], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.split('RESULT', 1)[1])
+    stdout = run_triton_script(_CHECKS, group, timeout=timeout, interpret=group != 'gpu')
+    return json.loads(stdout.split('RESULT', 1)[1])
 
 
 @pytest.fixture(scope='module')

@@ -59,6 +59,7 @@ def panel(pixels, row, col, width, height, cols):
     return pixels[cy - 20:cy + 20, cx - 40:cx + 40]
 
 
+@pytest.mark.slow  # a detector on six real images; the quick loop draws one classification image
 def test_tool_with_detection_config_on_coco_mini(coco_mini, repo_root, tmp_path):
     config, levels = detection_config(repo_root, tmp_path)
     images_dir = osp.join(coco_mini, 'images')
