@@ -7,6 +7,7 @@ broken file once (DataLoader workers included); a NaN loss injected at iteration
 before the weights change, leaving iter_{k-1}.pth as the last checkpoint, or (mode=drop) drops
 the batch and goes on.
 """
+import gc
 import glob
 import json
 import os
@@ -21,6 +22,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from PIL import Image
 from test_custom_dataset import DET_TEMPLATE, SEG_TEMPLATE, TINY_DET, TINY_SEG, edit_template, error_of
+from torch._utils import ExceptionWrapper  # what a DataLoader worker sends back on an error
 
 import focalnet_mm  # noqa: F401  (registers the wrapper, the optimizer wrappers and the hook)
 from focalnet_mm.config.safe_training import make_training_safe
@@ -224,12 +226,32 @@ def test_skip_bad_samples_counts_across_workers_and_stops_beyond_the_share():
         values = torch.cat(list(loader)).tolist()
         assert len(values) == 20 and 1 not in values and 3 not in values
     assert dataset.bad_count == 2  # marked by the workers, seen by the main process
-    # the stop: one more bad sample than the share allows, named in one line
+    # the stop: one more bad sample than the share allows, named in one line; a worker's error
+    # reaches the main process through torch's ExceptionWrapper, as below
+    dataset = SkipBadSamples(_Listed(10), max_bad_share=0.1, max_bad_count=0)  # at most 1 of 10
+    dataset[1]
+    try:
+        dataset[3]
+    except TooManyBadSamplesError:
+        wrapped = ExceptionWrapper(where='in DataLoader worker process 1')
+    with pytest.raises(TooManyBadSamplesError) as error:
+        wrapped.reraise()
+    assert_stop_line(error.value)
+
+
+@pytest.mark.slow  # after an error in a worker, torch's DataLoader takes 10 s to stop its workers
+def test_the_stop_raised_in_a_worker_reaches_the_main_process_in_one_line():
     dataset = SkipBadSamples(_Listed(10), max_bad_share=0.1, max_bad_count=0)  # at most 1 of 10
     dataset[1]
     with pytest.raises(TooManyBadSamplesError) as error:
         list(torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2))
-    message = one_line(error.value)
+    assert_stop_line(error.value)
+    del error  # its traceback holds the loader's iterator: stop its workers in this test
+    gc.collect()
+
+
+def assert_stop_line(error):
+    message = one_line(error)
     assert message.startswith('2 of 10 samples (20.0%) cannot be loaded, more than '
                               'skip_bad_samples.max_share=0.1 allows (1 of 10; max_count=0); '
                               'the last: img3.jpg')
