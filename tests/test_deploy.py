@@ -186,6 +186,7 @@ def test_classifier_onnx_logits_match_at_two_sizes(tmp_path, cls_t_checkpoint):
         assert torch.equal(scores.argmax(-1), logits.argmax(-1))
 
 
+@pytest.mark.slow  # a second export: the quick loop exports the dynamic one
 def test_static_classifier_export_has_fixed_shape(tmp_path, cls_t_checkpoint):
     _, checkpoint = cls_t_checkpoint
     out = str(tmp_path / 'deploy')

@@ -316,11 +316,12 @@ _INTERPRETER_CHECK = textwrap.dedent('''
 
     # several tiles in every dimension: a 7x7 level takes BLOCK_C 64 and BLOCK_W 8, so C=72 is
     # two channel tiles (the second partial) and W=9 two column tiles (the second partial); the
-    # 3x3 level one partial 128-channel tile; B=2 checks batch indexing; P = 36 pixels leaves a
-    # partial gate-backward block of 16
+    # 3x3 level one partial 128-channel tile; P = 18 pixels leaves a partial gate-backward block
+    # of 16 (one image: the interpreter's time is per row; the next case has two)
     assert triton_focal.conv_tiles(72, 7) == (8, 64), triton_focal.conv_tiles(72, 7)
-    report('tiles_fp32', op_vs_reference((2, 2, 9, 72), [3, 7], torch.float32, 1 / 3))
-    # a partial last weight-gradient group: B*H = 10 rows in groups of 3 (4 groups, last has 1)
+    report('tiles_fp32', op_vs_reference((1, 2, 9, 72), [3, 7], torch.float32, 1 / 3))
+    # two images (batch indexing) and a partial last weight-gradient group: B*H = 10 rows in
+    # groups of 3 (4 groups, the last has 1)
     triton_focal._WGRAD_GROUPS = 4
     report('partial_group_fp32', op_vs_reference((2, 5, 3, 8), [3, 5], torch.float32, 1.0))
     triton_focal._WGRAD_GROUPS = 64
