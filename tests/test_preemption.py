@@ -12,6 +12,7 @@ arch) on 16 generated 32x32 images, with a deterministic pipeline so that weight
 exactly; a shuffled sampler and per-iteration plus per-epoch LR schedules make the data order and
 the scheduler state matter. The in-process ones train a 3-parameter toy model.
 """
+import multiprocessing
 import os
 import os.path as osp
 import re
@@ -138,14 +139,16 @@ ITER_LOOP = dict(train_cfg=dict(type='IterBasedTrainLoop', max_iters=12),
 
 def toy_runner(work_dir, name, max_keep_ckpts=-1, resume=False, hooks=(), payload_mb=0,
                load_from=None, train_cfg=EPOCH_LOOP, sampler=None, checkpoint=None,
-               param_scheduler=None):
-    """By default 4 iterations per epoch, a shuffled sampler, 3 epochs."""
+               param_scheduler=None, num_workers=0):
+    """By default 4 iterations per epoch, a shuffled sampler, 3 epochs, no loader workers
+    (``num_workers`` > 0: persistent ones)."""
     torch.manual_seed(0)
     data = [dict(inputs=x) for x in torch.randn(8, 2, generator=torch.Generator().manual_seed(0))]
     return Runner(model=_Toy(payload_mb), work_dir=str(work_dir), experiment_name=name,
                   train_dataloader=dict(dataset=data,
                                         sampler=sampler or dict(type='DefaultSampler', shuffle=True),
-                                        batch_size=2, collate_fn=dict(type='default_collate')),
+                                        batch_size=2, collate_fn=dict(type='default_collate'),
+                                        num_workers=num_workers, persistent_workers=num_workers > 0),
                   optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
                   param_scheduler=param_scheduler, train_cfg=train_cfg,
                   default_hooks=dict(checkpoint=dict(dict(type='SafeCheckpointHook', interval=1,
@@ -267,6 +270,18 @@ def test_sigterm_in_an_iteration_loop_saves_that_iteration_and_resumes_to_the_sa
     assert sorted(p.name for p in run.glob('.*.tmp')) == ['.notes.tmp']
     assert_same_parameters(resumed.model, reference.model)
     assert resumed.optim_wrapper.get_lr()['lr'] == pytest.approx([0.01])  # after the milestone
+
+
+def test_a_run_that_ends_ends_its_persistent_loader_workers(tmp_path):
+    """The loader workers ignore SIGTERM (a stop signal is the main process's to handle), and
+    persistent ones outlive each epoch: left running, multiprocessing's join at exit would wait for
+    them forever (a finished run that never exits)."""
+    before = set(multiprocessing.active_children())
+    runner = toy_runner(tmp_path, 'workers_end', train_cfg=dict(EPOCH_LOOP, max_epochs=2), num_workers=2)
+    runner.train()
+    assert runner.epoch == 2
+    left = [p for p in multiprocessing.active_children() if p not in before]
+    assert left == [], f'loader workers still running after training: {left}'
 
 
 def test_resume_checks_the_file_and_names_what_it_skips(tmp_path):
