@@ -34,6 +34,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def dist_train(args, timeout):
+    """``bash tools/dist_train.sh ARGS`` run from the repository root, finished: a free port (a
+    second try if another process took it meanwhile, e.g. another pytest-xdist worker), this
+    interpreter (a worktree or CI clone may have no .venv of its own), one thread per rank, no GPU."""
+    import subprocess
+    for _ in range(2):
+        env = dict(os.environ, PORT=str(free_port()), PYTHON=sys.executable, OMP_NUM_THREADS='1',
+                   CUDA_VISIBLE_DEVICES='')
+        proc = subprocess.run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), *args],
+                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        if 'address already in use' not in (proc.stdout + proc.stderr).lower():
+            break
+    return proc
+
+
 def perturb_(model, seed=0):
     """Random non-trivial values everywhere (norm weights too), so a swapped key shows."""
     gen = torch.Generator().manual_seed(seed)
