@@ -184,6 +184,37 @@ def upernet_camvid_run(tmp_path_factory):
     return build_once(tmp_path_factory, 'upernet_camvid', build)
 
 
+@pytest.fixture(scope='session')
+def custom_det_run(tmp_path_factory):
+    """The detection template (configs/det/custom) edited for coco_mini renamed as a 4-class set
+    (test_custom_dataset.make_det_set / det_config), tiny model (TINY_DET), trained 2 epochs by
+    tools/train.py, once per run: the custom-set end-to-end test and the class-order test check
+    the same training. Returns the data root, its number of objects, the config, the work dir,
+    the runner's epoch and iteration, the run's log, and the class names the training's data set
+    gives each image's objects (``labelled``: [image id, [names]] pairs, from its labels). Tests
+    only read them."""
+    coco_mini = shared_dataset('coco_mini')
+
+    def build(folder):
+        from test_custom_dataset import TINY_DET, det_config, make_det_set, read_log
+        num_objects = make_det_set(coco_mini, folder / 'data')
+        config = det_config(folder, folder / 'data')
+        work_dir = str(folder / 'work')
+        runner = load_tool('tools/train.py', 'shared_custom_det_train').main(
+            [config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET +
+            ['visualizer.name=custom_det_train'])
+        dataset = runner.train_dataloader.dataset
+        while hasattr(dataset, 'dataset'):  # SkipBadSamples
+            dataset = dataset.dataset
+        classes = dataset.metainfo['classes']
+        labelled = [[info['img_id'], [classes[o['bbox_label']] for o in info['instances']]]
+                    for info in map(dataset.get_data_info, range(len(dataset)))]
+        return dict(data_root=str(folder / 'data'), num_objects=num_objects, config=config,
+                    work_dir=work_dir, epoch=runner.epoch, iter=runner.iter, log=read_log(work_dir),
+                    labelled=labelled)
+    return build_once(tmp_path_factory, 'custom_det', build)
+
+
 def copy_work_dir(src, dst):
     """A copy of a shared training's work dir that a test may resume in or write to: its
     last_checkpoint names the copy's checkpoint, not the shared one."""
