@@ -329,8 +329,10 @@ def test_mask_rcnn_rewriters_each_needed_for_mmdet_results(mask_rcnn, left_out):
 @pytest.mark.slow  # builds a (tiny) Cascade Mask R-CNN
 def test_cascade_rewriter_needed_for_class_specific_stages():
     from focalnet_mm.deploy import make_deploy_config
+    # 20 detections an image (the recipe keeps 100): the 10 best are compared, and the mask head
+    # of each of the 3 stages runs on every detection kept (most of this test's time at 100)
     cfg, model = tiny_detector('configs/det/cascade_maskrcnn_focalnet_t_lrf_3x.py',
-                               test_cfg=dict(rcnn=dict(score_thr=0.0)))
+                               test_cfg=dict(rcnn=dict(score_thr=0.0, max_per_img=20)))
     data = detector_batch(model)
     with torch.no_grad():
         expected = model.predict(data['inputs'], data['data_samples'], rescale=False)
