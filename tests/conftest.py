@@ -35,6 +35,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def dist_train(args, timeout):
+    """``bash tools/dist_train.sh ARGS`` run from the repository root, finished: a free port (a
+    second try if another process took it meanwhile, e.g. another pytest-xdist worker), this
+    interpreter (a worktree or CI clone may have no .venv of its own), one thread per rank, no GPU."""
+    import subprocess
+    for _ in range(2):
+        env = dict(os.environ, PORT=str(free_port()), PYTHON=sys.executable, OMP_NUM_THREADS='1',
+                   CUDA_VISIBLE_DEVICES='')
+        proc = subprocess.run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), *args],
+                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        if 'address already in use' not in (proc.stdout + proc.stderr).lower():
+            break
+    return proc
+
+
 def perturb_(model, seed=0):
     """Random non-trivial values everywhere (norm weights too), so a swapped key shows."""
     gen = torch.Generator().manual_seed(seed)
@@ -134,6 +149,124 @@ def run_triton_script(script, *args, timeout, interpret=True):
 
 
 # ------------------------------------------------------------------ built once per test run
+def shared_root(tmp_path_factory):
+    """This run's temporary folder that every pytest-xdist worker sees (a worker's own basetemp
+    is a child of it; without xdist it is the basetemp itself)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+
+
+def build_once(tmp_path_factory, name, build):
+    """``build(folder)``'s JSON-able result, built in ``folder`` once per test run whatever the
+    workers: under a file lock in :func:`shared_root` (the pattern pytest-xdist documents), the
+    first worker builds, the others wait and read. A failed build leaves nothing behind and the
+    next test that asks builds again (and fails with its own error). Built in-process, without
+    leaking torch's random state or mmengine's default scope into the test that asked first."""
+    import json
+
+    from filelock import FileLock  # a dependency of torch
+    from mmengine.registry import DefaultScope
+    root = shared_root(tmp_path_factory)
+    folder, done = root / f'shared_{name}', root / f'shared_{name}.json'
+    with FileLock(str(root / f'shared_{name}.lock')):
+        if not done.is_file():
+            import shutil
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            scopes = dict(DefaultScope._instance_dict)
+            try:
+                with torch.random.fork_rng():
+                    result = build(folder)
+            finally:
+                DefaultScope._instance_dict.clear()
+                DefaultScope._instance_dict.update(scopes)
+            done.write_text(json.dumps(result))
+    return json.loads(done.read_text())
+
+
+@pytest.fixture(scope='session')
+def maskrcnn_coco_mini_run(tmp_path_factory):
+    """FocalNet-T Mask R-CNN (test_det_e2e.write_coco_mini_config: 320 px, 80 classes) trained
+    2 iterations on coco_mini by tools/train.py, once per run: training it is a third of each
+    test that needs a trained detector. Returns the config, the work dir (iter_1.pth, iter_2.pth,
+    last_checkpoint), the runner's final iteration and its log. Tests only read them: one that
+    resumes or writes copies the work dir (:func:`copy_work_dir`) or writes into its own."""
+    coco_mini = shared_dataset('coco_mini')
+
+    def build(folder):
+        from test_det_e2e import read_log, write_coco_mini_config
+        torch.manual_seed(0)
+        config = write_coco_mini_config(folder, coco_mini)
+        work_dir = str(folder / 'work_dir')
+        runner = load_tool('tools/train.py', 'shared_maskrcnn_train').main(
+            [config, '--work-dir', work_dir])
+        return dict(config=config, work_dir=work_dir, iter=runner.iter, log=read_log(runner))
+    return build_once(tmp_path_factory, 'maskrcnn_coco_mini', build)
+
+
+@pytest.fixture(scope='session')
+def upernet_camvid_run(tmp_path_factory):
+    """The tiny UPerNet FocalNet of test_seg_train.camvid_config trained 8 iterations on
+    camvid_mini (1/4 size, 32 classes) by tools/train.py, once per run: the seg end-to-end test
+    and the UPerNet export both need a trained segmentor. Returns the classes, the data root, the
+    config and the work dir (iter_8.pth, vis_data/scalars.json); tests only read them."""
+    camvid_mini = shared_dataset('camvid_mini')
+
+    def build(folder):
+        from test_seg_train import camvid_config, layout_camvid
+        classes = layout_camvid(camvid_mini, folder / 'camvid')
+        config = camvid_config(folder, folder / 'camvid', classes)
+        work_dir = str(folder / 'work')
+        load_tool('tools/train.py', 'shared_upernet_train').main([config, '--work-dir', work_dir])
+        return dict(classes=classes, root=str(folder / 'camvid'), config=config, work_dir=work_dir)
+    return build_once(tmp_path_factory, 'upernet_camvid', build)
+
+
+@pytest.fixture(scope='session')
+def custom_det_run(tmp_path_factory):
+    """The detection template (configs/det/custom) edited for coco_mini renamed as a 4-class set
+    (test_custom_dataset.make_det_set / det_config), tiny model (TINY_DET), trained 2 epochs by
+    tools/train.py, once per run: the custom-set end-to-end test and the class-order test check
+    the same training. Returns the data root, its number of objects, the config, the work dir,
+    the runner's epoch and iteration, the run's log, and the class names the training's data set
+    gives each image's objects (``labelled``: [image id, [names]] pairs, from its labels). Tests
+    only read them."""
+    coco_mini = shared_dataset('coco_mini')
+
+    def build(folder):
+        from test_custom_dataset import TINY_DET, det_config, make_det_set, read_log
+        num_objects = make_det_set(coco_mini, folder / 'data')
+        config = det_config(folder, folder / 'data')
+        work_dir = str(folder / 'work')
+        runner = load_tool('tools/train.py', 'shared_custom_det_train').main(
+            [config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET +
+            ['visualizer.name=custom_det_train'])
+        dataset = runner.train_dataloader.dataset
+        while hasattr(dataset, 'dataset'):  # SkipBadSamples
+            dataset = dataset.dataset
+        classes = dataset.metainfo['classes']
+        labelled = [[info['img_id'], [classes[o['bbox_label']] for o in info['instances']]]
+                    for info in map(dataset.get_data_info, range(len(dataset)))]
+        return dict(data_root=str(folder / 'data'), num_objects=num_objects, config=config,
+                    work_dir=work_dir, epoch=runner.epoch, iter=runner.iter, log=read_log(work_dir),
+                    labelled=labelled)
+    return build_once(tmp_path_factory, 'custom_det', build)
+
+
+def copy_work_dir(src, dst):
+    """A copy of a shared training's work dir that a test may resume in or write to: its
+    last_checkpoint names the copy's checkpoint, not the shared one."""
+    import shutil
+    shutil.copytree(src, dst)
+    last = osp.join(dst, 'last_checkpoint')
+    if osp.isfile(last):
+        with open(last) as f:
+            checkpoint = f.read().strip()
+        with open(last, 'w') as f:
+            f.write(osp.join(str(dst), osp.relpath(checkpoint, src)))
+    return str(dst)
+
+
 #: FocalNet-T's classifier with one block per stage (T's widths, stem, levels and head): what an
 #: export proves does not depend on the number of blocks, and tracing 12 of them took seconds
 CLS_T_SHALLOW = {'model.backbone.depths': [1, 1, 1, 1]}

@@ -9,6 +9,7 @@ mmseg maps a data set type's classes by name (label_map), which check_dataset fo
 import glob
 import json
 import os.path as osp
+import re
 import warnings
 from collections import Counter
 
@@ -97,14 +98,11 @@ def test_seg_classes_of_a_typed_set_map_by_name(tmp_path):
     assert left_out.startswith('ADE20KDataset: 148 of its 150 classes')
 
 
-def names_per_image(dataset, coco):
-    """{image id: Counter of names} as the data set labels them (classes[label]) and as the JSON
-    names the same objects."""
-    classes, by_id = dataset.metainfo['classes'], {c['id']: c['name'] for c in coco['categories']}
-    labelled = {}
-    for i in range(len(dataset)):
-        info = dataset.get_data_info(i)
-        labelled[info['img_id']] = Counter(classes[o['bbox_label']] for o in info['instances'])
+def names_per_image(labelled, coco):
+    """{image id: Counter of names} as the training's data set labels them (``labelled``: [image
+    id, [classes[label], ...]] pairs) and as the JSON names the same objects."""
+    by_id = {c['id']: c['name'] for c in coco['categories']}
+    labelled = {image_id: Counter(names) for image_id, names in labelled}
     named = {}
     for ann in coco['annotations']:
         w, h = ann['bbox'][2:]
@@ -114,16 +112,14 @@ def names_per_image(dataset, coco):
 
 
 @pytest.mark.slow  # trains and exports a tiny Mask R-CNN
-def test_pasted_order_names_labels_through_training_inference_and_export(tmp_path, det_set, coco_mini):
-    config = det_config(tmp_path, det_set, classes=DET_CLASSES)
-    work_dir = str(tmp_path / 'work')
-    runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET +
-                             ['visualizer.name=class_order_train'])
-    dataset = runner.train_dataloader.dataset
-    while hasattr(dataset, 'dataset'):  # SkipBadSamples
-        dataset = dataset.dataset
-    with open(det_set / 'annotations' / 'train.json') as f:
-        labelled, named = names_per_image(dataset, json.load(f))
+def test_pasted_order_names_labels_through_training_inference_and_export(
+        tmp_path, coco_mini, custom_det_run):
+    # the pasted order (DET_CLASSES) trained by tools/train.py with TINY_DET (conftest: once per
+    # run, shared with test_custom_dataset); its config's classes are the pasted line
+    config, work_dir = custom_det_run['config'], custom_det_run['work_dir']
+    assert re.search(rf'^{re.escape(PASTE)}', open(config).read(), re.M)
+    with open(osp.join(custom_det_run['data_root'], 'annotations', 'train.json')) as f:
+        labelled, named = names_per_image(custom_det_run['labelled'], json.load(f))
     assert labelled == named and sum(sum(c.values()) for c in labelled.values()) == 56
     checkpoint = osp.join(work_dir, 'epoch_2.pth')
     assert tuple(torch.load(checkpoint, weights_only=False)['meta']['dataset_meta']['classes']) == DET_CLASSES

@@ -1,7 +1,6 @@
 """tools/train.py, tools/test.py and tools/dist_train.sh as a user meets them: one-line errors
 before any model is built, and a 2-process CPU (gloo) run."""
 import json
-import os
 import os.path as osp
 import re
 import subprocess
@@ -10,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, load_tool
+from conftest import REPO_ROOT, dist_train, load_tool
 
 MAIN_CONFIG = 'configs/maskrcnn_focalnet_t_3x.py'
 DEMO_CONFIG = 'configs/demo/maskrcnn_focalnet_t_demo.py'
@@ -150,12 +149,8 @@ val_evaluator = None
 train_cfg = dict(max_epochs=1)
 default_hooks = dict(logger=dict(interval=1))
 ''')
-    env = dict(os.environ, PORT=str(29500 + os.getpid() % 1000), OMP_NUM_THREADS='1',
-               CUDA_VISIBLE_DEVICES='')
     start = time.time()
-    proc = subprocess.run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
-                           str(tmp_path / 'work_dir')], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=400, env=env)
+    proc = dist_train([str(config), '2', '--work-dir', str(tmp_path / 'work_dir')], timeout=400)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert re.search(r'Distributed training: True', output)

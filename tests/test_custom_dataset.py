@@ -402,16 +402,15 @@ def read_log(work_dir):
 
 
 @pytest.mark.slow
-def test_custom_detection_set_train_test_infer_browse(tmp_path, coco_mini):
-    num_objects = make_det_set(coco_mini, tmp_path / 'data')
+def test_custom_detection_set_train_test_infer_browse(tmp_path, coco_mini, custom_det_run):
+    # make_det_set + det_config trained by tools/train.py with TINY_DET (conftest: once per run,
+    # shared with test_class_order)
+    num_objects = custom_det_run['num_objects']
     assert num_objects == 28  # 10 person, 14 bottle, 3 bear, 1 motorcycle
-    config = det_config(tmp_path, tmp_path / 'data')
-    work_dir = str(tmp_path / 'work')
-    runner = train_tool.main([config, '--work-dir', work_dir, '--cfg-options'] + TINY_DET +
-                             ['visualizer.name=custom_det_train'])
+    config, work_dir = custom_det_run['config'], custom_det_run['work_dir']
     # 2 x 5 images with objects, batch 1, 2 epochs; warm-up 10 % of 20 = 2 iterations
-    assert runner.epoch == 2 and runner.iter == 20
-    log = read_log(work_dir)
+    assert custom_det_run['epoch'] == 2 and custom_det_run['iter'] == 20
+    log = custom_det_run['log']
     assert 'warm-up lasts' not in log and 'enlarged' not in log  # the template fits the run
     # the warm-up ended within the first epoch: the LR reached its set value (AdamW 1e-4)
     lrs = [float(v) for v in
@@ -424,8 +423,8 @@ def test_custom_detection_set_train_test_infer_browse(tmp_path, coco_mini):
     assert len(best) == 1, os.listdir(work_dir)
 
     dump = str(tmp_path / 'results.pkl')
-    metrics = test_tool.main([config, osp.join(work_dir, 'epoch_2.pth'), '--work-dir', work_dir,
-                              '--out', dump, '--cfg-options'] + TINY_DET +
+    metrics = test_tool.main([config, osp.join(work_dir, 'epoch_2.pth'), '--work-dir',
+                              str(tmp_path / 'test'), '--out', dump, '--cfg-options'] + TINY_DET +
                              ['visualizer.name=custom_det_test'])
     for name in DET_CLASSES:
         assert f'coco/{name}_precision' in metrics, sorted(metrics)

@@ -34,13 +34,11 @@ def mask_iou(a, b):
 
 
 @pytest.mark.slow
-def test_maskrcnn_onnx_gives_pytorch_boxes_masks_and_map(tmp_path, coco_mini):
-    from test_det_e2e import write_coco_mini_config
-    torch.manual_seed(0)
-    config = write_coco_mini_config(tmp_path, coco_mini)  # FocalNet-T Mask R-CNN, 320 px, 80 classes
-    work_dir = str(tmp_path / 'work')
-    load_tool('tools/train.py').main([config, '--work-dir', work_dir])  # 2 iterations
-    checkpoint = osp.join(work_dir, 'iter_2.pth')
+def test_maskrcnn_onnx_gives_pytorch_boxes_masks_and_map(tmp_path, coco_mini, maskrcnn_coco_mini_run):
+    # FocalNet-T Mask R-CNN, 320 px, 80 classes, trained 2 iterations (conftest: once per run)
+    config = maskrcnn_coco_mini_run['config']
+    checkpoint = osp.join(maskrcnn_coco_mini_run['work_dir'], 'iter_2.pth')
+    work_dir = str(tmp_path / 'work')  # this test's tools/test.py runs write here
 
     out = str(tmp_path / 'deploy')
     onnx_file, check = deploy_tool.main([config, checkpoint, '--out', out, '--verify'])  # dynamic
@@ -88,14 +86,11 @@ def test_maskrcnn_onnx_gives_pytorch_boxes_masks_and_map(tmp_path, coco_mini):
 
 
 @pytest.mark.slow
-def test_upernet_onnx_gives_pytorch_miou(tmp_path, camvid_mini):
-    from test_seg_train import camvid_config, layout_camvid
-    classes = layout_camvid(camvid_mini, tmp_path / 'camvid')
-    config = camvid_config(tmp_path, tmp_path / 'camvid', classes)  # tiny UPerNet FocalNet
-    work_dir = str(tmp_path / 'work')
-    load_tool('tools/train.py').main([config, '--work-dir', work_dir, '--cfg-options',
-                                      'train_cfg.max_iters=4', 'default_hooks.checkpoint.interval=4'])
-    checkpoint = osp.join(work_dir, 'iter_4.pth')
+def test_upernet_onnx_gives_pytorch_miou(tmp_path, upernet_camvid_run):
+    # the tiny UPerNet FocalNet trained 8 iterations on camvid_mini (conftest: once per run)
+    config = upernet_camvid_run['config']
+    checkpoint = osp.join(upernet_camvid_run['work_dir'], 'iter_8.pth')
+    work_dir = str(tmp_path / 'work')  # this test's tools/test.py runs write here
     onnx_file, check = deploy_tool.main([config, checkpoint, '--out', str(tmp_path / 'deploy'),
                                          '--verify'])
     assert check['pixel_agreement'] > 0.999
@@ -337,8 +332,10 @@ def test_mask_rcnn_rewriters_each_needed_for_mmdet_results(mask_rcnn, left_out):
 @pytest.mark.slow  # builds a (tiny) Cascade Mask R-CNN
 def test_cascade_rewriter_needed_for_class_specific_stages():
     from focalnet_mm.deploy import make_deploy_config
+    # 20 detections an image (the recipe keeps 100): the 10 best are compared, and the mask head
+    # of each of the 3 stages runs on every detection kept (most of this test's time at 100)
     cfg, model = tiny_detector('configs/det/cascade_maskrcnn_focalnet_t_lrf_3x.py',
-                               test_cfg=dict(rcnn=dict(score_thr=0.0)))
+                               test_cfg=dict(rcnn=dict(score_thr=0.0, max_per_img=20)))
     data = detector_batch(model)
     with torch.no_grad():
         expected = model.predict(data['inputs'], data['data_samples'], rescale=False)

@@ -25,7 +25,7 @@ import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm.archs import resolve_arch
 
-from conftest import REPO_ROOT, load_tool, sweep
+from conftest import REPO_ROOT, dist_train, load_tool, sweep
 from meta_build import norm_parameter_names, on_meta, optimizer_groups
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
@@ -528,11 +528,7 @@ def test_fsdp_option_trains_on_two_cpu_processes(tmp_path, coco_mini):
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2)
 strategy = dict(model_wrapper=dict(auto_wrap_policy=dict(min_num_params=50_000)))
 """)
-    env = dict(os.environ, PORT=str(29600 + os.getpid() % 1000), OMP_NUM_THREADS='1',
-               CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
-                           str(tmp_path / 'work')], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=600, env=env)
+    proc = dist_train([config, '2', '--work-dir', str(tmp_path / 'work')], timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert 'world size 2 (gloo)' in output, output[-3000:]

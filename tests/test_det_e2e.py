@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_tool
+from conftest import REPO_ROOT, copy_work_dir, load_tool
 
 
 # --------------------------------------------------------------------------- demo data generator
@@ -161,19 +161,19 @@ def assert_same_metrics(reported, expected):
 
 
 @pytest.mark.slow
-def test_train_interrupt_resume_and_test_on_coco_mini(tmp_path, coco_mini):
-    torch.manual_seed(0)
-    config = write_coco_mini_config(tmp_path, coco_mini)
-    work_dir = str(tmp_path / 'work_dir')
-    train = load_tool('tools/train.py', 'focalnet_train_e2e')
-
-    # a job that was cut after 2 of 3 iterations: it left iter_1.pth, iter_2.pth and last_checkpoint
-    first = train.main([config, '--work-dir', work_dir])
-    assert first.iter == 2
-    assert sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')) == ['iter_1.pth', 'iter_2.pth']
-    log = read_log(first)
+def test_train_interrupt_resume_and_test_on_coco_mini(tmp_path, coco_mini, maskrcnn_coco_mini_run):
+    # a job that was cut after 2 of 3 iterations (conftest: trained once per run by tools/train.py
+    # with write_coco_mini_config): it left iter_1.pth, iter_2.pth and last_checkpoint
+    first = maskrcnn_coco_mini_run
+    config = first['config']
+    assert first['iter'] == 2
+    assert sorted(f for f in os.listdir(first['work_dir']) if f.endswith('.pth')) == [
+        'iter_1.pth', 'iter_2.pth']
+    log = first['log']
     losses = [float(v) for v in re.findall(r'Iter\(train\) \[[12]/2\].*?\bloss: ([\d.]+)', log)]
     assert len(losses) == 2 and all(np.isfinite(losses)) and all(v > 0 for v in losses)
+    work_dir = copy_work_dir(first['work_dir'], tmp_path / 'work_dir')  # resumed here, not shared
+    train = load_tool('tools/train.py', 'focalnet_train_e2e')
 
     # `--resume` without a path continues from the latest checkpoint of the work dir
     second = train.main([config, '--work-dir', work_dir, '--resume',
@@ -206,7 +206,7 @@ def test_train_interrupt_resume_and_test_on_coco_mini(tmp_path, coco_mini):
     # a model trained 3 iterations scores 0.000: evaluated again on pseudo ground truth (each
     # image's 3 best predicted boxes, as rectangles) its mAP is far from 0 and 1, and must still
     # be what pycocotools computes from the dumped predictions
-    pseudo = tmp_path / 'coco' / 'annotations' / 'instances_pseudo.json'
+    pseudo = tmp_path / 'instances_pseudo.json'
     pseudo.write_text(json.dumps(pseudo_ground_truth(osp.join(coco_mini, 'annotations.json'),
                                                      predictions)))
     again = test.main([config, osp.join(work_dir, 'iter_3.pth'), '--work-dir', work_dir,

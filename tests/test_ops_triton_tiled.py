@@ -19,7 +19,7 @@ import torch
 from focalnet_mm.ops import triton_available
 
 from conftest import REPO_ROOT as REPO
-from conftest import run_triton_script
+from conftest import build_once, run_triton_script
 
 pytestmark = pytest.mark.skipif(not triton_available(), reason='triton is not installed')
 CANDIDATE_NAMES = ['h4w32c32n4-g4x32r64', 'h4w64c32n4-g8x32r64', 'h2w64c32n8-g8x32r64',
@@ -102,12 +102,14 @@ def _run_checks(group, timeout):
     return json.loads(stdout.split('RESULT', 1)[1])
 
 
-@pytest.fixture(scope='module')
-def fast_checks():
-    # whole suite only (about 50 s of interpreter even at these sizes): production runs the row
-    # kernels until a GPU measures the TILE_TABLE (docs/benchmarks.md), and those stay in the
-    # quick loop (test_ops_focal_context, test_impl_matrix)
-    return _run_checks('fast', 280)
+@pytest.fixture(scope='session')
+def fast_checks(tmp_path_factory):
+    """The 'fast' group's results, run once per test run even when this module's tests land on
+    different pytest-xdist workers (conftest.build_once). Whole suite only (about 50 s of
+    interpreter even at these sizes): production runs the row kernels until a GPU measures the
+    TILE_TABLE (docs/benchmarks.md), and those stay in the quick loop (test_ops_focal_context,
+    test_impl_matrix)."""
+    return build_once(tmp_path_factory, 'triton_tiled_fast_checks', lambda folder: _run_checks('fast', 280))
 
 
 @pytest.mark.slow

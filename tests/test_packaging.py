@@ -18,7 +18,7 @@ from mmengine.config import Config
 import focalnet_mm
 from focalnet_mm.checks.training import drop_foreign_pretrained, foreign_checkpoint
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, build_once
 
 MIM = osp.join(osp.dirname(focalnet_mm.__file__), '.mim')
 
@@ -164,17 +164,27 @@ def copy_source(dest):
     return dest
 
 
+@pytest.fixture(scope='session')
+def wheel(tmp_path_factory):
+    """The wheel pip builds from a copy of the repository as a fresh clone has it, once per run
+    (both install tests install it). Offline: built with the build tools already installed,
+    nothing downloaded."""
+    def build(folder):
+        built = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+                                '--no-build-isolation', '--no-index', str(copy_source(folder / 'src')),
+                                '-w', str(folder / 'wheels')], capture_output=True, text=True, timeout=600)
+        assert built.returncode == 0, built.stderr[-3000:]
+        [path] = list((folder / 'wheels').glob('focalnet_mm-*.whl'))
+        return str(path)
+    return build_once(tmp_path_factory, 'wheel', build)
+
+
 @pytest.mark.slow  # builds a wheel, trains two one-iteration runs in a new environment
-def test_wheel_in_a_fresh_venv_serves_a_project_outside_the_repository(tmp_path, coco_mini, camvid_mini):
+def test_wheel_in_a_fresh_venv_serves_a_project_outside_the_repository(tmp_path, coco_mini, camvid_mini,
+                                                                      wheel):
     run = lambda *cmd, **kw: subprocess.run(  # noqa: E731
         [str(c) for c in cmd], capture_output=True, text=True, timeout=600, **kw)
-    source, wheels, venv, project = (copy_source(tmp_path / 'src'), tmp_path / 'wheels',
-                                     tmp_path / 'venv', tmp_path / 'project')
-    # offline: the wheel is built with the build tools already installed, nothing downloaded
-    built = run(sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
-                '--no-index', source, '-w', wheels)
-    assert built.returncode == 0, built.stderr[-3000:]
-    [wheel] = list(wheels.glob('focalnet_mm-*.whl'))
+    venv, project = tmp_path / 'venv', tmp_path / 'project'
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in ('model-index.yml', 'configs/det/maskrcnn_focalnet_t_lrf_3x.py', 'tools/train.py',
                     'tools/data/make_demo_coco.py', 'tools/dist_train.sh', 'demo/demo.jpg'):
@@ -268,11 +278,11 @@ def pip_versions(python, run):
 
 @pytest.mark.slow  # a new environment filled from PyPI (downloads ~150 MB; times: docs/tools.md)
 @pytest.mark.timeout(1800)
-def test_pip_install_with_extras_over_numpy2_downgrades_nothing_and_mim_works(tmp_path):
+def test_pip_install_with_extras_over_numpy2_downgrades_nothing_and_mim_works(tmp_path, wheel):
     from packaging.version import Version
     run = lambda *cmd, **kw: subprocess.run(  # noqa: E731
         [str(c) for c in cmd], capture_output=True, text=True, timeout=900, **kw)
-    venv, wheels = tmp_path / 'venv', tmp_path / 'wheels'
+    venv = tmp_path / 'venv'
     python = venv / 'bin' / 'python'
     assert run(sys.executable, '-m', 'venv', venv).returncode == 0  # pip from ensurepip: offline
     purelib = run(python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -287,10 +297,6 @@ def test_pip_install_with_extras_over_numpy2_downgrades_nothing_and_mim_works(tm
     assert user.returncode == 0, user.stderr[-3000:]
     before = pip_versions(python, run)
 
-    built = run(sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
-                '--no-index', copy_source(tmp_path / 'src'), '-w', wheels)
-    assert built.returncode == 0, built.stderr[-3000:]
-    [wheel] = list(wheels.glob('focalnet_mm-*.whl'))
     # README "Use it in your own project", the install line
     installed = run(python, '-m', 'pip', 'install', f'{wheel}[det,seg,mim]')
     output = installed.stdout + installed.stderr

@@ -114,22 +114,24 @@ def miou_of(results, num_classes, ignore_index=255):
 
 
 @pytest.mark.slow
-def test_camvid_train_then_test_returns_miou(camvid_mini, tmp_path):
-    classes = layout_camvid(camvid_mini, tmp_path / 'camvid')
-    labels = [np.array(Image.open(p)) for p in sorted(glob.glob(str(tmp_path / 'camvid/labels/*')))]
+def test_camvid_train_then_test_returns_miou(upernet_camvid_run, tmp_path):
+    # layout_camvid + camvid_config trained by tools/train.py (conftest: once per run, shared
+    # with the UPerNet export test)
+    classes, config = upernet_camvid_run['classes'], upernet_camvid_run['config']
+    labels = [np.array(Image.open(p)) for p in sorted(glob.glob(
+        osp.join(upernet_camvid_run['root'], 'labels', '*')))]
     assert len(classes) == 32 and len(labels) == 5
     # the label maps hold class indices (0..31: 'Void' is 30), not colours
     assert all(label.ndim == 2 and label.max() < 32 for label in labels)
     assert classes[30] == 'Void' and 30 in np.unique(np.concatenate([lb.ravel() for lb in labels]))
-    config = camvid_config(tmp_path, tmp_path / 'camvid', classes)
 
-    work_dir = str(tmp_path / 'work')
-    train_tool.main([config, '--work-dir', work_dir])
-    losses = [r['loss'] for r in scalars(work_dir) if 'loss' in r]
+    trained = upernet_camvid_run['work_dir']
+    losses = [r['loss'] for r in scalars(trained) if 'loss' in r]
     assert len(losses) == 8 and np.isfinite(losses).all()
     assert np.mean(losses[-2:]) < np.mean(losses[:2])  # it learns (32-class CE starts near ln 32)
-    checkpoint = osp.join(work_dir, 'iter_8.pth')
+    checkpoint = osp.join(trained, 'iter_8.pth')
     assert osp.isfile(checkpoint)
+    work_dir = str(tmp_path / 'work')  # this test's tools/test.py runs write here
 
     dump = str(tmp_path / 'results.pkl')
     painted = str(tmp_path / 'painted')
