@@ -159,6 +159,7 @@ def ours_traced(caught):
             if issubclass(w.category, torch.jit.TracerWarning) and w.filename.startswith(package)]
 
 
+@pytest.mark.slow  # an export through the tool (the quick loop exports the backbone: test_ops_onnx_export)
 def test_classifier_onnx_logits_match_at_two_sizes(tmp_path, cls_t_checkpoint):
     model, checkpoint = cls_t_checkpoint  # conftest: built once per run
     with warnings.catch_warnings(record=True) as caught:

@@ -230,6 +230,7 @@ def _triton_matrix(part):
     return json.loads(run_triton_script(_TRITON_MATRIX, part, timeout=900).split('RESULTS', 1)[1])
 
 
+@pytest.mark.slow  # the interpreter: ~12 s even at this size
 @pytest.mark.skipif(not triton_available(), reason='triton is not installed')
 @pytest.mark.timeout(900)
 def test_dino_default_trains_on_triton_with_checkpointing_and_matches_reference():

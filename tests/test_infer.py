@@ -37,6 +37,7 @@ def build_model(config):
         return MODELS.build(cfg.model)
 
 
+@pytest.mark.slow  # a Mask R-CNN FocalNet-T built 3 times; the quick loop infers a segmentor, a classifier
 def test_detector_checkpoint_paints_and_dumps_every_image(images, tmp_path):
     torch.manual_seed(0)
     model = build_model(DET_DEMO)

@@ -337,6 +337,7 @@ def _interpreter_cases(group):
             if line.startswith('CASE')}
 
 
+@pytest.mark.slow  # the interpreter: ~15 s even at these sizes (run this file when editing kernels)
 @pytest.mark.skipif(not triton_available(), reason='triton is not installed')
 @pytest.mark.timeout(300)
 def test_triton_kernels_match_reference_under_interpreter():
