@@ -1,8 +1,11 @@
 """Shared test helpers: the repository root, tool loading, a local HTTP server, and the real
 sample data in ../shared/data (skipped when absent)."""
+import contextlib
 import http.server
+import json
 import os
 import os.path as osp
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,7 +42,6 @@ def dist_train(args, timeout):
     """``bash tools/dist_train.sh ARGS`` run from the repository root, finished: a free port (a
     second try if another process took it meanwhile, e.g. another pytest-xdist worker), this
     interpreter (a worktree or CI clone may have no .venv of its own), one thread per rank, no GPU."""
-    import subprocess
     for _ in range(2):
         env = dict(os.environ, PORT=str(free_port()), PYTHON=sys.executable, OMP_NUM_THREADS='1',
                    CUDA_VISIBLE_DEVICES='')
@@ -74,16 +76,26 @@ def yacs_cfg_node(monkeypatch):
     return CfgNode
 
 
-@pytest.fixture(autouse=True)
-def default_scope_as_found():
-    """Each test leaves mmengine's default scope as it found it: the current DefaultScope is the
+@contextlib.contextmanager
+def default_scope_kept():
+    """mmengine's default scopes as they were before the block: the current DefaultScope is the
     last one created (a tool run in-process leaves its own behind) and the libraries' registries
-    build in it, so a later test's ``MODELS.build`` would otherwise depend on the test order."""
+    build in it."""
     from mmengine.registry import DefaultScope
     before = dict(DefaultScope._instance_dict)
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(before)
+    try:
+        yield
+    finally:
+        DefaultScope._instance_dict.clear()
+        DefaultScope._instance_dict.update(before)
+
+
+@pytest.fixture(autouse=True)
+def default_scope_as_found():
+    """Each test leaves mmengine's default scope as it found it, so a later test's
+    ``MODELS.build`` does not depend on the test order."""
+    with default_scope_kept():
+        yield
 
 
 def sweep(values, quick):
@@ -162,24 +174,15 @@ def build_once(tmp_path_factory, name, build):
     first worker builds, the others wait and read. A failed build leaves nothing behind and the
     next test that asks builds again (and fails with its own error). Built in-process, without
     leaking torch's random state or mmengine's default scope into the test that asked first."""
-    import json
-
     from filelock import FileLock  # a dependency of torch
-    from mmengine.registry import DefaultScope
     root = shared_root(tmp_path_factory)
     folder, done = root / f'shared_{name}', root / f'shared_{name}.json'
     with FileLock(str(root / f'shared_{name}.lock')):
         if not done.is_file():
-            import shutil
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
-            scopes = dict(DefaultScope._instance_dict)
-            try:
-                with torch.random.fork_rng():
-                    result = build(folder)
-            finally:
-                DefaultScope._instance_dict.clear()
-                DefaultScope._instance_dict.update(scopes)
+            with default_scope_kept(), torch.random.fork_rng():
+                result = build(folder)
             done.write_text(json.dumps(result))
     return json.loads(done.read_text())
 
@@ -256,7 +259,6 @@ def custom_det_run(tmp_path_factory):
 def copy_work_dir(src, dst):
     """A copy of a shared training's work dir that a test may resume in or write to: its
     last_checkpoint names the copy's checkpoint, not the shared one."""
-    import shutil
     shutil.copytree(src, dst)
     last = osp.join(dst, 'last_checkpoint')
     if osp.isfile(last):
