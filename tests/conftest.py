@@ -14,15 +14,22 @@ import time
 import types
 
 import pytest
-import torch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_DATA = os.environ.get('FOCALNET_SHARED_DATA', osp.join(REPO_ROOT, '..', 'shared', 'data'))
 
 # One thread per process: the end-to-end tests start tool subprocesses (two at a time for the
 # distributed runs) on a 2-core machine, and oversubscribed OpenMP threads are 10-100x slower.
+# torch is imported by the tests, not here: pytest-xdist's controller process runs no test and
+# loads this file first, before it starts the workers (torch's import is ~4 s of that wait).
 os.environ.setdefault('OMP_NUM_THREADS', '1')
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def one_torch_thread():
+    """One intra-op thread in each process that runs tests, whatever OMP_NUM_THREADS says."""
+    import torch
+    torch.set_num_threads(1)
 
 
 def load_tool(relative_path, name=None):
@@ -54,6 +61,7 @@ def dist_train(args, timeout):
 
 def perturb_(model, seed=0):
     """Random non-trivial values everywhere (norm weights too), so a swapped key shows."""
+    import torch
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
@@ -174,6 +182,7 @@ def build_once(tmp_path_factory, name, build):
     first worker builds, the others wait and read. A failed build leaves nothing behind and the
     next test that asks builds again (and fails with its own error). Built in-process, without
     leaking torch's random state or mmengine's default scope into the test that asked first."""
+    import torch
     from filelock import FileLock  # a dependency of torch
     root = shared_root(tmp_path_factory)
     folder, done = root / f'shared_{name}', root / f'shared_{name}.json'
@@ -197,6 +206,7 @@ def maskrcnn_coco_mini_run(tmp_path_factory):
     coco_mini = shared_dataset('coco_mini')
 
     def build(folder):
+        import torch
         from test_det_e2e import read_log, write_coco_mini_config
         torch.manual_seed(0)
         config = write_coco_mini_config(folder, coco_mini)
@@ -281,6 +291,8 @@ def cls_t_checkpoint(tmp_path_factory):
     """The FocalNet-T ImageNet classifier (configs/cls/focalnet_t_srf_in1k.py with
     ``CLS_T_SHALLOW``) with its initial weights, built once per run: (the model, its
     mmengine checkpoint file). Tests only read both."""
+    import torch
+
     from focalnet_mm.config.loading import load_config
     from focalnet_mm.deploy import build_pytorch_model
     torch.manual_seed(0)
