@@ -1,6 +1,7 @@
 """Shared test helpers: the repository root, tool loading, a local HTTP server, and the real
 sample data in ../shared/data (skipped when absent)."""
 import contextlib
+import functools
 import http.server
 import json
 import os
@@ -104,6 +105,15 @@ def default_scope_as_found():
     ``MODELS.build`` does not depend on the test order."""
     with default_scope_kept():
         yield
+
+
+@functools.lru_cache(maxsize=None)
+def parsed_config(path):
+    """``Config.fromfile(path)``, parsed once per process and shared by the test modules that read
+    the same configs (parsing resolves the libraries' base files: ~0.1 s a config). Read only: a
+    test that changes a config changes ``copy.deepcopy`` of it."""
+    from mmengine.config import Config
+    return Config.fromfile(path)
 
 
 def sweep(values, quick):

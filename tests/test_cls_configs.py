@@ -5,13 +5,11 @@ runs for real in another test (T/S/B, L-fl3: test_cls_timm_parity; the small-ima
 fine-tuning: test_cls_train) skip the meta forward, which costs seconds of shape propagation.
 """
 import copy
-import functools
 import glob
 import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
@@ -19,7 +17,7 @@ from mmpretrain.registry import MODELS
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 from focalnet_mm.archs import ARCHS, TIMM_NAMES
 
-from conftest import REPO_ROOT, sweep
+from conftest import REPO_ROOT, parsed_config, sweep
 from meta_build import on_meta
 
 #: number of classes of each preset's released classification head
@@ -69,14 +67,9 @@ OFFICIAL_PARAMS_M = {
 }
 
 
-@functools.lru_cache(maxsize=None)
-def _load(name):
-    return Config.fromfile(osp.join(CLS_DIR, name))
-
-
 def load(name):
-    """A private copy of the parsed config (parsing resolves mmpretrain bases: cached)."""
-    return copy.deepcopy(_load(name))
+    """A private copy of the parsed config."""
+    return copy.deepcopy(parsed_config(osp.join(CLS_DIR, name)))
 
 
 def without_scope(transforms):

@@ -8,7 +8,6 @@ backbone and neck it runs. Nothing is ``init_weights``-ed (that would download t
 checkpoint; the loader has its own tests).
 """
 import copy
-import functools
 import glob
 import os.path as osp
 import re
@@ -21,7 +20,7 @@ from mmengine.registry import DefaultScope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 
-from conftest import REPO_ROOT, load_tool, sweep
+from conftest import REPO_ROOT, load_tool, parsed_config, sweep
 from meta_build import on_meta
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
@@ -71,9 +70,8 @@ LRF_MINUS_SRF_T = sum(c * 13 * 13 + (c + 1) for c in TINY_CHANNELS)  # 13x13 ker
 ATSS_T_LRF_FLOPS_64X96 = 1_329_702_144
 
 
-@functools.lru_cache(maxsize=None)
 def load(name):
-    return Config.fromfile(osp.join(DET_DIR, f'{name}.py'))
+    return parsed_config(osp.join(DET_DIR, f'{name}.py'))
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ from 0.001). The official Mask R-CNN configs say samples_per_gpu=1 but the offic
 commands (detection/README.md) pass data.samples_per_gpu=2 on 8 GPUs: 16 images per iteration.
 Config loading only (no model is built), plus a simulation of the LR schedule.
 """
-import functools
 import os.path as osp
 
 import mmdet
@@ -17,7 +16,7 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, parsed_config
 
 MMDET_CONFIGS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
 
@@ -84,9 +83,8 @@ CROP_SCALES = [(400, 1333), (500, 1333), (600, 1333)]
 CROP_SIZE = (384, 600)
 
 
-@functools.lru_cache(maxsize=None)
 def load(name):
-    return Config.fromfile(osp.join(REPO_ROOT, 'configs', 'det', f'{name}.py'))
+    return parsed_config(osp.join(REPO_ROOT, 'configs', 'det', f'{name}.py'))
 
 
 def by_type(transforms, type_):
