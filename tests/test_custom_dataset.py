@@ -260,7 +260,9 @@ def test_unavailable_weights_stop_train_and_infer_with_one_line(tmp_path, coco_m
     monkeypatch.delenv(sources.OFFLINE_ENV, raising=False)
     make_det_set(coco_mini, tmp_path / 'data')
     config = det_config(tmp_path, tmp_path / 'data')
-    options = [o for o in TINY_DET if not o.startswith('model.backbone.')]
+    # the tiny model still asks for the ImageNet weights (init_cfg kept): the fetch fails before
+    # any weight is loaded, so their shapes never meet the narrow backbone's
+    options = [o for o in TINY_DET if o != 'model.backbone.init_cfg=None']
     message = error_of(lambda: train_tool.main([config, '--work-dir', str(tmp_path / 'w'),
                                                 '--cfg-options', *options]))
     assert f'{closed} (' in message and 'focalnet-download-weights tiny_lrf --dir DIR' in message
