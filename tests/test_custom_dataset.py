@@ -465,6 +465,29 @@ def tiny_as_config(options):
     return f'model = {merged.to_dict()["model"]!r}\n'
 
 
+def test_the_runner_formats_its_config_once_per_content(monkeypatch):
+    """mmengine's Runner asks for the config's text at start and in every checkpoint it saves, and
+    yapf takes seconds on a template whose data_root is a long path (the runs below): the runners
+    of focalnet_mm keep the text while the config's content stays the same."""
+    import copy
+    import pickle
+
+    from focalnet_mm.engine.runners import formatted_once
+    plain = Config.pretty_text
+    formatted = []
+    monkeypatch.setattr(Config, 'pretty_text',
+                        property(lambda cfg: formatted.append(1) or plain.fget(cfg)))
+    cfg = Config(dict(data_root='/a/long/path/' * 8, train_cfg=dict(max_epochs=2)))
+    text = cfg.pretty_text
+    runner_cfg = copy.deepcopy(formatted_once(cfg))  # what the Runner keeps
+    assert [runner_cfg.pretty_text for _ in range(3)] == [text] * 3 and len(formatted) == 2
+    runner_cfg.train_cfg.max_epochs = 7  # a changed content is formatted again
+    assert 'max_epochs=7' in runner_cfg.pretty_text and len(formatted) == 3
+    assert pickle.loads(pickle.dumps(runner_cfg)).pretty_text == runner_cfg.pretty_text
+    assert 'max_epochs=2' in cfg.pretty_text  # the original is left as it was
+    assert '_formatted' not in runner_cfg.keys()  # the kept text is no config key
+
+
 @pytest.mark.slow
 def test_custom_segmentation_set_train_test_infer_browse(tmp_path, camvid_mini):
     frames = make_seg_set(camvid_mini, tmp_path / 'data')
