@@ -10,19 +10,51 @@ the larger of the two); ``skip_bad_samples = None`` leaves the data sets as they
 """
 import copy
 
+from mmengine.config import Config
 from mmengine.runner import FlexibleRunner, Runner
 
 from .bad_samples import wrap_datasets
 
 
+class _FormattedOnceConfig(Config):
+    """A Config that formats its text once for each content it has.
+
+    mmengine's Runner asks for ``cfg.pretty_text`` when it starts (dump to the work dir, the log,
+    the visualizer's copy, the runtime info) and in every checkpoint it saves, and each call formats
+    the whole config anew with yapf: about 0.5 s for a template with short paths, over 4 s when a
+    path such as ``data_root`` is long enough to break lines (yapf's search grows with them), paid
+    again at every epoch's checkpoint and every new best one. The text depends only on the
+    config's content, so it is kept while the content stays the same.
+    """
+
+    @property
+    def pretty_text(self):
+        key = (repr(self._cfg_dict), getattr(self, '_format_python_code', True))
+        cached = self.__dict__.get('_formatted')
+        if cached is None or cached[0] != key:
+            cached = (key, super().pretty_text)
+            object.__setattr__(self, '_formatted', cached)  # Config.__setattr__ sets config keys
+        return cached[1]
+
+
+def formatted_once(cfg):
+    """``cfg`` as a :class:`_FormattedOnceConfig` (a shallow copy, as ``Config.copy`` makes)."""
+    other = _FormattedOnceConfig.__new__(_FormattedOnceConfig)
+    other.__dict__.update(cfg.__dict__)
+    other.__dict__.pop('_formatted', None)
+    return other
+
+
 class _WrapsDatasets:
-    """``from_cfg`` of a runner class, with the data sets wrapped first (see the module doc)."""
+    """``from_cfg`` of a runner class, with the data sets wrapped first (see the module doc), and
+    the config's text formatted once (:class:`_FormattedOnceConfig`; the Runner keeps a deep copy,
+    of the same class)."""
 
     @classmethod
     def from_cfg(cls, cfg):
         cfg = copy.deepcopy(cfg)
         wrap_datasets(cfg)
-        return super().from_cfg(cfg)
+        return super().from_cfg(formatted_once(cfg))
 
 
 class SkipBadSamplesRunner(_WrapsDatasets, Runner):
