@@ -22,7 +22,7 @@ from focalnet_mm.ops import (
     triton_available,
 )
 
-from conftest import run_triton_script
+from conftest import build_once, run_triton_script
 
 
 @pytest.fixture(autouse=True)
@@ -265,7 +265,6 @@ def test_selected_impl_is_the_one_that_runs(monkeypatch):
 
 
 _INTERPRETER_CHECK = textwrap.dedent('''
-    import sys
     import torch
     from focalnet_mm.models.focal_modulation import FocalModulation
     from focalnet_mm.ops import triton_focal
@@ -296,10 +295,6 @@ _INTERPRETER_CHECK = textwrap.dedent('''
         ref_grads = torch.autograd.grad((ref * probe).sum(), ref_leaves)
         return max([rel(out, ref)] + [rel(g, r) for g, r in zip(grads, ref_grads)])
 
-    if sys.argv[1] == 'half_tiles':  # fp16 storage over several tiles: whole suite only
-        report('tiles_torch.float16', op_vs_reference((2, 2, 9, 72), [7], torch.float16, 0.5))
-        sys.exit(0)
-
     # the module, fp32: output, input and every parameter gradient (kernels 3 and 5)
     worst = 0.0
     m = FocalModulation(8, focal_window=3, focal_level=2, normalize_modulator=True)
@@ -328,20 +323,27 @@ _INTERPRETER_CHECK = textwrap.dedent('''
     # fp16 / bf16 storage (fp32 math in the kernels) on a small odd shape
     for dtype in (torch.float16, torch.bfloat16):
         report(f'small_{dtype}', op_vs_reference((2, 3, 4, 5), [3], dtype, 0.5))
+    # fp16 storage over several tiles
+    report('tiles_torch.float16', op_vs_reference((2, 2, 9, 72), [7], torch.float16, 0.5))
 ''')
 
 
-def _interpreter_cases(group):
-    stdout = run_triton_script(_INTERPRETER_CHECK, group, timeout=280)
-    return {line.split()[1]: float(line.split()[2]) for line in stdout.splitlines()
-            if line.startswith('CASE')}
+@pytest.fixture(scope='session')
+def interpreter_cases(tmp_path_factory):
+    """Every case above, in one interpreter process (it imports the stack once), once per test
+    run whatever the pytest-xdist workers (conftest.build_once)."""
+    def build(folder):
+        stdout = run_triton_script(_INTERPRETER_CHECK, timeout=280)
+        return {line.split()[1]: float(line.split()[2]) for line in stdout.splitlines()
+                if line.startswith('CASE')}
+    return build_once(tmp_path_factory, 'triton_row_kernels_interpreter_cases', build)
 
 
 @pytest.mark.slow  # the interpreter: ~15 s even at these sizes (run this file when editing kernels)
 @pytest.mark.skipif(not triton_available(), reason='triton is not installed')
 @pytest.mark.timeout(300)
-def test_triton_kernels_match_reference_under_interpreter():
-    cases = _interpreter_cases('quick')
+def test_triton_kernels_match_reference_under_interpreter(interpreter_cases):
+    cases = interpreter_cases
     for name in ('module_fp32', 'tiles_fp32', 'partial_group_fp32'):
         assert cases[name] < 1e-5, (name, cases)
     # fp16 storage keeps 11 significant bits, bf16 8: relative errors of a few ulps of the output
@@ -352,8 +354,8 @@ def test_triton_kernels_match_reference_under_interpreter():
 @pytest.mark.slow
 @pytest.mark.skipif(not triton_available(), reason='triton is not installed')
 @pytest.mark.timeout(300)
-def test_triton_kernels_in_half_precision_over_several_tiles_under_interpreter():
-    cases = _interpreter_cases('half_tiles')
+def test_triton_kernels_in_half_precision_over_several_tiles_under_interpreter(interpreter_cases):
+    cases = interpreter_cases
     assert cases['tiles_torch.float16'] < 1e-2, cases
 
 
