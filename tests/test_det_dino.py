@@ -25,7 +25,7 @@ import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm.archs import resolve_arch
 
-from conftest import REPO_ROOT, dist_train, load_tool, sweep
+from conftest import REPO_ROOT, dist_train, free_port, load_tool, sweep
 from meta_build import norm_parameter_names, on_meta, optimizer_groups
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
@@ -522,10 +522,12 @@ def test_converted_release_layout_evaluates_with_tools_test(tmp_path, coco_mini)
 def test_fsdp_option_trains_on_two_cpu_processes(tmp_path, coco_mini):
     """The H FSDP config (at small size): tools/dist_train.sh picks mmengine's FlexibleRunner,
     FSDPStrategy shards the model over 2 gloo processes, FSDPOptimWrapper clips by the norm of
-    the whole gradient (the same value on both ranks), 2 iterations, a checkpoint per rank."""
+    the whole gradient (the same value on both ranks), 2 iterations, a checkpoint per rank.
+    One checkpoint, after the second iteration: each save formats the whole H config again."""
     config = write_small_config(tmp_path, coco_mini, base='dino_focalnet_h_fl4_5scale_12e_fsdp',
                                 extra="""
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2))
 strategy = dict(model_wrapper=dict(auto_wrap_policy=dict(min_num_params=50_000)))
 """)
     proc = dist_train([config, '2', '--work-dir', str(tmp_path / 'work')], timeout=600)
@@ -572,12 +574,22 @@ def test_fsdp_optim_wrapper_clips_by_the_whole_gradient(tmp_path):
     the whole gradient) on both ranks, and after clipping the whole gradient has max_norm."""
     script = tmp_path / 'clip_check.py'
     script.write_text(_CLIP_CHECK)
-    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='', PYTHONPATH=REPO_ROOT,
-               CLIP_OUT=str(tmp_path))
-    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-                           '--master_port', str(29700 + os.getpid() % 1000), str(script)],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    # the two ranks started as torchrun starts them (its environment variables), without its
+    # launcher process: what is tested is the wrapper, not the launcher (the FSDP run above
+    # goes through tools/dist_train.sh)
+    port, ranks = free_port(), []
+    for rank in range(2):
+        env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='', PYTHONPATH=REPO_ROOT,
+                   CLIP_OUT=str(tmp_path), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
+                   WORLD_SIZE='2', RANK=str(rank), LOCAL_RANK=str(rank))
+        ranks.append(subprocess.Popen([sys.executable, str(script)], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    try:
+        outputs = [proc.communicate(timeout=300)[0] for proc in ranks]
+    finally:
+        for proc in ranks:
+            proc.kill()
+    assert [proc.returncode for proc in ranks] == [0, 0], [out[-3000:] for out in outputs]
     written = ' '.join((tmp_path / f'rank{rank}.txt').read_text() for rank in (0, 1))
     rows = re.findall(r'RANK (\d) norm ([\d.]+) fsdp ([\d.]+) clipped ([\d.]+)', written)
     assert len(rows) == 2, written
