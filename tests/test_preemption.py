@@ -419,16 +419,58 @@ def start_ranks(config, work_dir, *args, stdout=subprocess.PIPE, stderr=subproce
     return ranks
 
 
+#: ``python -c FORKED_RANKS TOOL ARGS... RANK1_LOG``: TOOL run as __main__ by 2 ranks forked from
+#: one interpreter after it imported the stack (a fresh interpreter imports it for seconds); rank 1
+#: writes its output to RANK1_LOG, rank 0 waits for it and fails if it failed
+FORKED_RANKS = """
+import os, runpy, sys
+# what a run of the tiny classifier config imports, as it imports them
+import torch, mmengine.runner, focalnet_mm, focalnet_mm.runner_building  # noqa: F401
+import mmpretrain.datasets.transforms, mmpretrain.models  # noqa: F401
+import matplotlib.figure, matplotlib.backends.backend_agg  # noqa: F401
+tool, argv, rank1_log = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
+sys.stdout.flush(), sys.stderr.flush()
+child = os.fork()
+rank = 1 if child == 0 else 0
+os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))
+if rank == 1:
+    log = os.open(rank1_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log, 1), os.dup2(log, 2)
+sys.argv, code = [tool, *argv], 1
+try:
+    runpy.run_path(tool, run_name='__main__')
+    code = 0
+except SystemExit as stop:
+    code = stop.code
+finally:
+    if rank == 0:
+        status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        if status != 0:
+            print(f'rank 1 exited with {status}:', open(rank1_log).read()[-3000:], flush=True)
+            code = code or 1
+sys.exit(code)
+"""
+
+
 def run_ranks(config, work_dir, *args, timeout=240):
-    """Both ranks to the end; returns rank 0's output (its stdout and stderr together)."""
-    ranks = start_ranks(config, work_dir, *args, stderr=subprocess.STDOUT)
+    """Both ranks of tools/train.py to the end, forked from one interpreter (:data:`FORKED_RANKS`):
+    what these runs give is their checkpoints and rank 0's log, not how their processes start
+    (:func:`start_ranks` starts the runs whose processes are signalled). Returns rank 0's output
+    (its stdout and stderr together)."""
+    env = dict(train_tool_env(), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()),
+               WORLD_SIZE='2')
+    proc = subprocess.Popen(
+        [sys.executable, '-c', FORKED_RANKS, 'tools/train.py', config, '--work-dir', str(work_dir),
+         '--launcher', 'pytorch', *args, f'{work_dir}_rank1.log'], cwd=REPO_ROOT, env=env,
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        out = ranks[0].communicate(timeout=timeout)[0]
-        assert ranks[1].wait(timeout=60) == 0, ranks[1].communicate()[0][-3000:]
+        out = proc.communicate(timeout=timeout)[0]
     finally:
-        for proc in ranks:
-            proc.kill()
-    assert ranks[0].returncode == 0, out[-3000:]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # rank 1 too, if rank 0 did not wait for it
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 0, out[-3000:]
     return out
 
 
