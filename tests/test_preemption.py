@@ -619,18 +619,29 @@ def test_a_stop_on_one_rank_ends_both_with_its_line_whatever_the_workers(tiny_da
     assert 'Traceback' not in outputs[0] + outputs[1]
 
 
+#: rank 0; rank 1 is forked from it after the imports (a second interpreter would import them
+#: again), writes only its 'ready' line to rank 0's output, and ends once rank 0 has ended
 STUCK_RANK = """
-import sys, time
+import os, sys, time
 from types import SimpleNamespace
 import torch, torch.distributed as dist
 from focalnet_mm.engine import SafeCheckpointHook
+rank0 = os.getpid()
+rank = 1 if os.fork() == 0 else 0
+os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))
+if rank == 1:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 dist.init_process_group('gloo')
 if dist.get_rank() == 1:  # alive, but never in the collective (a rank hung elsewhere)
-    print('ready', flush=True)
-    time.sleep(300)
+    print('ready', os.getpid(), flush=True)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    deadline = time.monotonic() + 300
+    while os.getppid() == rank0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os._exit(0)
 hook = SafeCheckpointHook(interval=1, stuck_signal_s=2)
 hook._install_signal_handlers(SimpleNamespace(train_loop=SimpleNamespace(dataloader=[])))
-print('ready', flush=True)
+print('ready', os.getpid(), flush=True)
 dist.all_reduce(torch.ones(1))  # waits for rank 1 until the process group timeout
 """
 
@@ -641,25 +652,26 @@ def test_sigterm_ends_a_rank_stuck_in_a_collective():
     """Python runs a signal handler only between bytecodes, never inside a collective that waits
     for a rank that does not come: the stop flag would wait for the process group timeout. The
     rank ends itself with one line once the handler has not run for stuck_signal_s seconds."""
-    port, ranks = free_port(), []
-    for rank in range(2):
-        env = dict(train_tool_env(), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), WORLD_SIZE='2',
-                   RANK=str(rank), LOCAL_RANK=str(rank))
-        ranks.append(subprocess.Popen([sys.executable, '-c', STUCK_RANK], cwd=REPO_ROOT, env=env,
-                                      text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    env = dict(train_tool_env(), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()),
+               WORLD_SIZE='2')
+    rank0 = subprocess.Popen([sys.executable, '-c', STUCK_RANK], cwd=REPO_ROOT, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ready = {}
     try:
-        for proc in ranks:
-            assert proc.stdout.readline().strip() == 'ready', proc.communicate()[1][-2000:]
+        for _ in range(2):  # both ranks write to rank 0's stdout: 'ready PID', in either order
+            line = rank0.stdout.readline().split()
+            assert line[:1] == ['ready'], rank0.communicate()[1][-2000:]
+            ready[int(line[1])] = True
+        assert rank0.pid in ready and len(ready) == 2, ready
         time.sleep(1)  # rank 0 is in all_reduce
-        ranks[0].send_signal(signal.SIGTERM)
+        rank0.send_signal(signal.SIGTERM)
         sent = time.monotonic()
-        _, err = ranks[0].communicate(timeout=60)
+        _, err = rank0.communicate(timeout=60)
         seconds = time.monotonic() - sent
     finally:
-        for proc in ranks:
-            proc.kill()
-            proc.wait()
-    assert ranks[0].returncode == 1, err[-2000:]
+        rank0.kill()  # rank 1 ends by itself once rank 0 has ended
+        rank0.wait()
+    assert rank0.returncode == 1, err[-2000:]
     assert re.match(r'error: rank 0 of 2: SIGTERM received while the main thread has been blocked '
                     r'for 2 s in all_reduce \(distributed_c10d\.py\).*: stopped without saving\. '
                     r'Continue from the last complete checkpoint with --resume\.$', _last_line(err)), err
