@@ -71,14 +71,18 @@ def test_maskrcnn_onnx_gives_pytorch_boxes_masks_and_map(tmp_path, coco_mini, ma
         compared += len(pairs)
     assert compared >= 50
 
-    # tools/infer.py --onnx: the same painted image and JSON as with --weights
+    # tools/infer.py --onnx: the same painted image and JSON as with --weights. The JSON holds
+    # every detection whatever the threshold; the threshold (PyTorch's 5th best score on this
+    # image) paints about 5 of them, not the 100 of this barely trained model (painting is per mask)
     image = osp.join(coco_mini, 'images', sorted(p['file_name'] for p in json.load(
         open(osp.join(coco_mini, 'annotations.json')))['images'])[0])
+    first = [e for e, r in zip(expected, got) if osp.basename(r['img_path']) == osp.basename(image)]
+    threshold = sorted(first[0]['pred_instances']['scores'].tolist())[-5] - 1e-6
     preds = {}
     for name, flag in (('torch', ['--weights', checkpoint]), ('onnx', ['--onnx', onnx_file])):
         out_dir = str(tmp_path / f'infer_{name}')
         preds[name] = infer_tool.main([image, config, *flag, '--out-dir', out_dir, '--device', 'cpu',
-                                       '--pred-score-thr', '0'])[0]
+                                       '--pred-score-thr', str(threshold)])[0]
         assert osp.isfile(osp.join(out_dir, 'vis', osp.basename(image)))
     pairs = match_detections(*[[torch.tensor(p[k]) for k in ('bboxes', 'scores', 'labels')]
                                for p in (preds['torch'], preds['onnx'])])
