@@ -7,6 +7,9 @@ runner wraps every leaf data set when it is built from the config, after the too
 the dataloaders (e.g. ``--tta``). The config it dumps to the work dir shows the wrappers.
 ``skip_bad_samples = dict(max_share=..., max_count=...)`` sets the limits (the run stops beyond
 the larger of the two); ``skip_bad_samples = None`` leaves the data sets as they are.
+
+These runners also format the config's text once per content (:class:`_FormattedOnceConfig`),
+where mmengine formats it anew each time it is asked (docs/training.md).
 """
 import copy
 
@@ -21,10 +24,10 @@ class _FormattedOnceConfig(Config):
 
     mmengine's Runner asks for ``cfg.pretty_text`` when it starts (dump to the work dir, the log,
     the visualizer's copy, the runtime info) and in every checkpoint it saves, and each call formats
-    the whole config anew with yapf: about 0.5 s for a template with short paths, over 4 s when a
-    path such as ``data_root`` is long enough to break lines (yapf's search grows with them), paid
-    again at every epoch's checkpoint and every new best one. The text depends only on the
-    config's content, so it is kept while the content stays the same.
+    the whole config anew with yapf, whose search grows with the lines a long path such as
+    ``data_root`` breaks (seconds per call on a CPU, docs/training.md), paid again at every
+    epoch's checkpoint and every new best one. The text depends only on the config's content, so
+    it is kept while the content stays the same.
     """
 
     @property
