@@ -656,12 +656,12 @@ def test_sigterm_ends_a_rank_stuck_in_a_collective():
                WORLD_SIZE='2')
     rank0 = subprocess.Popen([sys.executable, '-c', STUCK_RANK], cwd=REPO_ROOT, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ready = {}
+    ready = set()
     try:
         for _ in range(2):  # both ranks write to rank 0's stdout: 'ready PID', in either order
             line = rank0.stdout.readline().split()
             assert line[:1] == ['ready'], rank0.communicate()[1][-2000:]
-            ready[int(line[1])] = True
+            ready.add(int(line[1]))
         assert rank0.pid in ready and len(ready) == 2, ready
         time.sleep(1)  # rank 0 is in all_reduce
         rank0.send_signal(signal.SIGTERM)
