@@ -343,20 +343,18 @@ def interpreter_cases(tmp_path_factory):
 @pytest.mark.skipif(not triton_available(), reason='triton is not installed')
 @pytest.mark.timeout(300)
 def test_triton_kernels_match_reference_under_interpreter(interpreter_cases):
-    cases = interpreter_cases
     for name in ('module_fp32', 'tiles_fp32', 'partial_group_fp32'):
-        assert cases[name] < 1e-5, (name, cases)
+        assert interpreter_cases[name] < 1e-5, (name, interpreter_cases)
     # fp16 storage keeps 11 significant bits, bf16 8: relative errors of a few ulps of the output
-    assert cases['small_torch.float16'] < 1e-2, cases
-    assert cases['small_torch.bfloat16'] < 5e-2, cases
+    assert interpreter_cases['small_torch.float16'] < 1e-2, interpreter_cases
+    assert interpreter_cases['small_torch.bfloat16'] < 5e-2, interpreter_cases
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not triton_available(), reason='triton is not installed')
 @pytest.mark.timeout(300)
 def test_triton_kernels_in_half_precision_over_several_tiles_under_interpreter(interpreter_cases):
-    cases = interpreter_cases
-    assert cases['tiles_torch.float16'] < 1e-2, cases
+    assert interpreter_cases['tiles_torch.float16'] < 1e-2, interpreter_cases
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
