@@ -2,6 +2,7 @@
 sample data in ../shared/data (skipped when absent)."""
 import contextlib
 import functools
+import gc
 import http.server
 import json
 import os
@@ -24,6 +25,23 @@ SHARED_DATA = os.environ.get('FOCALNET_SHARED_DATA', osp.join(REPO_ROOT, '..', '
 # torch is imported by the tests, not here: pytest-xdist's controller process runs no test and
 # loads this file first, before it starts the workers (torch's import is ~4 s of that wait).
 os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session):
+    """Collection imports torch and the OpenMMLab stack (~600k objects that live as long as the
+    process): no garbage collection while it imports, then those objects are frozen out of every
+    later full collection, which would rescan them each time (0.2-0.5 s each). Fewer, larger
+    young collections after that: the tests allocate many short-lived containers. Together ~8 CPU s
+    of each worker's quick loop (docs/benchmarks.md); the objects the tests make are collected as
+    before."""
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        gc.freeze()
+        gc.set_threshold(7000, 20, 20)
+        gc.enable()
 
 
 @pytest.fixture(autouse=True, scope='session')
