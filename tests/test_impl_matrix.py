@@ -214,17 +214,18 @@ _TRITON_MATRIX = textwrap.dedent('''
     def part_compile(results):
         # torch.compile(fullgraph=True): the custom op is one opaque node, no graph break, with
         # and without checkpointing (active in training only: the mode compiled here, forward
-        # and backward); the second size recompiles with dynamic shapes (the op's fake kernel).
+        # and backward). With checkpointing, the pair the GPU found, a second size recompiles
+        # with dynamic shapes (the op's fake kernel, the same without checkpointing).
         # Stage maps 3x4 then 4x3 (2x2 in stage 1): a block, the downsample and a second stage,
         # as at any size. Picks logged by a part before are forgotten: the trace meets a
         # process's first log call, where logging breaks the graph
         focal_context._logged.clear()
-        for with_cp in (False, True):
+        for with_cp, sizes in ((False, ((12, 16), )), (True, ((12, 16), (16, 12)))):
             model = FocalNet('tiny_lrf', impl='triton', with_cp=with_cp, **small)
             model.load_state_dict(ref.state_dict())
             torch._dynamo.reset()
             compiled = torch.compile(model, fullgraph=True, backend='aot_eager')
-            for size in ((12, 16), (16, 12)):
+            for size in sizes:
                 xs = torch.randn(1, 3, *size)
                 with torch.no_grad():
                     proj = [torch.randn_like(o) for o in ref.eval()(xs)]
@@ -289,6 +290,6 @@ def test_triton_with_and_without_checkpointing_matches_reference(triton_matrix):
 @pytest.mark.timeout(1800)
 def test_triton_compiles_fullgraph_with_and_without_checkpointing_and_matches_reference(triton_matrix):
     results = _part(triton_matrix, 'compile')
-    assert len(results) == 4, results
+    assert len(results) == 3, results
     for name, worst in results.items():
         assert worst < 1e-5, (name, results)
