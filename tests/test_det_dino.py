@@ -25,7 +25,7 @@ import focalnet_mm  # noqa: F401
 from focalnet_mm import FocalNet
 from focalnet_mm.archs import resolve_arch
 
-from conftest import REPO_ROOT, dist_train, free_port, load_tool, sweep
+from conftest import REPO_ROOT, dist_train, free_port, load_tool, parsed_config, sweep
 from meta_build import norm_parameter_names, on_meta, optimizer_groups
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'det')
@@ -43,7 +43,8 @@ def mmdet_scope():
 
 
 def config(name):
-    return Config.fromfile(osp.join(DET_DIR, f'{name}.py'))
+    """Read only (conftest.parsed_config)."""
+    return parsed_config(osp.join(DET_DIR, f'{name}.py'))
 
 
 # ------------------------------------------------------------------------------ the recipes

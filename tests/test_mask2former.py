@@ -22,7 +22,7 @@ from PIL import Image
 
 import focalnet_mm  # noqa: F401
 
-from conftest import REPO_ROOT, load_tool
+from conftest import REPO_ROOT, load_tool, parsed_config
 from meta_build import norm_parameter_names, on_meta, optimizer_groups
 
 CONFIGS = {
@@ -42,7 +42,8 @@ SMALL_BACKBONE = dict(embed_dim=32, depths=(1, 1, 2, 1))  # every flag of large_
 
 
 def load(task):
-    return Config.fromfile(osp.join(REPO_ROOT, CONFIGS[task][0]))
+    """Read only (conftest.parsed_config)."""
+    return parsed_config(osp.join(REPO_ROOT, CONFIGS[task][0]))
 
 
 def library_config(name):

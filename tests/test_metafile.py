@@ -7,11 +7,10 @@ import os.path as osp
 
 import pytest
 import yaml
-from mmengine.config import Config
 
 from focalnet_mm.weights.sources import WEIGHT_SOURCES
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, parsed_config
 
 
 @pytest.fixture(scope='module')
@@ -42,7 +41,7 @@ def test_segmentation_entries(index):
     seg = {path: entry for path, entry in entries(index, 'seg').items() if '/upernet_' in path}
     assert sorted(seg) == [p for p in config_files('seg') if '/upernet_' in p]
     for path, entry in seg.items():
-        cfg = Config.fromfile(osp.join(REPO_ROOT, path))
+        cfg = parsed_config(osp.join(REPO_ROOT, path))
         assert entry['Metadata']['Iterations'] == cfg.train_cfg.max_iters == 160000
         kind = 'lrf' if '_lrf_' in path else 'srf'
         assert 'Weights' not in entry  # not obtainable (microsoft/FocalNet#51)
@@ -57,7 +56,7 @@ def test_classification_entries(index):
                 if not p.endswith(('finetune.py', 'cifar10_32x32.py', 'tinyimagenet_64x64.py'))]
     assert sorted(cls) == released and len(released) == 15
     for path, entry in cls.items():
-        cfg = Config.fromfile(osp.join(REPO_ROOT, path))
+        cfg = parsed_config(osp.join(REPO_ROOT, path))
         assert entry['Metadata']['Classes'] == cfg.model.head.num_classes
         # Weights: a file that can be downloaded today, one of the sources of the short name the
         # config names; the official file where the release has it; absent where none exists

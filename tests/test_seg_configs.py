@@ -15,14 +15,13 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS, DefaultScope
 
 import focalnet_mm  # noqa: F401  (registers FocalNet)
 from focalnet_mm.checks.data_paths import LAYOUT_HINTS, DatasetNotFoundError, check_datasets
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, parsed_config
 from meta_build import on_meta
 
 SEG_DIR = osp.join(REPO_ROOT, 'configs', 'seg')
@@ -52,13 +51,14 @@ def mmseg_scope():
 
 
 def load(name):
-    return Config.fromfile(osp.join(SEG_DIR, f'{name}.py'))
+    """Read only (conftest.parsed_config): a test that changes it changes a copy."""
+    return parsed_config(osp.join(SEG_DIR, f'{name}.py'))
 
 
 def build(name):
     """(config, model) with real weights, ImageNet init_cfg dropped."""
     from mmseg.registry import MODELS
-    cfg = load(name)
+    cfg = copy.deepcopy(load(name))
     cfg.model.backbone.init_cfg = None
     return cfg, MODELS.build(copy.deepcopy(cfg.model))
 
