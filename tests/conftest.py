@@ -33,7 +33,7 @@ def pytest_collection(session):
     process): no garbage collection while it imports, then those objects are frozen out of every
     later full collection, which would rescan them each time (0.2-0.5 s each). Fewer, larger
     young collections after that: the tests allocate many short-lived containers. Together ~8 CPU s
-    of each worker's quick loop (docs/benchmarks.md); the objects the tests make are collected as
+    of each worker's quick loop (tests/README.md, Times); the objects the tests make are collected as
     before."""
     gc.disable()
     try:

@@ -214,8 +214,9 @@ _TRITON_MATRIX = textwrap.dedent('''
     def part_compile(results):
         # torch.compile(fullgraph=True): the custom op is one opaque node, no graph break, with
         # and without checkpointing (active in training only: the mode compiled here, forward
-        # and backward). With checkpointing, the pair the GPU found, a second size recompiles
-        # with dynamic shapes (the op's fake kernel, the same without checkpointing).
+        # and backward). With checkpointing (triton x with_cp is where a GPU run found a bug), a
+        # second size recompiles with dynamic shapes (the op's fake kernel, which checkpointing
+        # leaves as it is).
         # Stage maps 3x4 then 4x3 (2x2 in stage 1): a block, the downsample and a second stage,
         # as at any size. Picks logged by a part before are forgotten: the trace meets a
         # process's first log call, where logging breaks the graph
