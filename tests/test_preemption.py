@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -646,22 +647,49 @@ dist.all_reduce(torch.ones(1))  # waits for rank 1 until the process group timeo
 """
 
 
+def start_stuck_ranks(ready_within=60):
+    """Rank 0 of :data:`STUCK_RANK` (its own session) and the PIDs of both ranks once both said
+    'ready'. Other lines on stdout are kept for the failure message; ranks that are not ready
+    within ``ready_within`` s are killed, so a failure reads their stderr instead of hanging. A
+    second try on a new port if another process took it meanwhile (as ``conftest.dist_train``)."""
+    for attempt in range(2):
+        env = dict(train_tool_env(), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()),
+                   WORLD_SIZE='2')
+        rank0 = subprocess.Popen([sys.executable, '-c', STUCK_RANK], cwd=REPO_ROOT, env=env,
+                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
+        watchdog = threading.Timer(ready_within, os.killpg, (rank0.pid, signal.SIGKILL))
+        watchdog.start()
+        ready, other = set(), []
+        try:
+            for line in rank0.stdout:  # both ranks write 'ready PID' to it, in either order
+                words = line.split()
+                if words[:1] != ['ready']:
+                    other.append(line)
+                    continue
+                ready.add(int(words[1]))
+                if len(ready) == 2:
+                    return rank0, ready
+        finally:
+            watchdog.cancel()
+        try:
+            os.killpg(rank0.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        err = rank0.communicate()[1]
+        if attempt or 'address already in use' not in err.lower():
+            pytest.fail(f'ranks not ready (ready: {sorted(ready)}); other output: {other[-5:]}; '
+                        f'stderr: {err[-2000:]}')
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(200)
 def test_sigterm_ends_a_rank_stuck_in_a_collective():
     """Python runs a signal handler only between bytecodes, never inside a collective that waits
     for a rank that does not come: the stop flag would wait for the process group timeout. The
     rank ends itself with one line once the handler has not run for stuck_signal_s seconds."""
-    env = dict(train_tool_env(), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()),
-               WORLD_SIZE='2')
-    rank0 = subprocess.Popen([sys.executable, '-c', STUCK_RANK], cwd=REPO_ROOT, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ready = set()
+    rank0, ready = start_stuck_ranks()
     try:
-        for _ in range(2):  # both ranks write to rank 0's stdout: 'ready PID', in either order
-            line = rank0.stdout.readline().split()
-            assert line[:1] == ['ready'], rank0.communicate()[1][-2000:]
-            ready.add(int(line[1]))
         assert rank0.pid in ready and len(ready) == 2, ready
         time.sleep(1)  # rank 0 is in all_reduce
         rank0.send_signal(signal.SIGTERM)
