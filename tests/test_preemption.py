@@ -383,10 +383,7 @@ def test_sigterm_mid_epoch_saves_that_iteration_exits_0_and_resumes_to_the_same_
             assert time.monotonic() < deadline, 'DataLoader workers outlived the stopped run'
             time.sleep(0.1)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_session(proc)
     log = ''.join(lines)
     stop = re.search(r'SIGTERM received: stopped after epoch 2, iteration (\d)/8 and saved '
                      r'(\S+iter_(\d+)\.pth)\. '
@@ -405,6 +402,15 @@ def test_sigterm_mid_epoch_saves_that_iteration_exits_0_and_resumes_to_the_same_
     assert_same_weights(runner.model.state_dict(), reference['weights'])
     assert not osp.exists(saved)  # superseded by epoch_2.pth, then removed
     assert (work_dir / 'epoch_3.pth').is_file()
+
+
+def kill_session(proc):
+    """SIGKILL to every process of ``proc``'s session (started with ``start_new_session=True``),
+    if any is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def start_ranks(config, work_dir, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
@@ -467,10 +473,7 @@ def run_ranks(config, work_dir, *args, timeout=240):
     try:
         out = proc.communicate(timeout=timeout)[0]
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # rank 1 too, if rank 0 did not wait for it
-        except ProcessLookupError:
-            pass
+        kill_session(proc)  # rank 1 too, if rank 0 did not wait for it
     assert proc.returncode == 0, out[-3000:]
     return out
 
@@ -658,7 +661,7 @@ def start_stuck_ranks(ready_within=60):
         rank0 = subprocess.Popen([sys.executable, '-c', STUCK_RANK], cwd=REPO_ROOT, env=env,
                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  start_new_session=True)
-        watchdog = threading.Timer(ready_within, os.killpg, (rank0.pid, signal.SIGKILL))
+        watchdog = threading.Timer(ready_within, kill_session, (rank0, ))
         watchdog.start()
         ready, other = set(), []
         try:
@@ -672,10 +675,7 @@ def start_stuck_ranks(ready_within=60):
                     return rank0, ready
         finally:
             watchdog.cancel()
-        try:
-            os.killpg(rank0.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_session(rank0)
         err = rank0.communicate()[1]
         if attempt or 'address already in use' not in err.lower():
             pytest.fail(f'ranks not ready (ready: {sorted(ready)}); other output: {other[-5:]}; '
